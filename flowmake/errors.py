@@ -1,0 +1,97 @@
+"""The one exception hierarchy and the process exit codes.
+
+Every mistake a user can make is a `FlowError`: it carries where it happened
+(file, line, column) and a hint, and the CLI renders it once, in one place,
+as `FILE:LINE:COL: error: MESSAGE` plus `hint: ...`, then exits with the
+error's `exit_code`. Anything that is not a `FlowError` is a bug (exit 70).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+EXIT_OK = 0
+EXIT_TASK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_INTERNAL = 70
+EXIT_SIGHUP = 129
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+@dataclass(frozen=True)
+class Location:
+    file: Optional[Path] = None
+    line: Optional[int] = None
+    col: Optional[int] = None
+
+    def __str__(self) -> str:
+        parts = [str(self.file)] if self.file is not None else []
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.col is not None:
+                parts.append(str(self.col))
+        return ":".join(parts)
+
+
+class FlowError(Exception):
+    """A user-facing error: bad Flowfile, bad arguments, unknown target."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Optional[Path] = None,
+        line: Optional[int] = None,
+        col: Optional[int] = None,
+        hint: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = Location(file, line, col)
+        self.hint = hint
+
+    def render(self) -> str:
+        where = str(self.location)
+        text = f"{where}: error: {self.message}" if where else f"error: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class FlowfileError(FlowError):
+    """The Flowfile is invalid (syntax, schema, placeholders, graph)."""
+
+
+class FlowfileErrors(FlowError):
+    """Several problems found in one pass (what `flowmake check` prints)."""
+
+    def __init__(self, errors: Sequence[FlowError]) -> None:
+        assert errors, "FlowfileErrors needs at least one error"
+        self.errors = list(errors)
+        super().__init__(self.errors[0].message)
+
+    def render(self) -> str:
+        return "\n".join(e.render() for e in self.errors)
+
+
+class UsageError(FlowError):
+    """Bad command-line use: unknown target, bad option value."""
+
+
+class LockHeldError(FlowError):
+    """Another flowmake run holds this project's lock."""
+
+    exit_code = EXIT_LOCKED
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> Optional[str]:
+    """A 'did you mean X?' hint for the closest choice, or None."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{matches[0]}'?" if matches else None

@@ -1,0 +1,222 @@
+"""What happens during a run, as data.
+
+The build loop emits these; reporters (tree, plain, JSON lines) consume them
+and nothing else. Each event turns into its stable JSON shape with
+`to_json()`; that shape is documented in docs/json.md and must only grow.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Mapping, Optional, Tuple, Union
+
+from .model import Reason
+
+
+class TaskStatus(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    FRESH = "fresh"
+    SKIPPED = "skipped"
+
+
+class RunResult(str, enum.Enum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+def iso_time(ts: float) -> str:
+    """UTC ISO-8601 with milliseconds: sortable and unambiguous in logs."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """A selected task as the run starts: its preview state and reasons."""
+
+    name: str
+    group: str
+    will_run: bool  # stale now; False when fresh or waiting on a stale upstream
+    blocked_by: Tuple[str, ...] = ()  # stale upstream tasks that decide it later
+    reasons: Tuple[Reason, ...] = ()
+    deps: Tuple[str, ...] = ()  # direct dependencies among the selected tasks
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    time: float
+    flow_name: str
+    targets: Tuple[str, ...]
+    tasks: Tuple[PlannedTask, ...]
+    jobs: int
+    dry_run: bool = False
+
+    kind = "run_started"
+
+    def to_json(self) -> dict:
+        return {
+            "event": self.kind,
+            "run_id": self.run_id,
+            "time": iso_time(self.time),
+            "flow": self.flow_name,
+            "targets": list(self.targets),
+            "task_count": len(self.tasks),
+            "jobs": self.jobs,
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    run_id: str
+    time: float
+    task: str
+    reasons: Tuple[Reason, ...]
+    command: Optional[str]  # secrets masked
+    attempt: int = 1
+
+    kind = "task_started"
+
+    def to_json(self) -> dict:
+        return {
+            "event": self.kind,
+            "run_id": self.run_id,
+            "time": iso_time(self.time),
+            "task": self.task,
+            "reasons": [r.to_json() for r in self.reasons],
+            "command": self.command,
+            "attempt": self.attempt,
+        }
+
+
+@dataclass(frozen=True)
+class TaskWaiting:
+    """A sensor task is waiting for files to arrive (`wait_for`)."""
+
+    run_id: str
+    time: float
+    task: str
+    paths: Tuple[str, ...]  # still missing or not yet stable
+
+    kind = "task_waiting"
+
+    def to_json(self) -> dict:
+        return {
+            "event": self.kind,
+            "run_id": self.run_id,
+            "time": iso_time(self.time),
+            "task": self.task,
+            "paths": list(self.paths),
+        }
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    """The latest line a running task printed (throttled; for the live view)."""
+
+    run_id: str
+    time: float
+    task: str
+    line: str
+
+    kind = "task_output"
+
+    def to_json(self) -> dict:
+        return {
+            "event": self.kind,
+            "run_id": self.run_id,
+            "time": iso_time(self.time),
+            "task": self.task,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    run_id: str
+    time: float
+    task: str
+    status: TaskStatus
+    duration: float = 0.0
+    exit_code: Optional[int] = None
+    message: Optional[str] = None  # why it failed or was skipped, in words
+    log: Optional[str] = None  # project-relative path of the captured log
+    tail: Tuple[str, ...] = ()  # last lines of the log, for failures
+    attempt: int = 1
+    will_retry: bool = False
+
+    kind = "task_finished"
+
+    def to_json(self) -> dict:
+        out: dict = {
+            "event": self.kind,
+            "run_id": self.run_id,
+            "time": iso_time(self.time),
+            "task": self.task,
+            "status": self.status.value,
+            "duration": round(self.duration, 3),
+            "exit_code": self.exit_code,
+        }
+        if self.message is not None:
+            out["message"] = self.message
+        if self.log is not None:
+            out["log"] = self.log
+        if self.tail:
+            out["tail"] = list(self.tail)
+        if self.attempt != 1 or self.will_retry:
+            out["attempt"] = self.attempt
+            out["will_retry"] = self.will_retry
+        return out
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A warning or note for the user (goes to stderr in text modes)."""
+
+    run_id: str
+    time: float
+    message: str
+    level: str = "warning"
+
+    kind = "notice"
+
+    def to_json(self) -> dict:
+        return {
+            "event": self.kind,
+            "run_id": self.run_id,
+            "time": iso_time(self.time),
+            "level": self.level,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str
+    time: float
+    result: RunResult
+    counts: Mapping[str, int] = field(default_factory=dict)  # TaskStatus value -> count
+    duration: float = 0.0
+    failed: Tuple[str, ...] = ()
+    dry_run: bool = False
+
+    kind = "run_finished"
+
+    def to_json(self) -> dict:
+        return {
+            "event": self.kind,
+            "run_id": self.run_id,
+            "time": iso_time(self.time),
+            "result": self.result.value,
+            "counts": dict(self.counts),
+            "duration": round(self.duration, 3),
+            "failed": list(self.failed),
+            "dry_run": self.dry_run,
+        }
+
+
+Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskOutput, TaskFinished, Notice, RunFinished]

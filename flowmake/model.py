@@ -1,0 +1,150 @@
+"""Plain data: the validated Flowfile, rebuild reasons and recorded traces.
+
+Everything here is frozen and does no I/O, so that every other module can
+share these values freely (between threads too) and tests can build them by
+hand. The loader (`flowfile.py`) is the only producer of `Flowfile` and
+`TaskSpec`; the state store is the only producer of `Trace`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Tuple
+
+DEFAULT_SHELL: Tuple[str, ...] = ("sh", "-c")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One runnable task after expansion (a matrix variant is its own spec).
+
+    Paths are project-relative POSIX strings; a directory output ends in '/'.
+    `inputs` and `outputs` keep declaration order (globs expanded and sorted
+    in place); the groups map a group name to its part of them.
+    """
+
+    name: str  # "extract" or, for a matrix variant, "extract:S01:EU"
+    group: str  # the task's table name, "extract"; equal to name without matrix
+    command: Optional[str]  # `run` with every placeholder expanded; None for a pure group
+    shell: Tuple[str, ...] = DEFAULT_SHELL
+    inputs: Tuple[str, ...] = ()
+    input_groups: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    outputs: Tuple[str, ...] = ()
+    output_groups: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    after: Tuple[str, ...] = ()  # task names (variants already expanded)
+    help: str = ""
+    env: Tuple[Tuple[str, str], ...] = ()  # flow [env] merged with the task's, sorted
+    env_inputs: Tuple[str, ...] = ()
+    always: bool = False
+    matrix: Tuple[Tuple[str, str], ...] = ()  # (key, value) of this variant
+    wait_for: Tuple[str, ...] = ()
+    wait_timeout: float = 3600.0  # seconds
+    wait_poll: float = 5.0
+    retries: int = 0
+    retry_delay: float = 0.0
+    timeout: Optional[float] = None
+    secrets: Tuple[str, ...] = ()
+    line: Optional[int] = None  # line of the [tasks.NAME] header in the Flowfile
+
+    @property
+    def file_outputs(self) -> Tuple[str, ...]:
+        return tuple(o for o in self.outputs if not o.endswith("/"))
+
+    @property
+    def dir_outputs(self) -> Tuple[str, ...]:
+        return tuple(o for o in self.outputs if o.endswith("/"))
+
+
+@dataclass(frozen=True)
+class Hooks:
+    on_failure: Optional[str] = None
+    on_success: Optional[str] = None
+    webhook: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Flowfile:
+    path: Path  # absolute path of Flowfile.toml
+    root: Path  # absolute project root (the directory holding it)
+    name: str
+    default: Optional[Tuple[str, ...]]  # None: every task
+    jobs: Optional[int]
+    tasks: Mapping[str, TaskSpec]  # in declaration order, variants in matrix order
+    hooks: Hooks = Hooks()
+    source_hash: str = ""  # content hash of the Flowfile's bytes
+
+    def groups(self) -> Mapping[str, Tuple[str, ...]]:
+        """Task table name -> the names of its variants (itself when no matrix)."""
+        out: dict = {}
+        for spec in self.tasks.values():
+            out.setdefault(spec.group, []).append(spec.name)
+        return {k: tuple(v) for k, v in out.items()}
+
+
+class ReasonKind(str, enum.Enum):
+    """Why a task runs. The value is the stable text used in JSON and logs."""
+
+    FORCED = "forced"
+    ALWAYS = "always"
+    NO_FILES = "no inputs or outputs"
+    NEVER_RUN = "never run"
+    COMMAND_CHANGED = "command changed"
+    ENV_CHANGED = "env changed"
+    INPUT_CHANGED = "input changed"
+    INPUTS_ADDED_REMOVED = "inputs added/removed"
+    OUTPUT_MISSING = "output missing"
+    OUTPUT_MODIFIED = "output modified"
+    # Only in previews (dry run, status): an upstream task will run first, so
+    # whether this one runs is decided when its inputs exist (early cutoff).
+    UPSTREAM_STALE = "upstream stale"
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: ReasonKind
+    path: Optional[str] = None  # a file path, an env var name or an upstream task
+    old: Optional[str] = None
+    new: Optional[str] = None
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.path}" if self.path else self.kind.value
+
+    def to_json(self) -> dict:
+        out: dict = {"kind": self.kind.value}
+        if self.path is not None:
+            out["path"] = self.path
+        if self.old is not None:
+            out["old"] = self.old
+        if self.new is not None:
+            out["new"] = self.new
+        return out
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What is true now for one task: the parts of its fingerprint and its outputs.
+
+    `inputs` maps each input path to its content hash (None when missing);
+    `outputs` maps each declared output to its hash (None when missing);
+    `env` maps each env name (flow/task env and env_inputs) to a hash of its value.
+    """
+
+    command_hash: str
+    env: Mapping[str, str]
+    inputs: Mapping[str, Optional[str]]
+    outputs: Mapping[str, Optional[str]]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What the last successful run of a task recorded (the verifying trace)."""
+
+    task: str
+    fingerprint: str
+    command_hash: str
+    env: Mapping[str, str]
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+    run_id: str
