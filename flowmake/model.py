@@ -148,3 +148,35 @@ class Trace:
     inputs: Mapping[str, str]
     outputs: Mapping[str, str]
     run_id: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str  # sortable: UTC time to the millisecond, then random
+    started: float
+    user: str
+    host: str
+    version: str
+    flowfile_hash: str
+    argv: Tuple[str, ...]
+    targets: Tuple[str, ...]
+    finished: Optional[float] = None
+    result: Optional[str] = None  # RunResult value; None while running or after a crash
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    run_id: str
+    task: str
+    attempt: int
+    status: str  # "ok", "failed", "interrupted"
+    reasons: Tuple[Reason, ...]
+    command: Optional[str]  # secrets masked
+    started: float
+    finished: float
+    exit_code: Optional[int]
+    inputs: Mapping[str, Optional[str]]
+    outputs: Mapping[str, Optional[str]]
+    log: Optional[str]  # project-relative
+    log_hash: Optional[str]
+    message: Optional[str] = None  # e.g. "did not produce build/x.csv"

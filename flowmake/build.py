@@ -1,0 +1,510 @@
+"""The loop: schedule + runner + rebuilder + state, reporting through events.
+
+One coordinator (the calling thread) owns the schedule, the state and the
+hasher; worker threads only wait on processes and post to a queue. Each task
+is decided twice: once in the preview (what the run will do, shown up front
+and by `--dry-run` / `status`), and again just before it starts, when its
+upstream outputs exist, which is what gives early cutoff.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import queue
+import secrets as random_tokens
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
+
+from . import __version__
+from .errors import EXIT_OK, EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED
+from .events import (
+    Event,
+    Notice,
+    PlannedTask,
+    RunFinished,
+    RunResult,
+    RunStarted,
+    TaskFinished,
+    TaskStarted,
+    TaskOutput,
+    TaskStatus,
+)
+from .graph import Graph
+from .hashing import FileHasher
+from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
+from .plan import command_hash, decide, env_hashes, fingerprint
+from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
+from .schedule import Schedule
+from .state import State, state_dir
+
+GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
+_EXIT_FOR_SIGNAL = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
+
+Emit = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    roots: Tuple[str, ...]  # resolved task names
+    jobs: int = 1
+    keep_going: bool = False
+    dry_run: bool = False
+    always_make: bool = False
+    forced: FrozenSet[str] = frozenset()
+    argv: Tuple[str, ...] = ()
+
+
+def new_run_id(now: Optional[float] = None) -> str:
+    """Sortable id: UTC time to the millisecond, then 4 random hex digits."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}{int(now * 1000) % 1000:03d}Z-{random_tokens.token_hex(2)}"
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# -- observing and previewing --------------------------------------------------
+
+
+def observe(spec: TaskSpec, hasher: FileHasher, environ: Mapping[str, str]) -> Observation:
+    return Observation(
+        command_hash=command_hash(spec),
+        env=env_hashes(spec, environ),
+        inputs={p: hasher.hash(p) for p in spec.inputs},
+        outputs={p: hasher.hash(p) for p in spec.outputs},
+    )
+
+
+def task_reasons(
+    spec: TaskSpec, trace: Optional[Trace], obs: Observation, *, forced: bool
+) -> Tuple[Reason, ...]:
+    if spec.command is None:
+        # A pure group (`after` only) has nothing to run: it is as fresh as its deps.
+        return (Reason(ReasonKind.FORCED),) if forced else ()
+    return decide(spec, trace, obs, forced=forced)
+
+
+@dataclass
+class Preview:
+    planned: List[PlannedTask]
+    observations: Dict[str, Observation] = field(default_factory=dict)
+
+    def by_name(self) -> Dict[str, PlannedTask]:
+        return {p.name: p for p in self.planned}
+
+
+def preview(
+    flowfile: Flowfile,
+    graph: Graph,
+    selection: Sequence[str],
+    *,
+    traces: Mapping[str, Trace],
+    hasher: FileHasher,
+    forced: Callable[[str], bool],
+    environ: Mapping[str, str],
+    check_interrupt: Callable[[], None] = lambda: None,
+) -> Preview:
+    """Decide every selected task as things stand, in topological order.
+
+    A task below a stale one is `blocked`: its inputs will be rewritten first,
+    so it is decided only when it is about to start.
+    """
+    selected = set(selection)
+    result = Preview([])
+    unsettled: Set[str] = set()  # stale or blocked
+    for name in selection:
+        check_interrupt()
+        spec = flowfile.tasks[name]
+        deps = tuple(d for d in graph.deps[name] if d in selected)
+        blocked_by = tuple(d for d in deps if d in unsettled)
+        if blocked_by and not forced(name):
+            unsettled.add(name)
+            result.planned.append(
+                PlannedTask(name, spec.group, False, blocked_by, (Reason(ReasonKind.UPSTREAM_STALE, blocked_by[0]),), deps)
+            )
+            continue
+        obs = observe(spec, hasher, environ)
+        result.observations[name] = obs
+        reasons = task_reasons(spec, traces.get(name), obs, forced=forced(name))
+        if reasons:
+            unsettled.add(name)
+        result.planned.append(PlannedTask(name, spec.group, bool(reasons), blocked_by, reasons, deps))
+    return result
+
+
+# -- the run -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Signal:
+    signum: int
+
+
+@dataclass
+class _Active:
+    spec: TaskSpec
+    proc: RunningProcess
+    reasons: Tuple[Reason, ...]
+    obs: Observation
+    attempt: int
+    log_rel: str
+    command: Optional[str]
+
+
+class Build:
+    def __init__(
+        self,
+        flowfile: Flowfile,
+        graph: Graph,
+        state: State,
+        options: BuildOptions,
+        *,
+        emit: Emit,
+        environ: Optional[Mapping[str, str]] = None,
+        selection: Sequence[str],
+    ) -> None:
+        self.flowfile = flowfile
+        self.graph = graph
+        self.state = state
+        self.options = options
+        self.emit = emit
+        self.environ = dict(os.environ if environ is None else environ)
+        self.selection = tuple(selection)
+        self.run_id = new_run_id()
+        self.root = flowfile.root
+        self._queue: "queue.Queue[object]" = queue.Queue()
+        self._signal: Optional[int] = None
+        self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus}
+        self.failed: List[str] = []
+        self._attempts: Dict[str, int] = {}  # task -> number of its next attempt
+
+    # signal handling: the handler only records and wakes the coordinator
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self._signal is not None and signum == signal.SIGINT:
+            self._queue.put(_Signal(-1))  # second Ctrl-C: kill now
+            return
+        if self._signal is None:
+            self._signal = signum
+        self._queue.put(_Signal(signum))
+
+    def _check_interrupt(self) -> None:
+        if self._signal is not None:
+            raise Interrupted(self._signal)
+
+    def run(self) -> int:
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.getsignal(s) for s in handled}
+        for s in handled:
+            signal.signal(s, self._on_signal)
+        try:
+            return self._run()
+        except Interrupted as exc:
+            # Interrupted before any task started: nothing to kill, nothing recorded as done.
+            self._finish_run(RunResult.INTERRUPTED, time.time(), started_monotonic=None)
+            return _EXIT_FOR_SIGNAL.get(exc.signum, EXIT_SIGINT)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _run(self) -> int:
+        t0 = time.monotonic()
+        self.started = time.time()
+        self._reap_orphans()
+        traces = self.state.traces()
+        self.hasher = FileHasher(self.root, self.state.stat_cache())
+        opts = self.options
+        forced = (lambda name: True) if opts.always_make else (lambda name: name in opts.forced)
+        self._forced = forced
+        self._traces = traces
+        pv = preview(
+            self.flowfile, self.graph, self.selection, traces=traces, hasher=self.hasher, forced=forced,
+            environ=self.environ, check_interrupt=self._check_interrupt,
+        )
+        self.emit(
+            RunStarted(self.run_id, time.time(), self.flowfile.name, opts.roots, tuple(pv.planned), opts.jobs,
+                       dry_run=opts.dry_run)
+        )
+        if opts.dry_run:
+            self.state.save_stat_entries(self.hasher.take_unsaved())
+            self.emit(RunFinished(self.run_id, time.time(), RunResult.SUCCESS, self._preview_counts(pv),
+                                  time.monotonic() - t0, dry_run=True))
+            return EXIT_OK
+        self.state.begin_run(
+            RunRecord(self.run_id, self.started, _user(), socket.gethostname(), __version__,
+                      self.flowfile.source_hash, opts.argv, opts.roots)
+        )
+        self._loop(pv)
+        result = RunResult.SUCCESS
+        if self._signal is not None:
+            result = RunResult.INTERRUPTED
+        elif self.failed:
+            result = RunResult.FAILED
+        self._finish_run(result, time.time(), started_monotonic=t0)
+        if result is RunResult.INTERRUPTED:
+            return _EXIT_FOR_SIGNAL.get(self._signal or signal.SIGINT, EXIT_SIGINT)
+        return EXIT_TASK_FAILED if result is RunResult.FAILED else EXIT_OK
+
+    def _preview_counts(self, pv: Preview) -> Dict[str, int]:
+        stale = sum(1 for p in pv.planned if p.will_run)
+        blocked = sum(1 for p in pv.planned if not p.will_run and p.blocked_by)
+        return {"stale": stale, "blocked": blocked, "fresh": len(pv.planned) - stale - blocked}
+
+    def _finish_run(self, result: RunResult, finished: float, *, started_monotonic: Optional[float]) -> None:
+        if hasattr(self, "hasher"):
+            self.state.save_stat_entries(self.hasher.take_unsaved())
+        if getattr(self, "started", None) is not None and not self.options.dry_run:
+            try:
+                self.state.finish_run(self.run_id, finished=finished, result=result.value)
+            except Exception:  # the run row may not exist if interrupted very early
+                pass
+        duration = time.monotonic() - started_monotonic if started_monotonic is not None else 0.0
+        self.emit(RunFinished(self.run_id, finished, result, dict(self.counts), duration, tuple(self.failed)))
+
+    def _reap_orphans(self) -> None:
+        rows = self.state.running_processes()
+        if not rows:
+            return
+        ended = end_orphans(rows)
+        self.state.forget_processes([r[0] for r in rows])
+        if ended:
+            names = ", ".join(sorted({r[3] for r in rows if r[0] in ended}))
+            self.emit(Notice(self.run_id, time.time(),
+                             f"ended {len(ended)} task process group(s) left running by a killed run ({names})"))
+
+    # -- the main loop --------------------------------------------------------
+
+    def _loop(self, pv: Preview) -> None:
+        planned = pv.by_name()
+        self._planned = planned
+        self._observations = pv.observations
+        sched = Schedule(self.selection, self.graph.deps, keep_going=self.options.keep_going)
+        self._sched = sched
+        runner = ProcessRunner(self._queue.put)
+        self._runner = runner
+        self._active: Dict[str, _Active] = {}
+        waiting_to_start: List[str] = []  # ready and stale, waiting for a free slot
+        retry_at: Dict[str, Tuple[float, int]] = {}  # task -> (monotonic time, next attempt)
+        kill_deadline: Optional[float] = None
+        while True:
+            if self._signal is None:
+                self._settle_ready(sched, waiting_to_start)
+                now = time.monotonic()
+                for name, (when, attempt) in list(retry_at.items()):
+                    if when <= now and not sched.stopped:
+                        del retry_at[name]
+                        waiting_to_start.insert(0, name)
+                        self._attempts[name] = attempt
+                while waiting_to_start and len(self._active) < self.options.jobs and not sched.stopped:
+                    self._start(waiting_to_start.pop(0))
+                    self._settle_ready(sched, waiting_to_start)
+            if not self._active and (sched.stopped or self._signal is not None or
+                                     (not waiting_to_start and not retry_at and not sched.has_ready())):
+                break
+            timeout = 0.5
+            if retry_at:
+                timeout = max(0.0, min(min(w for w, _ in retry_at.values()) - time.monotonic(), timeout))
+            if kill_deadline is not None:
+                timeout = max(0.0, min(kill_deadline - time.monotonic(), timeout))
+            try:
+                msg = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                if kill_deadline is not None and time.monotonic() >= kill_deadline:
+                    runner.signal_all(signal.SIGKILL)
+                    kill_deadline = None
+                continue
+            if isinstance(msg, OutputLine):
+                self.emit(TaskOutput(self.run_id, time.time(), msg.task, msg.line))
+            elif isinstance(msg, Completion):
+                runner.finished(msg.task)
+                retry = self._complete(msg)
+                if retry is not None:
+                    retry_at[msg.task] = retry
+            elif isinstance(msg, _Signal):
+                if msg.signum == -1:
+                    runner.signal_all(signal.SIGKILL)
+                elif kill_deadline is None:
+                    sched.stop()
+                    retry_at.clear()
+                    runner.signal_all(signal.SIGTERM)
+                    kill_deadline = time.monotonic() + GRACE_PERIOD
+        why = ("not started: the run was interrupted" if self._signal is not None
+               else "not started: the run stopped after a failure (use -k to keep going)")
+        for name in sched.unfinished():
+            self._finish_task(name, TaskStatus.SKIPPED, message=why)
+
+    def _settle_ready(self, sched: Schedule, waiting_to_start: List[str]) -> None:
+        """Resolve every ready task that needs no process; queue the rest."""
+        while sched.has_ready():
+            for name in sched.pop_ready():
+                if self._settle(name):
+                    sched.succeeded(name)
+                else:
+                    waiting_to_start.append(name)
+
+    def _settle(self, name: str) -> bool:
+        """True when the task is done without running (fresh, or a pure group)."""
+        plan = self._planned[name]
+        if not plan.will_run and not plan.blocked_by:
+            self._finish_task(name, TaskStatus.FRESH)
+            return True
+        spec = self.flowfile.tasks[name]
+        if plan.blocked_by:
+            obs = observe(spec, self.hasher, self.environ)
+            self._observations[name] = obs
+            reasons = task_reasons(spec, self._traces.get(name), obs, forced=self._forced(name))
+            if not reasons:
+                self._finish_task(name, TaskStatus.FRESH)  # early cutoff
+                return True
+            self._planned[name] = PlannedTask(name, plan.group, True, (), reasons, plan.deps)
+        if spec.command is None:
+            self.emit(TaskStarted(self.run_id, time.time(), name, self._planned[name].reasons, None))
+            self._finish_task(name, TaskStatus.OK)
+            return True
+        return False
+
+    def _start(self, name: str) -> None:
+        spec = self.flowfile.tasks[name]
+        attempt = self._attempts.get(name, 1)
+        plan = self._planned[name]
+        obs = observe(spec, self.hasher, self.environ)  # just before it starts: the trace must match what ran
+        reasons = plan.reasons
+        secret_values = [self.environ[s] for s in spec.secrets if self.environ.get(s)]
+        shown_command = mask(spec.command or "", secret_values)
+        for out in spec.outputs:
+            parent = os.path.dirname(out.rstrip("/"))
+            if parent:
+                os.makedirs(self.root / parent, exist_ok=True)
+        log_rel = f"{state_dir(Path('.')).as_posix()}/logs/{self.run_id}/{name}.log"
+        if attempt > 1:
+            log_rel = f"{state_dir(Path('.')).as_posix()}/logs/{self.run_id}/{name}.attempt{attempt}.log"
+        env = dict(self.environ)
+        env.update(spec.env)
+        env["FLOWMAKE_RUN_ID"] = self.run_id
+        env["FLOWMAKE_TASK"] = name
+        started = time.time()
+        self.emit(TaskStarted(self.run_id, started, name, reasons, shown_command, attempt))
+        try:
+            proc = self._runner.start(
+                name, list(spec.shell) + [spec.command or ""], cwd=self.root, env=env,
+                log_path=self.root / log_rel, secrets=secret_values, timeout=spec.timeout,
+            )
+        except OSError as exc:
+            message = f"could not start {spec.shell[0]!r}: {exc.strerror or exc}"
+            self._record_attempt(spec, attempt, "failed", reasons, shown_command, started, None, obs, {},
+                                 log_rel, None, message, trace=None, pid=None)
+            self._fail(name, exit_code=None, message=message, duration=0.0, log=log_rel, tail=(), attempt=attempt)
+            return
+        self.state.task_started(name, pid=proc.pid, start_ticks=proc.start_ticks, run_id=self.run_id)
+        self._active[name] = _Active(spec, proc, reasons, obs, attempt, log_rel, shown_command)
+
+    def _complete(self, done: Completion) -> Optional[Tuple[float, int]]:
+        active = self._active.pop(done.task)
+        spec = active.spec
+        duration = done.finished - done.started
+        interrupted = self._signal is not None
+        message: Optional[str] = None
+        if done.timed_out:
+            message = f"timed out after {_fmt_seconds(spec.timeout or 0)}"
+        elif done.returncode < 0:
+            message = f"killed by signal {_signal_name(-done.returncode)}"
+        elif done.returncode != 0:
+            message = f"exit code {done.returncode}"
+        outputs: Dict[str, Optional[str]] = {}
+        if message is None:
+            missing = [o for o in spec.outputs if not _exists(self.root, o)]
+            if missing:
+                message = "did not produce " + ", ".join(missing)
+            else:
+                outputs = {o: self.hasher.hash(o) for o in spec.outputs}
+        exit_code = done.returncode if done.returncode >= 0 else None
+        if message is None and not interrupted:
+            trace = Trace(spec.name, fingerprint(active.obs), active.obs.command_hash, dict(active.obs.env),
+                          {k: v for k, v in active.obs.inputs.items() if v is not None},
+                          {k: v for k, v in outputs.items() if v is not None}, self.run_id)
+            if len(trace.inputs) != len(active.obs.inputs):
+                trace = None  # an input was missing when it started: never call that fresh
+            self._record_attempt(spec, active.attempt, "ok", active.reasons, active.command, done.started,
+                                 done.finished, active.obs, outputs, active.log_rel, done.log_hash, None,
+                                 trace=trace, pid=done.pid, exit_code=exit_code)
+            self._finish_task(spec.name, TaskStatus.OK, duration=duration, exit_code=exit_code,
+                              log=active.log_rel, attempt=active.attempt)
+            self._sched.succeeded(spec.name)
+            return None
+        if interrupted and message is None:
+            message = "interrupted"
+        status = "interrupted" if interrupted else "failed"
+        self._record_attempt(spec, active.attempt, status, active.reasons, active.command, done.started,
+                             done.finished, active.obs, outputs, active.log_rel, done.log_hash, message,
+                             trace=None, pid=done.pid, exit_code=exit_code)
+        if not interrupted and active.attempt <= spec.retries and not self._sched.stopped:
+            self.emit(TaskFinished(self.run_id, time.time(), spec.name, TaskStatus.FAILED, duration, exit_code,
+                                   message, active.log_rel, tuple(done.tail), active.attempt, will_retry=True))
+            return (time.monotonic() + spec.retry_delay, active.attempt + 1)
+        self._fail(spec.name, exit_code=exit_code, message=message, duration=duration, log=active.log_rel,
+                   tail=tuple(done.tail), attempt=active.attempt)
+        return None
+
+    def _record_attempt(self, spec: TaskSpec, attempt: int, status: str, reasons: Tuple[Reason, ...],
+                        command: Optional[str], started: float, finished: Optional[float], obs: Observation,
+                        outputs: Mapping[str, Optional[str]], log: Optional[str], log_hash: Optional[str],
+                        message: Optional[str], *, trace: Optional[Trace], pid: Optional[int],
+                        exit_code: Optional[int] = None) -> None:
+        record = AttemptRecord(
+            run_id=self.run_id, task=spec.name, attempt=attempt, status=status, reasons=reasons,
+            command=command, started=started, finished=finished if finished is not None else time.time(),
+            exit_code=exit_code, inputs=dict(obs.inputs), outputs=dict(outputs), log=log, log_hash=log_hash,
+            message=message,
+        )
+        self.state.task_finished(record, pid=pid, trace=trace, stat_entries=self.hasher.take_unsaved())
+
+    def _fail(self, name: str, *, exit_code: Optional[int], message: str, duration: float,
+              log: Optional[str], tail: Tuple[str, ...], attempt: int) -> None:
+        self._finish_task(name, TaskStatus.FAILED, duration=duration, exit_code=exit_code, message=message,
+                          log=log, tail=tail, attempt=attempt)
+        if self._signal is None:
+            self.failed.append(name)
+            why = f"upstream failed: {name}"
+        else:
+            why = "not started: the run was interrupted"
+        for skipped in self._sched.failed(name):
+            self._finish_task(skipped, TaskStatus.SKIPPED, message=why)
+
+    def _finish_task(self, name: str, status: TaskStatus, *, duration: float = 0.0,
+                     exit_code: Optional[int] = None, message: Optional[str] = None, log: Optional[str] = None,
+                     tail: Tuple[str, ...] = (), attempt: int = 1) -> None:
+        self.counts[status.value] += 1
+        self.emit(TaskFinished(self.run_id, time.time(), name, status, duration, exit_code, message, log, tail,
+                               attempt))
+
+
+def _exists(root: Path, output: str) -> bool:
+    path = root / output.rstrip("/")
+    return path.is_dir() if output.endswith("/") else path.is_file()
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry for this uid (containers)
+        return str(os.getuid())
+
+
+def _fmt_seconds(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return str(num)

@@ -1,0 +1,216 @@
+"""The command line: typer commands that wire the pieces together.
+
+Thin by design: each command finds and loads the Flowfile, builds the graph,
+opens the state and hands over to `build`, `commands` or a reporter. Errors
+are rendered once, in `_guarded`: a `FlowError` becomes `error: ...` and its
+exit code; anything else is a bug, reported in one line with the path of the
+written traceback (exit 70).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Callable, List, Optional, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import EXIT_INTERNAL, EXIT_USAGE, FlowError, LockHeldError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="flowmake: a make-like pipeline runner for data work. Run `flowmake run` in a project with a Flowfile.toml.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+PROGRESS_MODES = ("auto", "tree", "plain", "json")
+GRAPH_FORMATS = ("text", "dot", "mermaid")
+
+
+class Globals:
+    def __init__(self, file: Optional[Path], directory: Optional[Path]) -> None:
+        self.file = file
+        self.directory = directory
+
+
+_globals = Globals(None, None)
+
+
+def _guarded(func: F) -> F:
+    """Render user errors once; turn anything unexpected into exit 70."""
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            code = func(*args, **kwargs)
+        except FlowError as exc:
+            sys.stdout.flush()
+            print(exc.render(), file=sys.stderr)
+            raise typer.Exit(exc.exit_code)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            raise typer.Exit(130)
+        except Exception:
+            raise typer.Exit(_internal_error())
+        raise typer.Exit(int(code or 0))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _internal_error() -> int:
+    fd, path = tempfile.mkstemp(prefix="flowmake-crash-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"flowmake {__version__}\nargv: {sys.argv!r}\n\n")
+        traceback.print_exc(file=f)
+    exc = sys.exc_info()[1]
+    print(
+        f"flowmake: internal error (a bug in flowmake, not in your Flowfile): {type(exc).__name__}: {exc}; "
+        f"traceback written to {path}",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"flowmake {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def main_options(
+    ctx: typer.Context,
+    file: Optional[Path] = typer.Option(None, "-f", "--file", help="Use this Flowfile instead of searching for Flowfile.toml."),
+    directory: Optional[Path] = typer.Option(None, "-C", "--directory", help="Change to this directory first."),
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """flowmake: bring data pipelines up to date, and prove what ran."""
+    _globals.file = file
+    _globals.directory = directory
+    if ctx.invoked_subcommand is None:
+        # Bare `flowmake` is `flowmake run` with its defaults.
+        ctx.invoke(run)
+
+
+def _project():
+    from .commands import Project
+
+    return Project.load(file=_globals.file, directory=_globals.directory)
+
+
+# -- run ---------------------------------------------------------------------
+
+
+@app.command()
+@_guarded
+def run(
+    targets: Optional[List[str]] = typer.Argument(None, help="Tasks, matrix variants or output paths (default: [flow] default, else every task)."),
+    jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="Run N tasks at a time (default: flow.jobs, else the number of CPUs)."),
+    dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Print what would run and why; run nothing."),
+    keep_going: bool = typer.Option(False, "-k", "--keep-going", help="After a failure, keep running everything not downstream of it."),
+    always_make: bool = typer.Option(False, "-B", "--always-make", help="Run every selected task, stale or not."),
+    force: Optional[List[str]] = typer.Option(None, "--force", help="Run this task even if fresh (repeatable)."),
+    progress: str = typer.Option("auto", "--progress", help="auto | tree | plain | json"),
+    wait: bool = typer.Option(False, "--wait", help="If another run holds the project, wait for it instead of exiting 3."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only failures and the final summary."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also list fresh tasks."),
+) -> int:
+    """Bring the targets and what they need up to date."""
+    if progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown --progress mode '{progress}'", hint="use one of: " + ", ".join(PROGRESS_MODES))
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"-j must be at least 1, got {jobs}")
+    from .commands import run_build
+
+    return run_build(
+        _project(), targets or [], jobs=jobs, dry_run=dry_run, keep_going=keep_going, always_make=always_make,
+        force=force or [], progress=progress, wait=wait, quiet=quiet, verbose=verbose, argv=sys.argv[1:],
+    )
+
+
+# -- inspection ---------------------------------------------------------------
+
+
+@app.command()
+@_guarded
+def status(
+    targets: Optional[List[str]] = typer.Argument(None, help="Tasks to show in full (default: every task, one line each)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {task, state, reasons}."),
+    exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when anything is stale or blocked (for CI gates)."),
+) -> int:
+    """Each task: fresh, stale (with reasons) or blocked behind a stale task."""
+    from .commands import show_status
+
+    return show_status(_project(), targets or [], as_json=as_json, exit_code=exit_code)
+
+
+@app.command("list")
+@_guarded
+def list_tasks() -> int:
+    """The tasks, with their help text."""
+    from .commands import show_list
+
+    return show_list(_project())
+
+
+@app.command()
+@_guarded
+def graph(
+    targets: Optional[List[str]] = typer.Argument(None, help="Only these targets and what they need."),
+    fmt: str = typer.Option("text", "--format", help="text | dot | mermaid"),
+) -> int:
+    """The dependency graph; edges point from a task to the tasks that depend on it."""
+    if fmt not in GRAPH_FORMATS:
+        raise UsageError(f"unknown graph format '{fmt}'", hint="use one of: " + ", ".join(GRAPH_FORMATS))
+    from .commands import show_graph
+
+    return show_graph(_project(), targets or [], fmt=fmt)
+
+
+@app.command()
+@_guarded
+def clean(
+    targets: Optional[List[str]] = typer.Argument(None, help="Tasks whose outputs to delete (default: every task)."),
+    dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Print what would be deleted; delete nothing."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for a running flowmake instead of exiting 3."),
+) -> int:
+    """Delete the declared outputs of tasks (never anything else) and forget their records."""
+    from .commands import clean_outputs
+
+    return clean_outputs(_project(), targets or [], dry_run=dry_run, wait=wait)
+
+
+@app.command()
+@_guarded
+def check() -> int:
+    """Load and validate the Flowfile; print every problem; run nothing."""
+    from .commands import check_flowfile
+
+    return check_flowfile(file=_globals.file, directory=_globals.directory)
+
+
+@app.command()
+@_guarded
+def init(force: bool = typer.Option(False, "--force", help="Overwrite an existing Flowfile.toml.")) -> int:
+    """Write a starter Flowfile.toml in the current directory."""
+    from .commands import write_starter
+
+    return write_starter(directory=_globals.directory, overwrite=force)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        app(args=argv, prog_name="flowmake")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+    return 0

@@ -1,0 +1,355 @@
+"""What each command does, without the command-line parsing.
+
+`cli.py` parses arguments and renders errors; this module turns a parsed
+command into work: it loads the project (Flowfile + graph), takes the lock
+when the command writes, opens the state and calls the build loop or
+prints a report. Kept apart from `cli.py` so typer stays off every path but
+argument parsing, and so tests can call commands directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, TextIO
+
+from .errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
+from .events import Notice
+from .graph import Graph, build_graph, closure, default_targets, resolve_targets
+from .model import Flowfile, ReasonKind
+
+STARTER = '''\
+# Flowfile.toml: the tasks of this project, for flowmake.
+# Every path is relative to this file's directory. See `flowmake --help`.
+
+[flow]
+name = {name}
+# default = ["report"]    # targets when none are named (default: every task)
+
+[vars]
+build = "build"
+
+[env]
+TZ = "UTC"
+
+[tasks.hello]
+help = "An example step: replace it with your first real one"
+outputs = ["{{build}}/hello.txt"]
+run = "echo 'hello from flowmake' > {{outputs[0]}}"
+
+# [tasks.summarise]
+# help = "Count the lines of the hello file"
+# inputs = ["{{build}}/hello.txt"]
+# outputs = ["{{build}}/summary.txt"]
+# run = "wc -l {{inputs}} > {{outputs[0]}}"
+'''
+
+
+@dataclass
+class Project:
+    flowfile: Flowfile
+    graph: Graph
+
+    @classmethod
+    def load(cls, *, file: Optional[Path], directory: Optional[Path]) -> "Project":
+        from .flowfile import find_flowfile, load
+
+        cwd = _enter(directory)
+        flowfile = load(find_flowfile(cwd, file))
+        return cls(flowfile, build_graph(flowfile))
+
+    @property
+    def root(self) -> Path:
+        return self.flowfile.root
+
+    def targets(self, names: Sequence[str]) -> tuple:
+        if names:
+            return resolve_targets(self.flowfile, self.graph, names)
+        return default_targets(self.flowfile, self.graph)
+
+
+def _enter(directory: Optional[Path]) -> Path:
+    if directory is not None:
+        try:
+            os.chdir(directory)
+        except OSError as exc:
+            raise UsageError(f"cannot change to directory {directory}: {exc.strerror}") from None
+    return Path.cwd()
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _open_state(project: Project):
+    from .state import State
+
+    return State.open(project.root, warn=_warn)
+
+
+def _lock(project: Project, *, wait: bool):
+    from .lock import ProjectLock
+    from .state import ensure_state_dir
+
+    lock = ProjectLock(ensure_state_dir(project.root) / "lock")
+    lock.acquire(wait=wait)
+    return lock
+
+
+# -- run -----------------------------------------------------------------------
+
+
+def run_build(
+    project: Project,
+    target_names: Sequence[str],
+    *,
+    jobs: Optional[int],
+    dry_run: bool,
+    keep_going: bool,
+    always_make: bool,
+    force: Sequence[str],
+    progress: str,
+    wait: bool,
+    quiet: bool,
+    verbose: bool,
+    argv: Sequence[str],
+) -> int:
+    from .build import Build, BuildOptions
+    from .report import make_reporter
+
+    roots = project.targets(target_names)
+    forced = frozenset(resolve_targets(project.flowfile, project.graph, force)) if force else frozenset()
+    if jobs is None:
+        jobs = project.flowfile.jobs or os.cpu_count() or 1
+    if progress == "auto":
+        progress = "tree" if sys.stdout.isatty() else "plain"
+    try:
+        lock = _lock(project, wait=wait)
+    except LockHeldError:
+        if not dry_run:
+            raise
+        lock = None  # a dry run may look while another run works
+    try:
+        state = _open_state(project)
+        try:
+            reporter = make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose)
+            options = BuildOptions(
+                roots=roots, jobs=jobs, keep_going=keep_going, dry_run=dry_run, always_make=always_make,
+                forced=forced, argv=tuple(argv),
+            )
+            build = Build(project.flowfile, project.graph, state, options, emit=reporter.handle,
+                          selection=closure(project.graph, roots))
+            try:
+                return build.run()
+            finally:
+                reporter.close()
+        finally:
+            state.close()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+# -- status --------------------------------------------------------------------
+
+
+def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_code: bool,
+                out: TextIO = sys.stdout) -> int:
+    from .build import preview
+    from .hashing import FileHasher
+
+    flowfile, graph = project.flowfile, project.graph
+    detailed = bool(names)
+    shown = resolve_targets(flowfile, graph, names) if names else tuple(graph.order)
+    selection = closure(graph, shown)
+    state = _open_state(project)
+    try:
+        hasher = FileHasher(project.root, state.stat_cache())
+        pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher,
+                     forced=lambda name: False, environ=os.environ)
+        _save_quietly(project, state, hasher)
+    finally:
+        state.close()
+    wanted = set(shown)
+    rows = [p for p in pv.planned if p.name in wanted]
+    anything_stale = any(p.will_run or p.blocked_by for p in rows)
+    if as_json:
+        payload = [
+            {"task": p.name, "state": _state_word(p), "reasons": [r.to_json() for r in p.reasons]}
+            for p in rows
+        ]
+        out.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        width = max((len(p.name) for p in rows), default=0)
+        for p in rows:
+            word = _state_word(p)
+            if p.blocked_by:
+                summary = "after " + ", ".join(p.blocked_by)
+            else:
+                summary = "; ".join(str(r) for r in p.reasons[:3]) + (
+                    f" (+{len(p.reasons) - 3} more)" if len(p.reasons) > 3 else "")
+            out.write(f"{word:<8} {p.name:<{width}}  {summary}".rstrip() + "\n")
+            if detailed:
+                for r in p.reasons:
+                    if p.blocked_by:
+                        break
+                    out.write(f"           {r}\n")
+                    if r.old is not None or r.new is not None:
+                        out.write(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}\n")
+        stale = sum(1 for p in rows if p.will_run)
+        blocked = sum(1 for p in rows if p.blocked_by)
+        out.write(f"{len(rows)} tasks: {len(rows) - stale - blocked} fresh, {stale} stale, {blocked} blocked\n")
+    return 1 if exit_code and anything_stale else 0
+
+
+def _state_word(p) -> str:
+    if p.blocked_by:
+        return "blocked"
+    return "stale" if p.will_run else "fresh"
+
+
+def _save_quietly(project: Project, state, hasher) -> None:
+    """Keep what hashing learnt, unless a run holds the project (it owns the cache then)."""
+    try:
+        lock = _lock(project, wait=False)
+    except LockHeldError:
+        return
+    try:
+        state.save_stat_entries(hasher.take_unsaved())
+    finally:
+        lock.release()
+
+
+# -- list and graph ------------------------------------------------------------
+
+
+def show_list(project: Project, out: TextIO = sys.stdout) -> int:
+    flowfile = project.flowfile
+    groups = flowfile.groups()
+    width = max((len(g) for g in groups), default=0)
+    for group, variants in groups.items():
+        spec = flowfile.tasks[variants[0]]
+        text = spec.help
+        if len(variants) > 1 or variants[0] != group:
+            text = (text + "  " if text else "") + f"[{len(variants)} variants: {_shorten(variants)}]"
+        out.write(f"{group:<{width}}  {text}".rstrip() + "\n")
+    return 0
+
+
+def _shorten(names: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … +{len(names) - limit}" if len(names) > limit else "")
+
+
+def show_graph(project: Project, names: Sequence[str], *, fmt: str, out: TextIO = sys.stdout) -> int:
+    graph = project.graph
+    tasks = closure(graph, resolve_targets(project.flowfile, graph, names)) if names else graph.order
+    selected = set(tasks)
+    edges = [(dep, name) for name in tasks for dep in graph.deps[name] if dep in selected]
+    linked = {n for e in edges for n in e}
+    lone = [n for n in tasks if n not in linked]
+    if fmt == "dot":
+        out.write("digraph flowmake {\n  rankdir=LR;\n  node [shape=box];\n")
+        for n in lone:
+            out.write(f"  {_dot_id(n)};\n")
+        for a, b in edges:
+            out.write(f"  {_dot_id(a)} -> {_dot_id(b)};\n")
+        out.write("}\n")
+    elif fmt == "mermaid":
+        ids = {n: f"t{i}" for i, n in enumerate(tasks)}
+        out.write("graph LR\n")
+        for n in tasks:
+            label = n.replace('"', "#quot;")
+            out.write(f'  {ids[n]}["{label}"]\n')
+        for a, b in edges:
+            out.write(f"  {ids[a]} --> {ids[b]}\n")
+    else:
+        for n in lone:
+            out.write(f"{n}\n")
+        for a, b in edges:
+            out.write(f"{a} -> {b}\n")
+    return 0
+
+
+def _dot_id(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# -- clean ---------------------------------------------------------------------
+
+
+def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait: bool,
+                  out: TextIO = sys.stdout) -> int:
+    flowfile = project.flowfile
+    tasks = resolve_targets(flowfile, project.graph, names) if names else tuple(flowfile.tasks)
+    paths = [o for t in tasks for o in flowfile.tasks[t].outputs]
+    lock = None if dry_run else _lock(project, wait=wait)
+    try:
+        removed = 0
+        for rel in paths:
+            full = project.root / rel.rstrip("/")
+            if not (full.exists() or full.is_symlink()):
+                continue
+            removed += 1
+            if dry_run:
+                out.write(f"would remove {rel}\n")
+                continue
+            if rel.endswith("/") and full.is_dir() and not full.is_symlink():
+                shutil.rmtree(full)
+            else:
+                full.unlink()
+            out.write(f"removed {rel}\n")
+        if not dry_run:
+            state = _open_state(project)
+            try:
+                state.forget_tasks(tasks, paths)
+            finally:
+                state.close()
+        verb = "would remove" if dry_run else "removed"
+        out.write(f"{verb} {removed} of {len(paths)} declared outputs of {len(tasks)} tasks\n")
+    finally:
+        if lock is not None:
+            lock.release()
+    return 0
+
+
+# -- check and init ------------------------------------------------------------
+
+
+def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: TextIO = sys.stdout) -> int:
+    from .flowfile import find_flowfile, load
+
+    path = find_flowfile(_enter(directory), file)
+    flowfile = load(path)  # raises with every loading problem at once
+    errors: List[FlowError] = []
+    try:
+        graph = build_graph(flowfile)
+    except FlowfileErrors as exc:
+        errors.extend(exc.errors)
+        graph = None
+    if graph is not None and flowfile.default is not None:
+        for name in flowfile.default:
+            try:
+                resolve_targets(flowfile, graph, [name])
+            except UsageError as exc:
+                errors.append(FlowfileError(f"[flow] default: {exc.message}", file=flowfile.path, hint=exc.hint))
+    if errors:
+        raise FlowfileErrors(errors)
+    groups = flowfile.groups()
+    out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"
+              + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
+    return 0
+
+
+def write_starter(*, directory: Optional[Path], overwrite: bool, out: TextIO = sys.stdout) -> int:
+    cwd = _enter(directory)
+    path = cwd / "Flowfile.toml"
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} already exists", hint="edit it, or pass --force to replace it with the starter")
+    path.write_text(STARTER.format(name=json.dumps(cwd.name or "project")))
+    out.write(f"wrote {path}: try `flowmake run`, then `flowmake status`\n")
+    return 0

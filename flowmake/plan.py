@@ -1,0 +1,98 @@
+"""The rebuilder: is this task up to date, and if not, every reason why.
+
+Pure functions over the task's spec, its last successful trace and what is
+observed now (see SPEC §2). The same `decide` serves `run` (called once for
+the preview and again just before a task starts, which gives early cutoff),
+`--dry-run` and `status`. No I/O here: the caller observes, this decides.
+"""
+
+from __future__ import annotations
+
+from typing import List, Mapping, Optional, Sequence, Tuple
+
+from .hashing import hash_text
+from .model import Observation, Reason, ReasonKind, TaskSpec, Trace
+
+UNSET = "\0unset"  # an env_input that is not set differs from one set to ""
+
+
+def command_hash(spec: TaskSpec) -> str:
+    return hash_text("\0".join(spec.shell) + "\0\0" + (spec.command or ""))
+
+
+def env_hashes(spec: TaskSpec, environ: Mapping[str, str]) -> dict:
+    """Name -> hash of value, for the task's env and its env_inputs.
+
+    Only hashes are kept, so values read from the caller's environment never
+    reach the state database in clear.
+    """
+    out = {name: hash_text(value) for name, value in spec.env}
+    for name in spec.env_inputs:
+        out[name] = hash_text(environ.get(name, UNSET))
+    return out
+
+
+def fingerprint(obs: Observation) -> str:
+    parts = [obs.command_hash]
+    parts.extend(f"env\0{k}\0{v}" for k, v in sorted(obs.env.items()))
+    parts.extend(f"in\0{k}\0{v}" for k, v in sorted(obs.inputs.items()))
+    return hash_text("\n".join(parts))
+
+
+def decide(
+    spec: TaskSpec,
+    trace: Optional[Trace],
+    obs: Observation,
+    *,
+    forced: bool = False,
+) -> Tuple[Reason, ...]:
+    """Every reason the task must run; empty when it is up to date."""
+    reasons: List[Reason] = []
+    if forced:
+        reasons.append(Reason(ReasonKind.FORCED))
+    if spec.always:
+        reasons.append(Reason(ReasonKind.ALWAYS))
+    elif not spec.inputs and not spec.outputs:
+        reasons.append(Reason(ReasonKind.NO_FILES))
+    if trace is None:
+        reasons.append(Reason(ReasonKind.NEVER_RUN))
+        return tuple(reasons)
+    if trace.fingerprint != fingerprint(obs):
+        reasons.extend(_fingerprint_reasons(trace, obs))
+    reasons.extend(_output_reasons(spec.outputs, trace, obs))
+    return tuple(reasons)
+
+
+def _fingerprint_reasons(trace: Trace, obs: Observation) -> List[Reason]:
+    reasons: List[Reason] = []
+    if trace.command_hash != obs.command_hash:
+        reasons.append(Reason(ReasonKind.COMMAND_CHANGED))
+    for name in sorted(set(trace.env) | set(obs.env)):
+        if trace.env.get(name) != obs.env.get(name):
+            reasons.append(Reason(ReasonKind.ENV_CHANGED, name))
+    for path in _union_in_order(trace.inputs, obs.inputs):
+        old, new = trace.inputs.get(path), obs.inputs.get(path, None)
+        if path not in trace.inputs or path not in obs.inputs:
+            reasons.append(Reason(ReasonKind.INPUTS_ADDED_REMOVED, path, old, new))
+        elif old != new:
+            reasons.append(Reason(ReasonKind.INPUT_CHANGED, path, old, new))
+    if not reasons:
+        # Same parts, different fingerprint: only a change in how fingerprints
+        # are computed (a flowmake upgrade) can do this; say so rather than lie.
+        reasons.append(Reason(ReasonKind.COMMAND_CHANGED))
+    return reasons
+
+
+def _output_reasons(outputs: Sequence[str], trace: Trace, obs: Observation) -> List[Reason]:
+    reasons: List[Reason] = []
+    for path in outputs:
+        now = obs.outputs.get(path)
+        if now is None:
+            reasons.append(Reason(ReasonKind.OUTPUT_MISSING, path, trace.outputs.get(path)))
+        elif trace.outputs.get(path) != now:
+            reasons.append(Reason(ReasonKind.OUTPUT_MODIFIED, path, trace.outputs.get(path), now))
+    return reasons
+
+
+def _union_in_order(a: Mapping[str, object], b: Mapping[str, object]) -> List[str]:
+    return sorted(set(a) | set(b))
