@@ -114,6 +114,9 @@ def _cycle_errors(flowfile: Flowfile, deps: Mapping[str, Sequence[str]], stuck: 
         if cycle is None or reported.intersection(cycle):
             continue
         reported.update(cycle)
+        positions = list(flowfile.tasks)
+        start_at = min(range(len(cycle)), key=lambda i: positions.index(cycle[i]))
+        cycle = cycle[start_at:] + cycle[:start_at]  # begin at the first declared task
         first = flowfile.tasks[cycle[0]]
         errors.append(
             FlowfileError(

@@ -1,0 +1,81 @@
+"""Content hashes behind the stat cache, and the racy-timestamp guard."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flowmake.hashing import RACY_WINDOW_NS, FileHasher, StatEntry, hash_bytes
+
+
+def age(path: Path, seconds: float = 10) -> None:
+    st = path.stat()
+    old = st.st_mtime_ns - int(seconds * 1e9)
+    os.utime(path, ns=(old, old))
+
+
+def test_hash_is_content_hash(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"hello")
+    assert FileHasher(tmp_path, {}).hash("a.txt") == hash_bytes(b"hello")
+
+
+def test_missing_file_hashes_to_none(tmp_path: Path) -> None:
+    assert FileHasher(tmp_path, {}).hash("nope.txt") is None
+
+
+def test_unchanged_file_is_not_read_again(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"hello")
+    age(f)
+    first = FileHasher(tmp_path, {})
+    digest = first.hash("a.txt")
+    assert first.reads == 1
+    second = FileHasher(tmp_path, first.take_unsaved())
+    assert second.hash("a.txt") == digest
+    assert second.reads == 0
+
+
+def test_racy_entry_is_rehashed(tmp_path: Path) -> None:
+    # Hashed in the same instant the file was written: the stat cache cannot
+    # prove a later same-size write did not happen, so it must read again.
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"hello")
+    st = f.stat()
+    racy = StatEntry(st.st_size, st.st_mtime_ns, st.st_ino, "stale-hash", st.st_mtime_ns + RACY_WINDOW_NS // 2)
+    hasher = FileHasher(tmp_path, {"a.txt": racy})
+    assert hasher.hash("a.txt") == hash_bytes(b"hello")
+    assert hasher.reads == 1
+
+
+def test_changed_size_or_mtime_is_rehashed(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"hello")
+    age(f)
+    cache = FileHasher(tmp_path, {})
+    cache.hash("a.txt")
+    entries = cache.take_unsaved()
+    f.write_bytes(b"hello world")
+    age(f, 5)
+    again = FileHasher(tmp_path, entries)
+    assert again.hash("a.txt") == hash_bytes(b"hello world")
+    assert again.reads == 1
+
+
+def test_tree_hash_covers_names_and_contents(tmp_path: Path) -> None:
+    d = tmp_path / "out"
+    (d / "sub").mkdir(parents=True)
+    (d / "x.txt").write_text("1")
+    (d / "sub" / "y.txt").write_text("2")
+    h1 = FileHasher(tmp_path, {}).hash("out/")
+    (d / "sub" / "y.txt").write_text("3")
+    h2 = FileHasher(tmp_path, {}).hash("out/")
+    (d / "sub" / "y.txt").write_text("2")
+    (d / "sub" / "y.txt").rename(d / "sub" / "z.txt")
+    h3 = FileHasher(tmp_path, {}).hash("out/")
+    assert len({h1, h2, h3}) == 3
+
+
+def test_large_file_uses_same_hash_as_small_path(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)
+    (tmp_path / "big.bin").write_bytes(data)
+    assert FileHasher(tmp_path, {}).hash("big.bin") == hash_bytes(data)

@@ -1,0 +1,100 @@
+"""The rebuilder as a table: (trace, observation) -> every reason, no I/O."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from flowmake.model import Observation, ReasonKind, TaskSpec, Trace
+from flowmake.plan import UNSET, command_hash, decide, env_hashes, fingerprint
+from flowmake.hashing import hash_text
+
+SPEC = TaskSpec(name="clean", group="clean", command="clean.sh a.csv b.csv", inputs=("a.csv",), outputs=("b.csv",),
+                env=(("TZ", "UTC"),))
+
+
+def obs(*, command: str = "clean.sh a.csv b.csv", env: Optional[dict] = None, inputs: Optional[dict] = None,
+        outputs: Optional[dict] = None) -> Observation:
+    spec = TaskSpec(name="clean", group="clean", command=command, inputs=SPEC.inputs, outputs=SPEC.outputs)
+    return Observation(
+        command_hash=command_hash(spec),
+        env={"TZ": hash_text("UTC")} if env is None else env,
+        inputs={"a.csv": "h1"} if inputs is None else inputs,
+        outputs={"b.csv": "o1"} if outputs is None else outputs,
+    )
+
+
+def trace_of(o: Observation, outputs: Optional[dict] = None) -> Trace:
+    return Trace("clean", fingerprint(o), o.command_hash, dict(o.env), dict(o.inputs),
+                 {"b.csv": "o1"} if outputs is None else outputs, "run1")
+
+
+BASE = obs()
+
+
+@pytest.mark.parametrize(
+    "now, expected",
+    [
+        (BASE, []),
+        (obs(command="clean.sh --strict a.csv b.csv"), [(ReasonKind.COMMAND_CHANGED, None)]),
+        (obs(env={"TZ": hash_text("Europe/Paris")}), [(ReasonKind.ENV_CHANGED, "TZ")]),
+        (obs(inputs={"a.csv": "h2"}), [(ReasonKind.INPUT_CHANGED, "a.csv")]),
+        (obs(inputs={"a.csv": "h1", "extra.csv": "h9"}), [(ReasonKind.INPUTS_ADDED_REMOVED, "extra.csv")]),
+        (obs(inputs={}), [(ReasonKind.INPUTS_ADDED_REMOVED, "a.csv")]),
+        (obs(outputs={"b.csv": None}), [(ReasonKind.OUTPUT_MISSING, "b.csv")]),
+        (obs(outputs={"b.csv": "tampered"}), [(ReasonKind.OUTPUT_MODIFIED, "b.csv")]),
+        (
+            obs(command="x", inputs={"a.csv": "h2"}, outputs={"b.csv": None}),
+            [(ReasonKind.COMMAND_CHANGED, None), (ReasonKind.INPUT_CHANGED, "a.csv"), (ReasonKind.OUTPUT_MISSING, "b.csv")],
+        ),
+    ],
+    ids=["fresh", "command", "env", "input", "input-added", "input-removed", "output-missing", "output-modified",
+         "every-reason-at-once"],
+)
+def test_decide_returns_every_reason(now: Observation, expected: list) -> None:
+    reasons = decide(SPEC, trace_of(BASE), now)
+    assert [(r.kind, r.path) for r in reasons] == expected
+
+
+def test_input_change_reason_carries_old_and_new_hash() -> None:
+    (reason,) = decide(SPEC, trace_of(BASE), obs(inputs={"a.csv": "h2"}))
+    assert (reason.old, reason.new) == ("h1", "h2")
+
+
+def test_never_run_without_trace() -> None:
+    assert [r.kind for r in decide(SPEC, None, BASE)] == [ReasonKind.NEVER_RUN]
+
+
+def test_forced_and_always_are_reasons_even_when_fresh() -> None:
+    assert [r.kind for r in decide(SPEC, trace_of(BASE), BASE, forced=True)] == [ReasonKind.FORCED]
+    always = TaskSpec(name="clean", group="clean", command="x", inputs=("a.csv",), always=True)
+    assert ReasonKind.ALWAYS in [r.kind for r in decide(always, trace_of(BASE), BASE)]
+
+
+def test_task_without_inputs_or_outputs_always_runs() -> None:
+    bare = TaskSpec(name="ping", group="ping", command="echo hi")
+    o = Observation(command_hash(bare), {}, {}, {})
+    t = Trace("ping", fingerprint(o), o.command_hash, {}, {}, {}, "run1")
+    assert [r.kind for r in decide(bare, t, o)] == [ReasonKind.NO_FILES]
+
+
+def test_env_input_values_are_hashed_and_unset_differs_from_empty() -> None:
+    spec = TaskSpec(name="t", group="t", command="x", env_inputs=("API_URL",))
+    unset = env_hashes(spec, {})
+    empty = env_hashes(spec, {"API_URL": ""})
+    assert unset["API_URL"] == hash_text(UNSET)
+    assert unset != empty
+    assert "https://secret.example" not in str(env_hashes(spec, {"API_URL": "https://secret.example"}))
+
+
+def test_fingerprint_ignores_order_of_inputs_and_env() -> None:
+    a = Observation("c", {"A": "1", "B": "2"}, {"x": "1", "y": "2"}, {})
+    b = Observation("c", {"B": "2", "A": "1"}, {"y": "2", "x": "1"}, {})
+    assert fingerprint(a) == fingerprint(b)
+
+
+def test_command_hash_includes_shell() -> None:
+    bash = TaskSpec(name="t", group="t", command="echo", shell=("bash", "-c"))
+    sh = TaskSpec(name="t", group="t", command="echo")
+    assert command_hash(bash) != command_hash(sh)

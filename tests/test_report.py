@@ -1,0 +1,465 @@
+"""Reporters fed hand-built event lists, read back from StringIO.
+
+Exact lines for plain mode (they are what CI logs and users grep), parsed
+lines for JSON, and rendered text for the tree, counted to prove it stays
+within the terminal at 500 tasks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from typing import List, Sequence
+
+import pytest
+from rich.console import Console
+
+from flowmake.events import (
+    Event,
+    Notice,
+    PlannedTask,
+    RunFinished,
+    RunResult,
+    RunStarted,
+    TaskFinished,
+    TaskOutput,
+    TaskStarted,
+    TaskStatus,
+    TaskWaiting,
+)
+from flowmake.model import Reason, ReasonKind
+from flowmake.report import make_reporter, use_color
+from flowmake.report.common import clean_line, format_clock, format_duration
+from flowmake.report.tree import TreeReporter
+
+RUN = "20261124T120000123Z-ab12"
+T0 = 1_764_000_000.0
+LOG = f".flowmake/logs/{RUN}/validate.log"
+
+
+def changed(path: str) -> Reason:
+    return Reason(ReasonKind.INPUT_CHANGED, path)
+
+
+NEVER = Reason(ReasonKind.NEVER_RUN)
+
+
+def planned(name: str, *, will_run: bool = True, reasons: Sequence[Reason] = (), blocked_by: Sequence[str] = ()) -> PlannedTask:
+    return PlannedTask(name, name.split(":")[0], will_run, tuple(blocked_by), tuple(reasons))
+
+
+PLAN = (
+    planned("extract", reasons=[changed("data/raw/dm.csv")]),
+    planned("validate", reasons=[NEVER, Reason(ReasonKind.COMMAND_CHANGED)]),
+    planned("package", will_run=False, blocked_by=["validate"]),
+    planned("report", will_run=False),
+)
+
+
+def failing_run() -> List[Event]:
+    return [
+        RunStarted(RUN, T0, "study-pipeline", ("package",), PLAN, 4),
+        TaskStarted(RUN, T0 + 0.1, "extract", (changed("data/raw/dm.csv"),), "python x.py"),
+        TaskOutput(RUN, T0 + 0.5, "extract", "copied 120 rows"),
+        TaskFinished(RUN, T0 + 1.3, "extract", TaskStatus.OK, 1.2, exit_code=0),
+        TaskFinished(RUN, T0 + 1.3, "report", TaskStatus.FRESH),
+        TaskStarted(RUN, T0 + 1.4, "validate", (NEVER,), "python v.py"),
+        TaskFinished(
+            RUN, T0 + 1.7, "validate", TaskStatus.FAILED, 0.3, exit_code=1, log=LOG, tail=("checking dm.csv", "error: AGE < 0")
+        ),
+        TaskFinished(RUN, T0 + 1.7, "package", TaskStatus.SKIPPED, message="upstream failed: validate"),
+        Notice(RUN, T0 + 1.8, "on_failure hook exited 2"),
+        RunFinished(RUN, T0 + 2.1, RunResult.FAILED, {"ok": 1, "failed": 1, "skipped": 1, "fresh": 1}, 2.1, ("validate",)),
+    ]
+
+
+def feed(mode: str, events: Sequence[Event], **options: object) -> "tuple[str, str]":
+    out, err = io.StringIO(), io.StringIO()
+    reporter = make_reporter(mode, out=out, err=err, **options)  # type: ignore[arg-type]
+    for event in events:
+        reporter.handle(event)
+    reporter.close()
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def no_color_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+# --- plain ---------------------------------------------------------------------
+
+
+def test_plain_failed_run_prints_one_line_per_event_and_the_tail_on_stderr() -> None:
+    out, err = feed("plain", failing_run())
+    assert out.splitlines() == [
+        f"flowmake: study-pipeline — 4 tasks, 2 to run, 1 may run, -j 4 (run {RUN})",
+        "start  extract          input changed: data/raw/dm.csv",
+        "ok     extract          1.2s",
+        "start  validate         never run",
+        f"FAILED validate         exit 1 after 0.3s — log: {LOG}",
+        "skip   package          upstream failed: validate",
+        "failed: 1 ok, 1 failed, 1 skipped, 1 fresh in 2.1s",
+    ]
+    assert err.splitlines() == [
+        f"--- validate failed (exit 1), last 2 lines of {LOG}:",
+        "checking dm.csv",
+        "error: AGE < 0",
+        "warning: on_failure hook exited 2",
+    ]
+    assert "\x1b" not in out + err
+
+
+def test_plain_quiet_prints_only_failures_notices_and_the_summary() -> None:
+    out, err = feed("plain", failing_run(), quiet=True)
+    assert out.splitlines() == [
+        f"FAILED validate         exit 1 after 0.3s — log: {LOG}",
+        "failed: 1 ok, 1 failed, 1 skipped, 1 fresh in 2.1s",
+    ]
+    assert "error: AGE < 0" in err and "warning: on_failure hook exited 2" in err
+
+
+def test_plain_verbose_lists_fresh_tasks_and_every_reason() -> None:
+    events = failing_run()
+    events[1] = TaskStarted(RUN, T0, "extract", (changed("a.csv"), changed("b.csv")), None)
+    out, _ = feed("plain", events, verbose=True)
+    assert "start  extract          input changed: a.csv; input changed: b.csv" in out.splitlines()
+    assert "fresh  report" in out.splitlines()
+    out, _ = feed("plain", events)
+    assert "start  extract          input changed: a.csv (+1 more)" in out.splitlines()
+
+
+def test_plain_success_and_nothing_to_do_summaries() -> None:
+    done = RunFinished(RUN, T0, RunResult.SUCCESS, {"ok": 3, "fresh": 9}, 2.1)
+    nothing = RunFinished(RUN, T0, RunResult.SUCCESS, {"fresh": 12}, 0.05)
+    assert feed("plain", [done])[0] == "done: 3 ok, 9 fresh in 2.1s\n"
+    assert feed("plain", [nothing])[0] == "nothing to do: 12 tasks fresh (0.05s)\n"
+
+
+def test_plain_prints_a_waiting_line_only_when_the_awaited_paths_change() -> None:
+    waits = [
+        TaskStarted(RUN, T0, "extract", (), None),
+        TaskWaiting(RUN, T0, "extract", ("data/raw/S01/dm.csv",)),
+        TaskWaiting(RUN, T0 + 5, "extract", ("data/raw/S01/dm.csv",)),
+        TaskWaiting(RUN, T0 + 10, "extract", ()),
+        TaskOutput(RUN, T0 + 11, "extract", "not shown in plain mode"),
+    ]
+    out, _ = feed("plain", waits)
+    assert out.splitlines() == [
+        "start  extract",
+        "wait   extract          for data/raw/S01/dm.csv",
+    ]
+
+
+def test_plain_retry_is_not_a_failure_until_the_last_attempt() -> None:
+    events = [
+        TaskFinished(RUN, T0, "load", TaskStatus.FAILED, 0.5, exit_code=3, log="l.log", tail=("x",), will_retry=True),
+        TaskStarted(RUN, T0 + 1, "load", (NEVER,), None, attempt=2),
+        TaskFinished(RUN, T0 + 2, "load", TaskStatus.OK, 0.4, attempt=2),
+    ]
+    out, err = feed("plain", events)
+    assert out.splitlines() == [
+        "retry  load             exit 3 after 0.5s, will retry",
+        "start  load             attempt 2: never run",
+        "ok     load             0.4s (attempt 2)",
+    ]
+    assert err == ""
+
+
+def test_plain_failure_without_exit_code_uses_the_message() -> None:
+    event = TaskFinished(RUN, T0, "extract", TaskStatus.FAILED, 0.2, exit_code=0, message="did not produce build/x.csv", log="e.log")
+    out, err = feed("plain", [event])
+    assert out == "FAILED extract          did not produce build/x.csv after 0.2s — log: e.log\n"
+    assert err == "--- extract failed (did not produce build/x.csv), no output in e.log\n"
+
+
+def test_plain_colour_only_when_forced_and_never_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "\x1b[" in feed("plain", failing_run(), color=True)[0]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b" not in feed("plain", failing_run(), color=True)[0]
+    assert "\x1b" not in feed("tree", failing_run(), color=True)[0]
+
+
+def test_use_color_follows_tty_and_no_color() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert use_color(Tty(), None, {}) is True
+    assert use_color(io.StringIO(), None, {}) is False
+    assert use_color(Tty(), None, {"NO_COLOR": "1"}) is False
+    assert use_color(Tty(), None, {"NO_COLOR": ""}) is True  # empty means unset, per no-color.org
+
+
+# --- dry run -------------------------------------------------------------------
+
+DRY = [
+    RunStarted(RUN, T0, "study-pipeline", (), PLAN, 4, dry_run=True),
+    RunFinished(RUN, T0, RunResult.SUCCESS, dry_run=True),
+]
+
+
+def test_plain_dry_run_prints_the_plan_with_every_reason() -> None:
+    out, err = feed("plain", DRY)
+    assert out.splitlines() == [
+        "flowmake: study-pipeline — dry run of 4 tasks",
+        "run    extract          input changed: data/raw/dm.csv",
+        "run    validate         never run",
+        "                        command changed",
+        "maybe  package          may run after: validate",
+        "dry run: 2 to run, 1 may run after them, 1 fresh (nothing was run)",
+    ]
+    assert err == ""
+    assert "fresh  report" in feed("plain", DRY, verbose=True)[0].splitlines()
+
+
+def test_dry_run_with_nothing_stale_says_nothing_to_do() -> None:
+    fresh = tuple(planned(f"t{i}", will_run=False) for i in range(3))
+    events = [RunStarted(RUN, T0, "f", (), fresh, 1, dry_run=True), RunFinished(RUN, T0, RunResult.SUCCESS, dry_run=True)]
+    assert feed("plain", events)[0].splitlines()[-1] == "nothing to do: 3 tasks fresh"
+
+
+def test_dry_run_names_a_whole_matrix_group_it_waits_for() -> None:
+    variants = [planned(f"extract:S0{i}") for i in range(1, 4)]
+    after = planned("package", will_run=False, blocked_by=[v.name for v in variants])
+    out, _ = feed("plain", [RunStarted(RUN, T0, "f", (), (*variants, after), 1, dry_run=True)])
+    assert "maybe  package          may run after: extract" in out.splitlines()
+
+
+def test_tree_dry_run_prints_a_static_plan() -> None:
+    out, _ = feed("tree", DRY)
+    assert "▶ extract   input changed: data/raw/dm.csv" in out
+    assert "command changed" in out
+    assert "? package   may run after: validate" in out
+    assert "report" not in out  # fresh tasks are counted, listed only with verbose
+    assert out.splitlines()[-1] == "dry run: 2 to run, 1 may run after them, 1 fresh (nothing was run)"
+
+
+# --- json ----------------------------------------------------------------------
+
+
+def test_json_writes_only_json_lines_with_the_required_keys() -> None:
+    events = failing_run()
+    out, err = feed("json", events)
+    lines = out.splitlines()
+    assert len(lines) == len(events)
+    for line, event in zip(lines, events):
+        data = json.loads(line)
+        assert data["event"] == event.kind and data["run_id"] == RUN and data["time"].endswith("Z")
+        if hasattr(event, "task"):
+            assert data["task"] == event.task  # type: ignore[union-attr]
+    finished = json.loads(lines[6])
+    assert finished["status"] == "failed" and finished["tail"] == ["checking dm.csv", "error: AGE < 0"]
+    assert err == "warning: on_failure hook exited 2\n"  # tails stay inside the JSON
+
+
+def test_json_dry_run_carries_the_plan() -> None:
+    out, _ = feed("json", DRY)
+    started = json.loads(out.splitlines()[0])
+    assert started["plan"] == [
+        {"task": "extract", "state": "stale", "reasons": [{"kind": "input changed", "path": "data/raw/dm.csv"}], "blocked_by": []},
+        {"task": "validate", "state": "stale", "reasons": [{"kind": "never run"}, {"kind": "command changed"}], "blocked_by": []},
+        {"task": "package", "state": "blocked", "reasons": [], "blocked_by": ["validate"]},
+        {"task": "report", "state": "fresh", "reasons": [], "blocked_by": []},
+    ]
+
+
+def test_plain_and_json_modes_do_not_import_rich() -> None:
+    code = (
+        "import io, sys\n"
+        "from flowmake.report import make_reporter\n"
+        "for mode in ('plain', 'json'):\n"
+        "    make_reporter(mode, out=io.StringIO(), err=io.StringIO())\n"
+        "import flowmake.report.plain, flowmake.report.jsonl, flowmake.report.board\n"
+        "print('rich' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+# --- tree ----------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self, now: float = 500.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tree_reporter(clock: FakeClock, err: io.StringIO) -> TreeReporter:
+    # Not a terminal: Live draws nothing until it stops, so the test reads one frame.
+    console = Console(file=io.StringIO(), width=100, height=40, force_terminal=False, color_system=None)
+    return TreeReporter(console=console, err=err, clock=clock)
+
+
+def render(reporter: TreeReporter, *, width: int = 100, height: int = 40) -> List[str]:
+    console = Console(file=io.StringIO(), width=width, height=height, force_terminal=True, color_system=None)
+    console.print(reporter.view)
+    return console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+
+
+def test_tree_shows_a_running_task_with_its_elapsed_time_and_latest_line() -> None:
+    clock = FakeClock()
+    reporter = tree_reporter(clock, io.StringIO())
+    for event in failing_run()[:2]:
+        reporter.handle(event)
+    reporter.handle(TaskOutput(RUN, T0, "extract", "\x1b[32mcopied\x1b[0m 120 rows\r"))
+    clock.now += 12.4
+    lines = render(reporter)
+    assert lines[0] == "study-pipeline  0/4 · 1 running · 0:12"
+    running = next(line for line in lines if "extract" in line)
+    assert running.endswith("extract   0:12  copied 120 rows")
+    assert next(line for line in lines if "validate" in line).endswith("validate  never run (+1 more)")
+    reporter.close()
+
+
+def test_tree_end_of_run_keeps_the_final_tree_then_tails_then_summary() -> None:
+    err = io.StringIO()
+    reporter = tree_reporter(FakeClock(), err)
+    for event in failing_run():
+        reporter.handle(event)
+    reporter.close()
+    out = reporter.console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert out[0] == "study-pipeline  4/4 · 1 failed · 1 skipped · 0:02"
+    assert "✗ validate  exit 1 after 0.3s" in "\n".join(out)
+    assert out[-1] == "✗ failed: 1 ok, 1 failed, 1 skipped, 1 fresh in 2.1s"
+    assert "AGE < 0" not in "\n".join(out)
+    assert err.getvalue().splitlines() == [
+        f"--- validate failed (exit 1), last 2 lines of {LOG}:",
+        "checking dm.csv",
+        "error: AGE < 0",
+        "warning: on_failure hook exited 2",
+    ]
+
+
+def big_run(reporter: TreeReporter, clock: FakeClock) -> None:
+    """500 tasks: 200 extract variants done, one clean variant running, one failed, the rest pending."""
+    sizes = {"extract": 200, "clean": 200, "validate": 50, "package": 1, "report": 49}
+    tasks = [
+        planned(name if n == 1 else f"{name}:S{i:03d}", reasons=[NEVER]) for name, n in sizes.items() for i in range(n)
+    ]
+    reporter.handle(RunStarted(RUN, T0, "study", (), tuple(tasks), 8))
+    for task in tasks[:180]:
+        reporter.handle(TaskFinished(RUN, T0, task.name, TaskStatus.OK, 1.0))
+    for task in tasks[180:200]:
+        reporter.handle(TaskFinished(RUN, T0, task.name, TaskStatus.FRESH))
+    reporter.handle(TaskStarted(RUN, T0, "clean:S000", (NEVER,), None))
+    reporter.handle(TaskOutput(RUN, T0, "clean:S000", "row 1234 of 5000"))
+    reporter.handle(TaskStarted(RUN, T0, "clean:S001", (NEVER,), None))
+    reporter.handle(TaskFinished(RUN, T0, "clean:S001", TaskStatus.FAILED, 0.3, exit_code=2, log="c.log"))
+    clock.now += 7
+
+
+def test_tree_collapses_500_tasks_to_the_screen_and_keeps_failed_and_running_visible() -> None:
+    clock = FakeClock()
+    reporter = tree_reporter(clock, io.StringIO())
+    big_run(reporter, clock)
+    lines = render(reporter, height=40)
+    assert len(lines) <= 40
+    assert lines[0] == "study  201/500 · 1 running · 1 failed · 0:07"
+    text = "\n".join(lines)
+    assert "extract  ✓ 180 ok · ○ 20 fresh" in text
+    assert "clean:S000  0:07  row 1234 of 5000" in text
+    assert "✗ clean:S001  exit 2 after 0.3s" in text
+    reporter.close()
+
+
+def test_tree_folds_calm_groups_into_one_line_when_the_screen_is_short() -> None:
+    clock = FakeClock()
+    reporter = tree_reporter(clock, io.StringIO())
+    big_run(reporter, clock)
+    lines = render(reporter, height=8)
+    assert len(lines) <= 8
+    text = "\n".join(lines)
+    assert "clean:S000" in text and "clean:S001" in text
+    assert "… 300 more tasks: 180 ok, 20 fresh, 100 pending" in text
+    reporter.close()
+
+
+def test_tree_never_exceeds_the_screen_even_with_more_running_tasks_than_lines() -> None:
+    clock = FakeClock()
+    reporter = tree_reporter(clock, io.StringIO())
+    tasks = tuple(planned(f"t{i}") for i in range(100))
+    reporter.handle(RunStarted(RUN, T0, "wide", (), tasks, 100))
+    for task in tasks[:60]:
+        reporter.handle(TaskStarted(RUN, T0, task.name, (), None))
+    lines = render(reporter, height=20)
+    assert len(lines) <= 20
+    assert "t0 " in lines[1]  # running tasks come first
+    assert lines[-1] == "└── … 83 more tasks: 43 running, 40 pending"
+    reporter.close()
+
+
+def test_tree_shows_every_task_when_the_run_fits() -> None:
+    reporter = tree_reporter(FakeClock(), io.StringIO())
+    variants = tuple(planned(f"extract:S0{i}", reasons=[NEVER]) for i in range(1, 3))
+    reporter.handle(RunStarted(RUN, T0, "small", (), variants + (planned("report", will_run=False),), 2))
+    assert render(reporter) == [
+        "small  0/3 · 0:00",
+        "├── extract  2 pending",
+        "│   ├── · extract:S01  never run",
+        "│   └── · extract:S02  never run",
+        "└── · report",
+    ]
+    reporter.close()
+
+
+def test_tree_marks_tasks_still_running_at_an_interrupt() -> None:
+    clock = FakeClock()
+    reporter = tree_reporter(clock, io.StringIO())
+    reporter.handle(RunStarted(RUN, T0, "f", (), (planned("slow"),), 1))
+    reporter.handle(TaskStarted(RUN, T0, "slow", (NEVER,), None))
+    clock.now += 3
+    reporter.handle(RunFinished(RUN, T0 + 3, RunResult.INTERRUPTED, {}, 3.0))
+    out = reporter.console.file.getvalue()  # type: ignore[attr-defined]
+    assert "■ slow  interrupted after 0:03" in out
+    assert out.splitlines()[-1] == "✗ interrupted: no tasks finished in 3.0s"
+
+
+def test_tree_holds_notices_back_while_live_and_shows_them_in_the_tree() -> None:
+    err = io.StringIO()
+    reporter = tree_reporter(FakeClock(), err)
+    reporter.handle(RunStarted(RUN, T0, "f", (), (planned("a"),), 1))
+    reporter.handle(Notice(RUN, T0, "state database was unreadable; moved aside"))
+    assert err.getvalue() == ""  # writing under a live display would garble it
+    assert "├── ! warning: state database was unreadable; moved aside" in render(reporter)
+    reporter.close()
+    assert err.getvalue() == "warning: state database was unreadable; moved aside\n"
+
+
+def test_tree_handles_10000_events_without_rendering() -> None:
+    reporter = tree_reporter(FakeClock(), io.StringIO())
+    calls = []
+    build = reporter.view.build
+    reporter.view.build = lambda max_lines: calls.append(1) or build(max_lines)  # type: ignore[method-assign]
+    reporter.handle(RunStarted(RUN, T0, "f", (), (planned("a"),), 1))
+    reporter.handle(TaskStarted(RUN, T0, "a", (), None))
+    for i in range(10_000):
+        reporter.handle(TaskOutput(RUN, T0, "a", f"line {i}"))
+    assert calls == []  # the console is not a terminal, so Live draws only when it stops
+    reporter.close()
+    assert len(calls) == 1
+
+
+# --- common --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0.0, "0.00s"), (0.05, "0.05s"), (0.3, "0.3s"), (2.14, "2.1s"), (59.9, "59.9s"), (125, "2m05s"), (3720, "1h02m")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_format_clock() -> None:
+    assert [format_clock(s) for s in (0.9, 12.4, 754, 3723)] == ["0:00", "0:12", "12:34", "1:02:03"]
+
+
+def test_clean_line_keeps_what_a_terminal_would_show() -> None:
+    assert clean_line("10%\r50%\r\x1b[1m90%\x1b[0m\tdone\n") == "90%    done"
+    assert clean_line("bell\x07 and \x1b]0;title\x07x") == "bell and x"

@@ -1,0 +1,86 @@
+"""The SQLite state: traces survive reopening; a bad database is set aside, never deleted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowmake.hashing import StatEntry
+from flowmake.model import AttemptRecord, Reason, ReasonKind, RunRecord, Trace
+from flowmake.state import DB_NAME, STATE_DIR, State
+
+
+def open_state(root: Path, warnings: list) -> State:
+    return State.open(root, warn=warnings.append)
+
+
+def attempt(task: str, status: str = "ok") -> AttemptRecord:
+    return AttemptRecord(run_id="r1", task=task, attempt=1, status=status, reasons=(Reason(ReasonKind.NEVER_RUN),),
+                         command="true", started=1.0, finished=2.0, exit_code=0, inputs={"a": "h"},
+                         outputs={"b": "o"}, log=".flowmake/logs/r1/t.log", log_hash="lh")
+
+
+def test_state_dir_is_created_with_a_gitignore(tmp_path: Path) -> None:
+    open_state(tmp_path, []).close()
+    assert (tmp_path / STATE_DIR / ".gitignore").read_text() == "*\n"
+
+
+def test_trace_attempt_and_stat_cache_survive_reopen(tmp_path: Path) -> None:
+    s = open_state(tmp_path, [])
+    s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
+    s.task_started("t", pid=123, start_ticks="1", run_id="r1")
+    trace = Trace("t", "fp", "ch", {"TZ": "x"}, {"a": "h"}, {"b": "o"}, "r1")
+    s.task_finished(attempt("t"), pid=123, trace=trace, stat_entries={"a": StatEntry(1, 2, 3, "h", 4)})
+    s.finish_run("r1", finished=3.0, result="success")
+    s.close()
+    s = open_state(tmp_path, [])
+    assert s.traces()["t"] == trace
+    assert s.stat_cache()["a"].hash == "h"
+    assert s.running_processes() == []
+    (run,) = s.runs()
+    assert (run.id, run.result) == ("r1", "success")
+    assert s.attempts("r1")[0].reasons[0].kind is ReasonKind.NEVER_RUN
+
+
+def test_starting_a_task_forgets_its_trace(tmp_path: Path) -> None:
+    # A crash while the task runs must leave it stale: the trace goes first.
+    s = open_state(tmp_path, [])
+    s.task_finished(attempt("t"), pid=None, trace=Trace("t", "fp", "ch", {}, {}, {}, "r0"), stat_entries={})
+    s.task_started("t", pid=99, start_ticks="5", run_id="r1")
+    s.close()
+    s = open_state(tmp_path, [])
+    assert "t" not in s.traces()
+    assert s.running_processes() == [(99, "5", "r1", "t")]
+
+
+def test_failed_attempt_leaves_no_trace(tmp_path: Path) -> None:
+    s = open_state(tmp_path, [])
+    s.task_finished(attempt("t"), pid=None, trace=Trace("t", "fp", "ch", {}, {}, {}, "r0"), stat_entries={})
+    s.task_finished(attempt("t", "failed"), pid=None, trace=None, stat_entries={})
+    assert "t" not in s.traces()
+
+
+def test_corrupt_database_is_set_aside_with_a_warning(tmp_path: Path) -> None:
+    open_state(tmp_path, []).close()
+    db = tmp_path / STATE_DIR / DB_NAME
+    db.write_bytes(b"this is not a database" * 100)
+    warnings: list = []
+    s = open_state(tmp_path, warnings)
+    assert s.traces() == {}
+    s.close()
+    assert len(warnings) == 1 and "starting over" in warnings[0]
+    kept = list((tmp_path / STATE_DIR).glob(DB_NAME + ".unreadable-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
+
+
+def test_database_from_unknown_schema_version_is_set_aside(tmp_path: Path) -> None:
+    import sqlite3
+
+    open_state(tmp_path, []).close()
+    db = tmp_path / STATE_DIR / DB_NAME
+    conn = sqlite3.connect(str(db))
+    conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    warnings: list = []
+    open_state(tmp_path, warnings).close()
+    assert "schema version 999" in warnings[0]
