@@ -32,15 +32,16 @@ from .events import (
     TaskFinished,
     TaskStarted,
     TaskOutput,
+    TaskWaiting,
     TaskStatus,
 )
 from .graph import Graph
 from .hashing import FileHasher
-from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
+from .model import DEFAULT_SHELL, AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
 from .plan import command_hash, decide, env_hashes, fingerprint
 from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
 from .schedule import Schedule
-from .state import State, state_dir
+from .state import STATE_DIR, State
 
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 _EXIT_FOR_SIGNAL = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
@@ -150,6 +151,17 @@ class _Signal:
 
 
 @dataclass
+class _Sensor:
+    """A `wait_for` task waiting for its files to arrive and hold still."""
+
+    deadline: float  # monotonic
+    next_poll: float
+    seen: Dict[str, Optional[Tuple[int, int]]]  # path -> (size, mtime_ns) at the last poll
+    pending: Tuple[str, ...]  # not yet arrived, as last reported
+    started: float  # wall clock
+
+
+@dataclass
 class _Active:
     spec: TaskSpec
     proc: RunningProcess
@@ -186,6 +198,7 @@ class Build:
         self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus}
         self.failed: List[str] = []
         self._attempts: Dict[str, int] = {}  # task -> number of its next attempt
+        self._failures: List[TaskFinished] = []
 
     # signal handling: the handler only records and wakes the coordinator
 
@@ -268,7 +281,20 @@ class Build:
             except Exception:  # the run row may not exist if interrupted very early
                 pass
         duration = time.monotonic() - started_monotonic if started_monotonic is not None else 0.0
+        if not self.options.dry_run and getattr(self, "started", None) is not None:
+            self._fire_hooks(result, finished)
         self.emit(RunFinished(self.run_id, finished, result, dict(self.counts), duration, tuple(self.failed)))
+
+    def _fire_hooks(self, result: RunResult, finished: float) -> None:
+        hooks = self.flowfile.hooks
+        if not (hooks.on_success or hooks.on_failure or hooks.webhook):
+            return
+        from .hooks import RunSummary, fire
+
+        summary = RunSummary(self.run_id, self.flowfile.name, result, self.started, finished, dict(self.counts),
+                             tuple(self._failures), f"{STATE_DIR}/logs/{self.run_id}")
+        for warning in fire(hooks, summary, root=self.root, shell=DEFAULT_SHELL, environ=self.environ):
+            self.emit(Notice(self.run_id, time.time(), warning))
 
     def _reap_orphans(self) -> None:
         rows = self.state.running_processes()
@@ -293,12 +319,18 @@ class Build:
         self._runner = runner
         self._active: Dict[str, _Active] = {}
         waiting_to_start: List[str] = []  # ready and stale, waiting for a free slot
+        self._waiting_to_start = waiting_to_start
         retry_at: Dict[str, Tuple[float, int]] = {}  # task -> (monotonic time, next attempt)
+        self._sensors: Dict[str, _Sensor] = {}
+        self._arrived: Set[str] = set()
         kill_deadline: Optional[float] = None
         while True:
             if self._signal is None:
                 self._settle_ready(sched, waiting_to_start)
                 now = time.monotonic()
+                if self._sensors and not sched.stopped:
+                    self._poll_sensors(now)
+                    self._settle_ready(sched, waiting_to_start)
                 for name, (when, attempt) in list(retry_at.items()):
                     if when <= now and not sched.stopped:
                         del retry_at[name]
@@ -308,11 +340,15 @@ class Build:
                     self._start(waiting_to_start.pop(0))
                     self._settle_ready(sched, waiting_to_start)
             if not self._active and (sched.stopped or self._signal is not None or
-                                     (not waiting_to_start and not retry_at and not sched.has_ready())):
+                                     (not waiting_to_start and not retry_at and not self._sensors
+                                      and not sched.has_ready())):
                 break
             timeout = 0.5
             if retry_at:
                 timeout = max(0.0, min(min(w for w, _ in retry_at.values()) - time.monotonic(), timeout))
+            if self._sensors:
+                soonest = min(min(x.next_poll, x.deadline) for x in self._sensors.values())
+                timeout = max(0.0, min(soonest - time.monotonic(), timeout))
             if kill_deadline is not None:
                 timeout = max(0.0, min(kill_deadline - time.monotonic(), timeout))
             try:
@@ -337,6 +373,10 @@ class Build:
                     retry_at.clear()
                     runner.signal_all(signal.SIGTERM)
                     kill_deadline = time.monotonic() + GRACE_PERIOD
+        for name in list(retry_at):
+            if self._signal is None:
+                self._fail(name, exit_code=None, message="failed; retry abandoned after another task failed",
+                           duration=0.0, log=None, tail=(), attempt=retry_at[name][1] - 1)
         why = ("not started: the run was interrupted" if self._signal is not None
                else "not started: the run stopped after a failure (use -k to keep going)")
         for name in sched.unfinished():
@@ -346,6 +386,9 @@ class Build:
         """Resolve every ready task that needs no process; queue the rest."""
         while sched.has_ready():
             for name in sched.pop_ready():
+                if self.flowfile.tasks[name].wait_for and name not in self._arrived:
+                    self._begin_sensing(name)
+                    continue
                 if self._settle(name):
                     sched.succeeded(name)
                 else:
@@ -358,7 +401,8 @@ class Build:
             self._finish_task(name, TaskStatus.FRESH)
             return True
         spec = self.flowfile.tasks[name]
-        if plan.blocked_by:
+        if plan.blocked_by or spec.wait_for:
+            # Decided now that upstream outputs (or awaited files) exist.
             obs = observe(spec, self.hasher, self.environ)
             self._observations[name] = obs
             reasons = task_reasons(spec, self._traces.get(name), obs, forced=self._forced(name))
@@ -372,6 +416,55 @@ class Build:
             return True
         return False
 
+    # -- sensors -------------------------------------------------------------
+
+    def _begin_sensing(self, name: str) -> None:
+        spec = self.flowfile.tasks[name]
+        now = time.monotonic()
+        sensor = _Sensor(deadline=now + spec.wait_timeout, next_poll=now, seen={p: None for p in spec.wait_for},
+                         pending=(), started=time.time())
+        self._sensors[name] = sensor
+
+    def _poll_sensors(self, now: float) -> None:
+        for name, sensor in list(self._sensors.items()):
+            if now < sensor.next_poll and now < sensor.deadline:
+                continue
+            spec = self.flowfile.tasks[name]
+            pending = []
+            wall = time.time()
+            for path in spec.wait_for:
+                seen = _stat_pair(self.root / path)
+                before = sensor.seen[path]
+                sensor.seen[path] = seen
+                if seen is None:
+                    pending.append(path)
+                elif seen != before and wall - seen[1] / 1e9 < spec.wait_poll:
+                    pending.append(path)  # still being written: wait one more quiet poll
+            if not pending:
+                del self._sensors[name]
+                self._arrived.add(name)
+                if self._settle(name):
+                    self._sched.succeeded(name)
+                else:
+                    self._waiting_to_start.append(name)
+                continue
+            if now >= sensor.deadline:
+                del self._sensors[name]
+                missing = [p for p in pending if sensor.seen[p] is None]
+                detail = ("still missing " + ", ".join(missing)) if missing else \
+                    ("still changing " + ", ".join(pending))
+                message = f"wait_for timed out after {_fmt_seconds(spec.wait_timeout)}: {detail}"
+                self._record_attempt(spec, 1, "failed", self._planned[name].reasons, spec.command,
+                                     sensor.started, None, Observation("", {}, {}, {}), {}, None, None, message,
+                                     trace=None, pid=None)
+                self._fail(name, exit_code=None, message=message, duration=time.time() - sensor.started,
+                           log=None, tail=(), attempt=1)
+                continue
+            if tuple(pending) != sensor.pending:
+                sensor.pending = tuple(pending)
+                self.emit(TaskWaiting(self.run_id, time.time(), name, sensor.pending))
+            sensor.next_poll = now + spec.wait_poll
+
     def _start(self, name: str) -> None:
         spec = self.flowfile.tasks[name]
         attempt = self._attempts.get(name, 1)
@@ -384,9 +477,9 @@ class Build:
             parent = os.path.dirname(out.rstrip("/"))
             if parent:
                 os.makedirs(self.root / parent, exist_ok=True)
-        log_rel = f"{state_dir(Path('.')).as_posix()}/logs/{self.run_id}/{name}.log"
+        log_rel = f"{STATE_DIR}/logs/{self.run_id}/{name}.log"
         if attempt > 1:
-            log_rel = f"{state_dir(Path('.')).as_posix()}/logs/{self.run_id}/{name}.attempt{attempt}.log"
+            log_rel = f"{STATE_DIR}/logs/{self.run_id}/{name}.attempt{attempt}.log"
         env = dict(self.environ)
         env.update(spec.env)
         env["FLOWMAKE_RUN_ID"] = self.run_id
@@ -483,8 +576,18 @@ class Build:
                      exit_code: Optional[int] = None, message: Optional[str] = None, log: Optional[str] = None,
                      tail: Tuple[str, ...] = (), attempt: int = 1) -> None:
         self.counts[status.value] += 1
-        self.emit(TaskFinished(self.run_id, time.time(), name, status, duration, exit_code, message, log, tail,
-                               attempt))
+        event = TaskFinished(self.run_id, time.time(), name, status, duration, exit_code, message, log, tail, attempt)
+        if status is TaskStatus.FAILED:
+            self._failures.append(event)
+        self.emit(event)
+
+
+def _stat_pair(path: Path) -> Optional[Tuple[int, int]]:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
 
 
 def _exists(root: Path, output: str) -> bool:

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from blake3 import blake3
 
@@ -190,3 +190,23 @@ def end_orphans(processes: Sequence[tuple]) -> List[int]:
         except (ProcessLookupError, PermissionError):
             pass
     return ended
+
+
+def run_hook(command: str, *, shell: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
+             timeout: float) -> Tuple[Optional[int], str]:
+    """Run a hook command to completion, output to its log; (exit code or None on timeout, last line)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(shell) + [command], cwd=str(cwd), env=dict(env), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code: Optional[int] = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            code = None
+    lines = log_path.read_bytes().decode("utf-8", "replace").strip().splitlines()
+    return code, (lines[-1] if lines else "")

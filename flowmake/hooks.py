@@ -1,0 +1,101 @@
+"""Alerts after a run: the `[hooks]` commands and the webhook.
+
+Run once per run, after every task has finished and before flowmake exits.
+A hook that fails, hangs or cannot be delivered is reported as a warning and
+never changes the run's exit code: an alert channel being down must not turn
+a good run into a failed one, nor hide why a bad one failed.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Mapping, Optional, Sequence, Tuple
+
+from .events import RunResult, TaskFinished, iso_time
+from .model import Hooks
+from .runner import run_hook
+
+HOOK_TIMEOUT = 300.0  # seconds: a hook is an alert, not a pipeline step
+WEBHOOK_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    flow: str
+    result: RunResult
+    started: float
+    finished: float
+    counts: Mapping[str, int]
+    failures: Tuple[TaskFinished, ...]
+    log_dir: str  # project-relative
+
+    def to_json(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "flow": self.flow,
+            "result": self.result.value,
+            "started": iso_time(self.started),
+            "finished": iso_time(self.finished),
+            "duration": round(self.finished - self.started, 3),
+            "counts": dict(self.counts),
+            "failed": [
+                {"task": f.task, "exit_code": f.exit_code, "message": f.message, "log": f.log, "tail": list(f.tail)}
+                for f in self.failures
+            ],
+        }
+
+
+def fire(hooks: Hooks, summary: RunSummary, *, root: Path, shell: Sequence[str],
+         environ: Mapping[str, str]) -> List[str]:
+    """Run the hooks due for this result; returns warnings for the user."""
+    warnings: List[str] = []
+    command = hooks.on_success if summary.result is RunResult.SUCCESS else hooks.on_failure
+    which = "on_success" if summary.result is RunResult.SUCCESS else "on_failure"
+    if command:
+        env = dict(environ)
+        env.update({
+            "FLOWMAKE_RUN_ID": summary.run_id,
+            "FLOWMAKE_RESULT": summary.result.value,
+            "FLOWMAKE_FAILED": " ".join(f.task for f in summary.failures),
+            "FLOWMAKE_LOG_DIR": str(root / summary.log_dir),
+        })
+        log = root / summary.log_dir / f"hook.{which}.log"
+        try:
+            code, last = run_hook(command, shell=shell, cwd=root, env=env, log_path=log, timeout=HOOK_TIMEOUT)
+        except OSError as exc:
+            warnings.append(f"hook {which} could not start: {exc}")
+        else:
+            rel = f"{summary.log_dir}/{log.name}"
+            if code is None:
+                warnings.append(f"hook {which} timed out after {HOOK_TIMEOUT:g}s and was killed (log: {rel})")
+            elif code != 0:
+                detail = f": {last}" if last else ""
+                warnings.append(f"hook {which} failed with exit code {code}{detail} (log: {rel})")
+    if hooks.webhook and summary.result is not RunResult.SUCCESS:
+        problem = post_webhook(hooks.webhook, summary.to_json())
+        if problem:
+            warnings.append(f"webhook {hooks.webhook} not delivered: {problem}")
+    return warnings
+
+
+def post_webhook(url: str, payload: dict, *, timeout: float = WEBHOOK_TIMEOUT) -> Optional[str]:
+    """POST the summary as JSON; None when delivered, else what went wrong."""
+    body = json.dumps(payload).encode("utf-8")
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "flowmake"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{reason}"
+    if not 200 <= status < 300:
+        return f"HTTP {status}"
+    return None
