@@ -15,6 +15,7 @@ from typing import List, Sequence
 
 import pytest
 from rich.console import Console
+from rich.tree import Tree
 
 from flowmake.events import (
     Event,
@@ -139,7 +140,7 @@ def test_plain_success_and_nothing_to_do_summaries() -> None:
 
 
 def test_plain_prints_a_waiting_line_only_when_the_awaited_paths_change() -> None:
-    waits = [
+    waits: List[Event] = [
         TaskStarted(RUN, T0, "extract", (), None),
         TaskWaiting(RUN, T0, "extract", ("data/raw/S01/dm.csv",)),
         TaskWaiting(RUN, T0 + 5, "extract", ("data/raw/S01/dm.csv",)),
@@ -154,7 +155,7 @@ def test_plain_prints_a_waiting_line_only_when_the_awaited_paths_change() -> Non
 
 
 def test_plain_retry_is_not_a_failure_until_the_last_attempt() -> None:
-    events = [
+    events: List[Event] = [
         TaskFinished(RUN, T0, "load", TaskStatus.FAILED, 0.5, exit_code=3, log="l.log", tail=("x",), will_retry=True),
         TaskStarted(RUN, T0 + 1, "load", (NEVER,), None, attempt=2),
         TaskFinished(RUN, T0 + 2, "load", TaskStatus.OK, 0.4, attempt=2),
@@ -195,7 +196,7 @@ def test_use_color_follows_tty_and_no_color() -> None:
 
 # --- dry run -------------------------------------------------------------------
 
-DRY = [
+DRY: List[Event] = [
     RunStarted(RUN, T0, "study-pipeline", (), PLAN, 4, dry_run=True),
     RunFinished(RUN, T0, RunResult.SUCCESS, dry_run=True),
 ]
@@ -217,7 +218,7 @@ def test_plain_dry_run_prints_the_plan_with_every_reason() -> None:
 
 def test_dry_run_with_nothing_stale_says_nothing_to_do() -> None:
     fresh = tuple(planned(f"t{i}", will_run=False) for i in range(3))
-    events = [RunStarted(RUN, T0, "f", (), fresh, 1, dry_run=True), RunFinished(RUN, T0, RunResult.SUCCESS, dry_run=True)]
+    events: List[Event] = [RunStarted(RUN, T0, "f", (), fresh, 1, dry_run=True), RunFinished(RUN, T0, RunResult.SUCCESS, dry_run=True)]
     assert feed("plain", events)[0].splitlines()[-1] == "nothing to do: 3 tasks fresh"
 
 
@@ -433,9 +434,14 @@ def test_tree_holds_notices_back_while_live_and_shows_them_in_the_tree() -> None
 
 def test_tree_handles_10000_events_without_rendering() -> None:
     reporter = tree_reporter(FakeClock(), io.StringIO())
-    calls = []
+    calls: List[int] = []
     build = reporter.view.build
-    reporter.view.build = lambda max_lines: calls.append(1) or build(max_lines)  # type: ignore[method-assign]
+
+    def counting_build(max_lines: int) -> Tree:
+        calls.append(max_lines)
+        return build(max_lines)
+
+    reporter.view.build = counting_build  # type: ignore[method-assign]
     reporter.handle(RunStarted(RUN, T0, "f", (), (planned("a"),), 1))
     reporter.handle(TaskStarted(RUN, T0, "a", (), None))
     for i in range(10_000):

@@ -1,0 +1,201 @@
+"""The plain reporter: one line per event, for CI logs and pipes.
+
+Lines are short and grep-friendly: a status word, the task name in an aligned
+column, then the detail. No timestamps (CI adds its own) and no escape codes
+unless colour is asked for. Progress and the summary go to `out`; notices and
+failed tasks' log tails go to `err` as they happen, so a log read from the top
+shows each failure next to its cause. It writes with plain `write()` calls and
+never imports rich, which keeps start-up fast.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, TextIO, Tuple
+
+from ..events import (
+    Event,
+    Notice,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskOutput,
+    TaskStarted,
+    TaskStatus,
+    TaskWaiting,
+)
+from .common import (
+    PlanEntry,
+    PlanState,
+    TaskGroups,
+    dry_run_summary,
+    failure_detail,
+    format_duration,
+    groups_of,
+    list_text,
+    may_run_text,
+    plan_counts,
+    plan_entries,
+    plural,
+    reasons_text,
+    summary_text,
+    tail_report,
+)
+
+# Width of the status word column: fits "FAILED"; "waiting" would not, hence "wait".
+WORD_WIDTH = 6
+# Task names shorter than this still align with the sample in the docs; longer
+# ones widen the column up to a cap, past which alignment gives way to width.
+MIN_NAME_WIDTH = 16
+MAX_NAME_WIDTH = 40
+
+_SGR = {"green": "32", "red": "31", "bold red": "1;31", "yellow": "33", "dim": "2", "cyan": "36", "bold": "1"}
+
+
+def paint(text: str, style: str, color: bool) -> str:
+    if not color or style not in _SGR:
+        return text
+    return f"\x1b[{_SGR[style]}m{text}\x1b[0m"
+
+
+class PlainReporter:
+    """Writes one line per event; see the module docstring."""
+
+    def __init__(self, *, out: TextIO, err: TextIO, color: bool = False, quiet: bool = False, verbose: bool = False) -> None:
+        self.out = out
+        self.err = err
+        self.color = color
+        self.quiet = quiet
+        self.verbose = verbose
+        self.name_width = MIN_NAME_WIDTH
+        self._waiting: Dict[str, Tuple[str, ...]] = {}
+        self._plan_counts: Optional[Dict[PlanState, int]] = None
+
+    # --- the Reporter protocol --------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._run_started(event)
+        elif isinstance(event, TaskStarted):
+            self._task_started(event)
+        elif isinstance(event, TaskWaiting):
+            self._task_waiting(event)
+        elif isinstance(event, TaskFinished):
+            self._task_finished(event)
+        elif isinstance(event, Notice):
+            self._write(self.err, f"{event.level}: {event.message}")
+        elif isinstance(event, RunFinished):
+            self._run_finished(event)
+        elif isinstance(event, TaskOutput):
+            pass  # a CI log gets the whole output from the log file; echoing samples adds noise
+
+    def close(self) -> None:
+        for stream in (self.out, self.err):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed pipe at exit must not hide the run's result
+
+    # --- events ------------------------------------------------------------
+
+    def _run_started(self, event: RunStarted) -> None:
+        names = [t.name for t in event.tasks]
+        self.name_width = min(max([MIN_NAME_WIDTH, *map(len, names)]), MAX_NAME_WIDTH)
+        if event.dry_run:
+            self._print_plan(event)
+            return
+        if self.quiet:
+            return
+        to_run = sum(1 for t in event.tasks if t.will_run)
+        may_run = sum(1 for t in event.tasks if not t.will_run and t.blocked_by)
+        parts = [plural(len(event.tasks), "task"), f"{to_run} to run"]
+        if may_run:
+            parts.append(f"{may_run} may run")
+        parts.append(f"-j {event.jobs}")
+        self._write(self.out, f"flowmake: {event.flow_name} — {', '.join(parts)} (run {event.run_id})")
+
+    def _task_started(self, event: TaskStarted) -> None:
+        if self.quiet:
+            return
+        detail = reasons_text(event.reasons, full=self.verbose)
+        if event.attempt != 1:
+            detail = f"attempt {event.attempt}" + (f": {detail}" if detail else "")
+        self._line("start", "bold", event.task, detail)
+
+    def _task_waiting(self, event: TaskWaiting) -> None:
+        # A sensor re-reports on every poll; only a change of what it waits for is news.
+        if self._waiting.get(event.task) == event.paths:
+            return
+        self._waiting[event.task] = event.paths
+        if self.quiet or not event.paths:
+            return
+        self._line("wait", "cyan", event.task, "for " + list_text(event.paths, full=self.verbose))
+
+    def _task_finished(self, event: TaskFinished) -> None:
+        self._waiting.pop(event.task, None)
+        status = event.status
+        if status is TaskStatus.FAILED:
+            self._task_failed(event)
+        elif self.quiet:
+            return
+        elif status is TaskStatus.OK:
+            detail = format_duration(event.duration)
+            if event.attempt != 1:
+                detail += f" (attempt {event.attempt})"
+            self._line("ok", "green", event.task, detail)
+        elif status is TaskStatus.SKIPPED:
+            self._line("skip", "yellow", event.task, event.message or "")
+        elif status is TaskStatus.FRESH and self.verbose:
+            self._line("fresh", "dim", event.task, "")
+
+    def _task_failed(self, event: TaskFinished) -> None:
+        detail = failure_detail(event)
+        if event.will_retry:
+            if not self.quiet:
+                self._line("retry", "yellow", event.task, detail + ", will retry")
+            return
+        if event.log:
+            detail += f" — log: {event.log}"
+        self._line("FAILED", "bold red", event.task, detail)
+        for line in tail_report(event):
+            self._write(self.err, line)
+
+    def _run_finished(self, event: RunFinished) -> None:
+        if event.dry_run:
+            counts = self._plan_counts or {state: 0 for state in PlanState}
+            self._write(self.out, dry_run_summary(counts))
+            return
+        self._write(self.out, summary_text(event))
+
+    # --- the dry-run plan ----------------------------------------------------
+
+    def _print_plan(self, event: RunStarted) -> None:
+        """What would run and why: the answer of `-n`, so printed even when quiet."""
+        entries = plan_entries(event.tasks)
+        self._plan_counts = plan_counts(entries)
+        self._write(self.out, f"flowmake: {event.flow_name} — dry run of {plural(len(entries), 'task')}")
+        groups = groups_of(event.tasks)
+        for entry in entries:
+            for word, style, name, detail in self._plan_lines(entry, groups):
+                self._line(word, style, name, detail)
+
+    def _plan_lines(self, entry: PlanEntry, groups: TaskGroups) -> List[Tuple[str, str, str, str]]:
+        name = entry.task.name
+        if entry.state is PlanState.STALE:
+            # Every reason, one per line: a dry run is the place to explain.
+            reasons = [str(r) for r in entry.reasons] or [""]
+            return [("run", "bold", name, reasons[0])] + [("", "", "", r) for r in reasons[1:]]
+        if entry.state is PlanState.BLOCKED:
+            return [("maybe", "yellow", name, may_run_text(entry, groups, full=self.verbose))]
+        return [("fresh", "dim", name, "")] if self.verbose else []
+
+    # --- output --------------------------------------------------------------
+
+    def _line(self, word: str, style: str, name: str, detail: str) -> None:
+        head = paint(word.ljust(WORD_WIDTH), style, self.color)
+        text = f"{head} {name.ljust(self.name_width)} {detail}" if detail else f"{head} {name}"
+        self._write(self.out, text.rstrip())
+
+    def _write(self, stream: TextIO, line: str) -> None:
+        stream.write(line + "\n")
+        # Flushed per line: a CI log or a `tail -f` must see progress as it happens.
+        stream.flush()
