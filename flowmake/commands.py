@@ -141,7 +141,7 @@ def run_build(
                 roots=roots, jobs=jobs, keep_going=keep_going, dry_run=dry_run, always_make=always_make,
                 forced=forced, argv=tuple(argv),
             )
-            build = Build(project.flowfile, project.graph, state, options, emit=reporter.handle,
+            build = Build(project.flowfile, project.graph, state, options, emit=_survive_closed_pipe(reporter),
                           selection=closure(project.graph, roots))
             try:
                 return build.run()
@@ -152,6 +152,28 @@ def run_build(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _survive_closed_pipe(reporter):
+    """Wrap a reporter so a reader that goes away (`| head`) doesn't stop the run.
+
+    The tasks still finish and are recorded; only the progress output is lost.
+    """
+    closed = False
+
+    def emit(event) -> None:
+        nonlocal closed
+        if closed:
+            return
+        try:
+            reporter.handle(event)
+        except BrokenPipeError:
+            closed = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit can't fail either
+            os.close(devnull)
+
+    return emit
 
 
 # -- status --------------------------------------------------------------------
