@@ -207,6 +207,65 @@ def init(force: bool = typer.Option(False, "--force", help="Overwrite an existin
     return write_starter(directory=_globals.directory, overwrite=force)
 
 
+@app.command()
+@_guarded
+def log(
+    run_id: Optional[str] = typer.Argument(None, help="A run id (or a unique prefix): show each task attempt of that run."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (documented in docs/json.md)."),
+    limit: int = typer.Option(20, "--limit", help="How many recent runs to list."),
+    prune: Optional[int] = typer.Option(None, "--prune", metavar="KEEP", help="Delete the log files of all but the newest KEEP runs (records stay)."),
+    wait: bool = typer.Option(False, "--wait", help="With --prune: wait for a running flowmake instead of exiting 3."),
+) -> int:
+    """Recent runs; with a run id, every task attempt of that run."""
+    from .commands import prune_logs, show_log
+
+    if prune is not None:
+        return prune_logs(_project(), prune, wait=wait)
+    return show_log(_project(), run_id, as_json=as_json, limit=limit)
+
+
+@app.command()
+@_guarded
+def lineage(
+    path: str = typer.Argument(..., help="A file in the project, e.g. dist/submission.zip."),
+    as_json: bool = typer.Option(False, "--json", help="Print the lineage tree as JSON."),
+    sources: bool = typer.Option(False, "--sources", help="Only the source files behind PATH, with their hashes."),
+) -> int:
+    """Which task and run produced PATH, from which inputs (with hashes), back to source files."""
+    from .commands import show_lineage
+
+    return show_lineage(_project(), path, as_json=as_json, sources_only=sources)
+
+
+audit_app = typer.Typer(help="Check and export the tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+EXPORT_FORMATS = ("json", "csv")
+
+
+@audit_app.command("verify")
+@_guarded
+def audit_verify() -> int:
+    """Recompute the hash chain of every record; exit 1 naming the first bad one."""
+    from .commands import audit_verify as verify
+
+    return verify(_project())
+
+
+@audit_app.command("export")
+@_guarded
+def audit_export(
+    fmt: str = typer.Option("json", "--format", help="json | csv"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file instead of stdout."),
+) -> int:
+    """Write the whole audit trail (runs, attempts, hashes) for an auditor."""
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"unknown export format '{fmt}'", hint="use one of: " + ", ".join(EXPORT_FORMATS))
+    from .commands import audit_export as export
+
+    return export(_project(), fmt=fmt, output=output)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         app(args=argv, prog_name="flowmake")

@@ -42,6 +42,11 @@ def hash_text(text: str) -> str:
     return blake3(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def hash_file(path: Path) -> str:
+    """Content hash of one file, without the stat cache (logs, audit checks)."""
+    return _hash_contents(str(path), os.path.getsize(path))
+
+
 @dataclass(frozen=True)
 class StatEntry:
     size: int

@@ -19,10 +19,11 @@ import json
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .hashing import HASH_ALGORITHM, StatEntry
+from .hashing import HASH_ALGORITHM, StatEntry, hash_text
 from .model import AttemptRecord, Reason, ReasonKind, RunRecord, Trace
 
 STATE_DIR = ".flowmake"
@@ -39,22 +40,39 @@ CREATE TABLE traces (
     task TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, command_hash TEXT NOT NULL,
     env TEXT NOT NULL, inputs TEXT NOT NULL, outputs TEXT NOT NULL, run_id TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY, started REAL NOT NULL, finished REAL, user TEXT NOT NULL,
-    host TEXT NOT NULL, version TEXT NOT NULL, flowfile_hash TEXT NOT NULL,
-    argv TEXT NOT NULL, targets TEXT NOT NULL, result TEXT
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, run_id TEXT NOT NULL, task TEXT,
+    body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
 );
-CREATE TABLE attempts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, task TEXT NOT NULL,
-    attempt INTEGER NOT NULL, status TEXT NOT NULL, reasons TEXT NOT NULL, command TEXT,
-    started REAL NOT NULL, finished REAL NOT NULL, exit_code INTEGER,
-    inputs TEXT NOT NULL, outputs TEXT NOT NULL, log TEXT, log_hash TEXT, message TEXT
-);
-CREATE INDEX attempts_by_run ON attempts (run_id);
+CREATE INDEX journal_by_run ON journal (run_id, kind);
+CREATE INDEX journal_by_task ON journal (task) WHERE task IS NOT NULL;
 CREATE TABLE running (
     pid INTEGER PRIMARY KEY, start_ticks TEXT NOT NULL, run_id TEXT NOT NULL, task TEXT NOT NULL
 );
 """
+
+
+GENESIS = "0" * 64  # prev_hash of the first journal record
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    seq: int
+    kind: str  # "run", "attempt", "run_end", "prune"
+    run_id: str
+    task: Optional[str]
+    body: str  # canonical JSON
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    count: int
+    head: str  # hash of the last good record
+    bad: Optional[JournalEntry] = None
+    problem: Optional[str] = None
 
 
 class StateError(Exception):
@@ -116,35 +134,100 @@ class State:
         return list(self._conn.execute("SELECT pid, start_ticks, run_id, task FROM running"))
 
     def runs(self, limit: Optional[int] = None) -> List[RunRecord]:
-        sql = "SELECT id, started, user, host, version, flowfile_hash, argv, targets, finished, result FROM runs ORDER BY id DESC"
-        rows = self._conn.execute(sql + (f" LIMIT {int(limit)}" if limit else ""))
-        return [
-            RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), tuple(json.loads(r[7])), r[8], r[9])
-            for r in rows
-        ]
+        """Recorded runs, newest first."""
+        sql = "SELECT run_id, body FROM journal WHERE kind = 'run' ORDER BY run_id DESC"
+        starts = list(self._conn.execute(sql + (f" LIMIT {int(limit)}" if limit else "")))
+        ends: Dict[str, dict] = {}
+        if starts:
+            oldest = starts[-1][0]
+            for run_id, body in self._conn.execute(
+                "SELECT run_id, body FROM journal WHERE kind = 'run_end' AND run_id >= ?", (oldest,)
+            ):
+                ends[run_id] = json.loads(body)
+        out = []
+        for run_id, body in starts:
+            d = json.loads(body)
+            end = ends.get(run_id, {})
+            out.append(RunRecord(d["id"], d["started"], d["user"], d["host"], d["version"], d["flowfile_hash"],
+                                 tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result")))
+        return out
+
+    def run_ids(self) -> List[str]:
+        return [r[0] for r in self._conn.execute("SELECT run_id FROM journal WHERE kind = 'run' ORDER BY run_id DESC")]
 
     def attempts(self, run_id: str) -> List[AttemptRecord]:
         rows = self._conn.execute(
-            "SELECT run_id, task, attempt, status, reasons, command, started, finished, exit_code,"
-            " inputs, outputs, log, log_hash, message FROM attempts WHERE run_id = ? ORDER BY seq",
-            (run_id,),
+            "SELECT body FROM journal WHERE run_id = ? AND kind = 'attempt' ORDER BY seq", (run_id,)
         )
-        return [_attempt_from_row(r) for r in rows]
+        return [_attempt_from_json(json.loads(r[0])) for r in rows]
+
+    def attempts_writing(self, paths: Sequence[str]) -> List[AttemptRecord]:
+        """Successful attempts that recorded any of these output paths, newest first."""
+        found: List[AttemptRecord] = []
+        wanted = set(paths)
+        for path in wanted:
+            rows = self._conn.execute(
+                "SELECT body FROM journal WHERE kind = 'attempt' AND instr(body, ?) > 0 ORDER BY seq DESC",
+                (json.dumps(path),),
+            )
+            for (body,) in rows:
+                record = _attempt_from_json(json.loads(body))
+                if record.status == "ok" and wanted.intersection(record.outputs):
+                    found.append(record)
+        found.sort(key=lambda a: a.finished, reverse=True)
+        return found
+
+    def journal(self) -> List[JournalEntry]:
+        rows = self._conn.execute("SELECT seq, kind, run_id, task, body, prev_hash, hash FROM journal ORDER BY seq")
+        return [JournalEntry(*r) for r in rows]
+
+    def verify_journal(self) -> "ChainReport":
+        """Recompute the hash chain; the first record that does not fit is reported."""
+        prev = GENESIS
+        expected_seq = 1
+        count = 0
+        for entry in self.journal():
+            count += 1
+            problem = None
+            if entry.seq != expected_seq:
+                problem = f"record {expected_seq} is missing (next is {entry.seq}): deleted"
+            elif entry.prev_hash != prev:
+                problem = "does not follow the record before it: a record was inserted or deleted before it"
+            elif _entry_hash(entry.seq, entry.kind, entry.run_id, entry.task, entry.body, entry.prev_hash) != entry.hash:
+                problem = "its content does not match its hash: edited"
+            if problem:
+                return ChainReport(ok=False, count=count, head=prev, bad=entry, problem=problem)
+            prev = entry.hash
+            expected_seq += 1
+        return ChainReport(ok=True, count=count, head=prev)
 
     # -- writing -----------------------------------------------------------
 
     def begin_run(self, run: RunRecord) -> None:
+        body = {"id": run.id, "started": run.started, "user": run.user, "host": run.host, "version": run.version,
+                "flowfile_hash": run.flowfile_hash, "argv": list(run.argv), "targets": list(run.targets)}
         with self._conn:
-            self._conn.execute(
-                "INSERT INTO runs (id, started, user, host, version, flowfile_hash, argv, targets)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run.id, run.started, run.user, run.host, run.version, run.flowfile_hash,
-                 json.dumps(list(run.argv)), json.dumps(list(run.targets))),
-            )
+            self._append("run", run.id, None, body)
 
     def finish_run(self, run_id: str, *, finished: float, result: str) -> None:
         with self._conn:
-            self._conn.execute("UPDATE runs SET finished = ?, result = ? WHERE id = ?", (finished, result, run_id))
+            self._append("run_end", run_id, None, {"finished": finished, "result": result})
+
+    def record_prune(self, run_id: str, pruned: Sequence[str], *, when: float) -> None:
+        """Logs of these runs were deleted on purpose: verification must not flag them."""
+        with self._conn:
+            self._append("prune", run_id, None, {"time": when, "runs": list(pruned)})
+
+    def _append(self, kind: str, run_id: str, task: Optional[str], body: Mapping) -> None:
+        # Called inside a transaction: reading the head and appending are atomic.
+        row = self._conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+        text = _dumps(body)
+        digest = _entry_hash(seq, kind, run_id, task, text, prev)
+        self._conn.execute(
+            "INSERT INTO journal (seq, kind, run_id, task, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, kind, run_id, task, text, prev, digest),
+        )
 
     def task_started(self, task: str, *, pid: int, start_ticks: str, run_id: str) -> None:
         """The task's old trace no longer holds once its process may write."""
@@ -165,7 +248,7 @@ class State:
     ) -> None:
         """One transaction per finished attempt: history, trace (on success), cache."""
         with self._conn:
-            _insert_attempt(self._conn, attempt)
+            self._append("attempt", attempt.run_id, attempt.task, _attempt_to_json(attempt))
             if trace is not None:
                 self._conn.execute(
                     "INSERT OR REPLACE INTO traces (task, fingerprint, command_hash, env, inputs, outputs, run_id)"
@@ -202,24 +285,25 @@ def _dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _insert_attempt(conn: sqlite3.Connection, a: AttemptRecord) -> None:
-    conn.execute(
-        "INSERT INTO attempts (run_id, task, attempt, status, reasons, command, started, finished, exit_code,"
-        " inputs, outputs, log, log_hash, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (a.run_id, a.task, a.attempt, a.status, json.dumps([r.to_json() for r in a.reasons]), a.command,
-         a.started, a.finished, a.exit_code, _dumps(dict(a.inputs)), _dumps(dict(a.outputs)), a.log,
-         a.log_hash, a.message),
-    )
+def _entry_hash(seq: int, kind: str, run_id: str, task: Optional[str], body: str, prev: str) -> str:
+    return hash_text("\n".join((prev, str(seq), kind, run_id, task or "", body)))
 
 
-def _attempt_from_row(r: Sequence) -> AttemptRecord:
-    reasons = tuple(
-        Reason(ReasonKind(d["kind"]), d.get("path"), d.get("old"), d.get("new")) for d in json.loads(r[4])
-    )
+def _attempt_to_json(a: AttemptRecord) -> dict:
+    return {
+        "run_id": a.run_id, "task": a.task, "attempt": a.attempt, "status": a.status,
+        "reasons": [r.to_json() for r in a.reasons], "command": a.command, "started": a.started,
+        "finished": a.finished, "exit_code": a.exit_code, "inputs": dict(a.inputs), "outputs": dict(a.outputs),
+        "log": a.log, "log_hash": a.log_hash, "message": a.message,
+    }
+
+
+def _attempt_from_json(d: Mapping) -> AttemptRecord:
+    reasons = tuple(Reason(ReasonKind(r["kind"]), r.get("path"), r.get("old"), r.get("new")) for r in d["reasons"])
     return AttemptRecord(
-        run_id=r[0], task=r[1], attempt=r[2], status=r[3], reasons=reasons, command=r[5], started=r[6],
-        finished=r[7], exit_code=r[8], inputs=json.loads(r[9]), outputs=json.loads(r[10]), log=r[11],
-        log_hash=r[12], message=r[13],
+        run_id=d["run_id"], task=d["task"], attempt=d["attempt"], status=d["status"], reasons=reasons,
+        command=d["command"], started=d["started"], finished=d["finished"], exit_code=d["exit_code"],
+        inputs=d["inputs"], outputs=d["outputs"], log=d["log"], log_hash=d["log_hash"], message=d.get("message"),
     )
 
 
@@ -250,7 +334,7 @@ def _connect_existing(path: Path) -> sqlite3.Connection:
             raise StateError(f"hashes made with {rows.get('hash')}, this flowmake uses {HASH_ALGORITHM}")
         # Touch every table now, so that damage shows here (and the database is
         # set aside) rather than in the middle of a run.
-        for table in ("files", "traces", "runs", "attempts", "running"):
+        for table in ("files", "traces", "journal", "running"):
             conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     except BaseException:
         conn.close()
