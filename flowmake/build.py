@@ -94,6 +94,10 @@ def task_reasons(
     return decide(spec, trace, obs, forced=forced)
 
 
+# Reasons that an upstream task's run may still make true or false.
+PROVISIONAL = frozenset({ReasonKind.INPUT_CHANGED, ReasonKind.INPUTS_ADDED_REMOVED})
+
+
 @dataclass
 class Preview:
     planned: List[PlannedTask]
@@ -127,18 +131,20 @@ def preview(
         spec = flowfile.tasks[name]
         deps = tuple(d for d in graph.deps[name] if d in selected)
         blocked_by = tuple(d for d in deps if d in unsettled)
-        if blocked_by and not forced(name):
-            unsettled.add(name)
-            result.planned.append(
-                PlannedTask(name, spec.group, False, blocked_by, (Reason(ReasonKind.UPSTREAM_STALE, blocked_by[0]),), deps)
-            )
-            continue
         obs = observe(spec, hasher, environ)
         result.observations[name] = obs
         reasons = task_reasons(spec, traces.get(name), obs, forced=forced(name))
+        if blocked_by:
+            # Inputs will be rewritten upstream first, so input reasons are not
+            # final yet; the others (command, env, outputs, never run) are.
+            reasons = tuple(r for r in reasons if r.kind not in PROVISIONAL)
+            reasons += (Reason(ReasonKind.UPSTREAM_STALE, blocked_by[0]),) if not reasons else ()
+            will_run = any(r.kind is not ReasonKind.UPSTREAM_STALE for r in reasons)
+        else:
+            will_run = bool(reasons)
         if reasons:
             unsettled.add(name)
-        result.planned.append(PlannedTask(name, spec.group, bool(reasons), blocked_by, reasons, deps))
+        result.planned.append(PlannedTask(name, spec.group, will_run, blocked_by, reasons, deps))
     return result
 
 
@@ -193,7 +199,9 @@ class Build:
         self.selection = tuple(selection)
         self.run_id = new_run_id()
         self.root = flowfile.root
-        self._queue: "queue.Queue[object]" = queue.Queue()
+        # SimpleQueue: its put() is reentrant, so the signal handler may call it
+        # while the coordinator is inside get() (queue.Queue could deadlock).
+        self._queue: "queue.SimpleQueue[object]" = queue.SimpleQueue()
         self._signal: Optional[int] = None
         self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus}
         self.failed: List[str] = []

@@ -98,7 +98,8 @@ def main_options(
     _globals.directory = directory
     if ctx.invoked_subcommand is None:
         # Bare `flowmake` is `flowmake run` with its defaults.
-        ctx.invoke(run)
+        ctx.invoke(run, targets=None, jobs=None, dry_run=False, keep_going=False, always_make=False, force=None,
+                   progress="auto", wait=False, quiet=False, verbose=False)
 
 
 def _project():

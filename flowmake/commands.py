@@ -209,7 +209,7 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
         width = max((len(p.name) for p in rows), default=0)
         for p in rows:
             word = _state_word(p)
-            if p.blocked_by:
+            if p.blocked_by and not p.will_run:
                 summary = "after " + ", ".join(p.blocked_by)
             else:
                 summary = "; ".join(str(r) for r in p.reasons[:3]) + (
@@ -217,21 +217,19 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
             out.write(f"{word:<8} {p.name:<{width}}  {summary}".rstrip() + "\n")
             if detailed:
                 for r in p.reasons:
-                    if p.blocked_by:
-                        break
                     out.write(f"           {r}\n")
                     if r.old is not None or r.new is not None:
                         out.write(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}\n")
         stale = sum(1 for p in rows if p.will_run)
-        blocked = sum(1 for p in rows if p.blocked_by)
+        blocked = sum(1 for p in rows if p.blocked_by and not p.will_run)
         out.write(f"{len(rows)} tasks: {len(rows) - stale - blocked} fresh, {stale} stale, {blocked} blocked\n")
     return 1 if exit_code and anything_stale else 0
 
 
 def _state_word(p) -> str:
-    if p.blocked_by:
-        return "blocked"
-    return "stale" if p.will_run else "fresh"
+    if p.will_run:
+        return "stale"
+    return "blocked" if p.blocked_by else "fresh"
 
 
 def _save_quietly(project: Project, state, hasher) -> None:
@@ -343,11 +341,11 @@ def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait
 
 
 def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: TextIO = sys.stdout) -> int:
-    from .flowfile import find_flowfile, load
+    from .flowfile import find_flowfile, load_with_problems
 
     path = find_flowfile(_enter(directory), file)
-    flowfile = load(path)  # raises with every loading problem at once
-    errors: List[FlowError] = []
+    flowfile, problems = load_with_problems(path)
+    errors: List[FlowError] = list(problems)
     try:
         graph = build_graph(flowfile)
     except FlowfileErrors as exc:
@@ -360,7 +358,9 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
             except UsageError as exc:
                 errors.append(FlowfileError(f"[flow] default: {exc.message}", file=flowfile.path, hint=exc.hint))
     if errors:
-        raise FlowfileErrors(errors)
+        unique = list({e.render(): e for e in errors}.values())
+        unique.sort(key=lambda e: e.location.line or 0)
+        raise FlowfileErrors(unique)
     groups = flowfile.groups()
     out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"
               + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
