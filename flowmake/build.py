@@ -9,12 +9,9 @@ upstream outputs exist, which is what gives early cutoff.
 
 from __future__ import annotations
 
-import getpass
 import os
 import queue
-import secrets as random_tokens
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,13 +32,15 @@ from .events import (
     TaskWaiting,
     TaskStatus,
 )
+from . import snapshot as snapshots
 from .graph import Graph
-from .hashing import FileHasher
+from .hashing import RACY_WINDOW_NS, FileHasher, hash_file
+from .identity import current_user, host_name, new_run_id
 from .model import DEFAULT_SHELL, AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
 from .plan import command_hash, decide, env_hashes, fingerprint
 from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
 from .schedule import Schedule
-from .state import STATE_DIR, State
+from .state import STATE_DIR, State, state_dir
 
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 _EXIT_FOR_SIGNAL = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
@@ -58,13 +57,7 @@ class BuildOptions:
     always_make: bool = False
     forced: FrozenSet[str] = frozenset()
     argv: Tuple[str, ...] = ()
-
-
-def new_run_id(now: Optional[float] = None) -> str:
-    """Sortable id: UTC time to the millisecond, then 4 random hex digits."""
-    now = time.time() if now is None else now
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-    return f"{stamp}{int(now * 1000) % 1000:03d}Z-{random_tokens.token_hex(2)}"
+    target_names: Tuple[str, ...] = ()  # as given on the command line (keys the no-op snapshot)
 
 
 class Interrupted(Exception):
@@ -207,6 +200,7 @@ class Build:
         self.failed: List[str] = []
         self._attempts: Dict[str, int] = {}  # task -> number of its next attempt
         self._failures: List[TaskFinished] = []
+        self._finish_order: List[str] = []
 
     # signal handling: the handler only records and wakes the coordinator
 
@@ -260,8 +254,9 @@ class Build:
             self.emit(RunFinished(self.run_id, time.time(), RunResult.SUCCESS, self._preview_counts(pv),
                                   time.monotonic() - t0, dry_run=True))
             return EXIT_OK
+        snapshots.remove(state_dir(self.root))  # this run may change what it proved
         self.state.begin_run(
-            RunRecord(self.run_id, self.started, _user(), socket.gethostname(), __version__,
+            RunRecord(self.run_id, self.started, current_user(), host_name(), __version__,
                       self.flowfile.source_hash, opts.argv, opts.roots)
         )
         self._loop(pv)
@@ -271,6 +266,8 @@ class Build:
         elif self.failed:
             result = RunResult.FAILED
         self._finish_run(result, time.time(), started_monotonic=t0)
+        if result is RunResult.SUCCESS and self.counts[TaskStatus.FRESH.value] == len(self.selection):
+            self._write_snapshot()
         if result is RunResult.INTERRUPTED:
             return _EXIT_FOR_SIGNAL.get(self._signal or signal.SIGINT, EXIT_SIGINT)
         return EXIT_TASK_FAILED if result is RunResult.FAILED else EXIT_OK
@@ -303,6 +300,32 @@ class Build:
                              tuple(self._failures), f"{STATE_DIR}/logs/{self.run_id}")
         for warning in fire(hooks, summary, root=self.root, shell=DEFAULT_SHELL, environ=self.environ):
             self.emit(Notice(self.run_id, time.time(), warning))
+
+    def _write_snapshot(self) -> None:
+        """Everything was fresh: leave the proof that lets the next no-op skip planning."""
+        specs = [self.flowfile.tasks[name] for name in self.selection]
+        forced = self.options.always_make or bool(self.options.forced)
+        if not snapshots.snapshot_allowed(specs, forced=forced, uses_globs=self.flowfile.uses_globs):
+            return
+        entries = self.hasher.entries()
+        files = snapshots.collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)), entries)
+        flowfile = str(self.flowfile.path)
+        ff_stat = snapshots.stat_triple(flowfile)
+        if files is None or ff_stat is None or time.time_ns() - ff_stat[1] <= RACY_WINDOW_NS:
+            return  # some stat is too fresh to vouch for its content yet
+        if hash_file(self.flowfile.path) != self.flowfile.source_hash:
+            return  # edited while we ran
+        env_inputs = {}
+        for spec in specs:
+            env_inputs.update({n: h for n, h in env_hashes(spec, self.environ).items() if n in spec.env_inputs})
+        hooks = self.flowfile.hooks
+        snapshots.write(state_dir(self.root), snapshots.Snapshot(
+            flowfile=flowfile, flowfile_stat=ff_stat, flowfile_hash=self.flowfile.source_hash,
+            targets=self.options.target_names, env_inputs=env_inputs, flow_name=self.flowfile.name,
+            jobs=self.flowfile.jobs, roots=self.options.roots,
+            tasks=tuple((n, self.flowfile.tasks[n].group, self._planned[n].deps) for n in self._finish_order),
+            files=tuple(files), hooks=(hooks.on_failure, hooks.on_success, hooks.webhook), version=__version__,
+        ))
 
     def _reap_orphans(self) -> None:
         rows = self.state.running_processes()
@@ -584,6 +607,7 @@ class Build:
                      exit_code: Optional[int] = None, message: Optional[str] = None, log: Optional[str] = None,
                      tail: Tuple[str, ...] = (), attempt: int = 1) -> None:
         self.counts[status.value] += 1
+        self._finish_order.append(name)
         event = TaskFinished(self.run_id, time.time(), name, status, duration, exit_code, message, log, tail, attempt)
         if status is TaskStatus.FAILED:
             self._failures.append(event)
@@ -601,13 +625,6 @@ def _stat_pair(path: Path) -> Optional[Tuple[int, int]]:
 def _exists(root: Path, output: str) -> bool:
     path = root / output.rstrip("/")
     return path.is_dir() if output.endswith("/") else path.is_file()
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry for this uid (containers)
-        return str(os.getuid())
 
 
 def _fmt_seconds(seconds: float) -> str:

@@ -139,7 +139,7 @@ def run_build(
             reporter = make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose)
             options = BuildOptions(
                 roots=roots, jobs=jobs, keep_going=keep_going, dry_run=dry_run, always_make=always_make,
-                forced=forced, argv=tuple(argv),
+                forced=forced, argv=tuple(argv), target_names=tuple(target_names),
             )
             build = Build(project.flowfile, project.graph, state, options, emit=_survive_closed_pipe(reporter),
                           selection=closure(project.graph, roots))
@@ -324,6 +324,10 @@ def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait
                 full.unlink()
             out.write(f"removed {rel}\n")
         if not dry_run:
+            from . import snapshot as snapshots
+            from .state import state_dir
+
+            snapshots.remove(state_dir(project.root))
             state = _open_state(project)
             try:
                 state.forget_tasks(tasks, paths)

@@ -114,6 +114,12 @@ class FileHasher:
         self.updated[path] = self._unsaved[path] = entry
         return digest
 
+    def entries(self) -> Mapping[str, StatEntry]:
+        """Every known entry, the ones (re)computed by this hasher winning."""
+        merged = dict(self._cache)
+        merged.update(self.updated)
+        return merged
+
     def take_unsaved(self) -> Dict[str, StatEntry]:
         """Entries computed since the last call, for the state store to save."""
         out, self._unsaved = self._unsaved, {}

@@ -74,6 +74,9 @@ class Flowfile:
     tasks: Mapping[str, TaskSpec]  # in declaration order, variants in matrix order
     hooks: Hooks = Hooks()
     source_hash: str = ""  # content hash of the Flowfile's bytes
+    # Whether any input came from a glob: then the file set itself can change
+    # without any known file changing, which the no-op snapshot cannot see.
+    uses_globs: bool = True
 
     def groups(self) -> Mapping[str, Tuple[str, ...]]:
         """Task table name -> the names of its variants (itself when no matrix)."""

@@ -115,6 +115,20 @@ class State:
                 )
         return cls(_create(path), path)
 
+    @classmethod
+    def open_existing(cls, root: Path) -> "State":
+        """Open a database that must already exist and be sound; StateError otherwise.
+
+        For the no-op fast path, which leaves every repair to the full path.
+        """
+        path = state_dir(root) / DB_NAME
+        if not path.exists():
+            raise StateError("no state database")
+        try:
+            return cls(_connect_existing(path), path)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(str(exc)) from None
+
     def close(self) -> None:
         self._conn.close()
 

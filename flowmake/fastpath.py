@@ -1,0 +1,221 @@
+"""The no-op fast path: answer "nothing to do" before loading the CLI at all.
+
+`flowmake run` on an unchanged project is the command users feel most, and
+most of its cost would be start-up (typer, rich), TOML parsing and planning,
+all to learn that nothing changed. When the arguments are ones this module
+understands and a no-op snapshot (snapshot.py) proves by stat calls that the
+previous all-fresh result still holds, it takes the project lock, records
+the run in the audit journal, reports it through the ordinary reporters and
+fires the hooks, exactly as the full path would. In every other case, and on
+any doubt, it returns None and the full path runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import List, Optional, Sequence, Tuple
+
+from . import __version__
+from . import snapshot as snapshots
+
+FLOWFILE_NAME = "Flowfile.toml"
+
+
+class _Args:
+    def __init__(self) -> None:
+        self.file: Optional[str] = None
+        self.directory: Optional[str] = None
+        self.targets: List[str] = []
+        self.jobs: Optional[int] = None
+        self.quiet = False
+        self.verbose = False
+        self.progress = "auto"
+        self.wait = False
+        self.argv: Tuple[str, ...] = ()
+
+
+def parse(argv: Sequence[str]) -> Optional[_Args]:
+    """The subset of `flowmake [-f F] [-C D] [run [opts] [targets]]` a no-op can serve."""
+    args = _Args()
+    args.argv = tuple(argv)
+    items = list(argv)
+    i = 0
+
+    def value(flag: str) -> Optional[str]:
+        nonlocal i
+        item = items[i]
+        if item.startswith(flag + "=") and flag.startswith("--"):
+            return item[len(flag) + 1:]
+        if i + 1 < len(items):
+            i += 1
+            return items[i]
+        return None
+
+    while i < len(items) and items[i] != "run":
+        item = items[i]
+        if item in ("-f", "--file") or item.startswith("--file="):
+            args.file = value("--file")
+        elif item in ("-C", "--directory") or item.startswith("--directory="):
+            args.directory = value("--directory")
+        else:
+            return None
+        if (args.file == "") or (args.directory == ""):
+            return None
+        i += 1
+    i += 1  # "run", or past the end for a bare `flowmake`
+    only_targets = False
+    while i < len(items):
+        item = items[i]
+        if only_targets or not item.startswith("-") or item == "-":
+            args.targets.append(item)
+        elif item == "--":
+            only_targets = True
+        elif item in ("-j", "--jobs") or item.startswith("--jobs=") or (item.startswith("-j") and item[2:].isdigit()):
+            text = item[2:] if item.startswith("-j") and item[2:].isdigit() else value("--jobs")
+            if text is None or not text.isdigit() or int(text) < 1:
+                return None
+            args.jobs = int(text)
+        elif item in ("-q", "--quiet"):
+            args.quiet = True
+        elif item in ("-v", "--verbose"):
+            args.verbose = True
+        elif item in ("-k", "--keep-going"):
+            pass  # no task will run, so no task can fail
+        elif item == "--wait":
+            args.wait = True
+        elif item == "--progress" or item.startswith("--progress="):
+            mode = value("--progress")
+            if mode not in ("auto", "plain", "json", "tree"):
+                return None
+            args.progress = mode
+        else:
+            return None
+        i += 1
+    return args
+
+
+def _find_flowfile(args: _Args) -> Optional[str]:
+    if args.file is not None:
+        path = os.path.abspath(args.file)
+        return path if os.path.isfile(path) else None
+    here = os.getcwd()
+    while True:
+        candidate = os.path.join(here, FLOWFILE_NAME)
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def try_noop(argv: Sequence[str]) -> Optional[int]:
+    """Exit code of a proven no-op run, or None to take the full path."""
+    cwd = os.getcwd()
+    code = _try_noop(argv)
+    if code is None:
+        os.chdir(cwd)  # the full path applies -C itself
+    return code
+
+
+def _try_noop(argv: Sequence[str]) -> Optional[int]:
+    args = parse(argv)
+    if args is None:
+        return None
+    mode = args.progress
+    if mode == "auto":
+        mode = "tree" if sys.stdout.isatty() else "plain"
+    if mode == "tree" and not args.quiet:
+        return None  # the live tree is for people; its few ms don't matter there
+    if args.directory is not None:
+        try:
+            os.chdir(args.directory)
+        except OSError:
+            return None
+    flowfile = _find_flowfile(args)
+    if flowfile is None:
+        return None
+    root = os.path.dirname(flowfile)
+    state_dir = os.path.join(root, ".flowmake")
+    from pathlib import Path
+
+    snap = snapshots.read(Path(state_dir))
+    if (snap is None or snap.version != __version__ or snap.flowfile != flowfile
+            or tuple(snap.targets) != tuple(args.targets)
+            or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)):
+        return None
+    if snap.env_inputs:
+        from .hashing import hash_text
+
+        unset = "\0unset"
+        for name, digest in snap.env_inputs.items():
+            if hash_text(os.environ.get(name, unset)) != digest:
+                return None
+    from .lock import ProjectLock
+    from .errors import LockHeldError
+
+    lock = ProjectLock(Path(state_dir) / "lock")
+    try:
+        lock.acquire(wait=args.wait)
+    except LockHeldError:
+        return None  # the full path says who holds it, and exits 3
+    try:
+        # Checked under the lock: no run of ours is writing these files now.
+        if not snapshots.files_unchanged(root, snap.files):
+            return None
+        return _report_noop(snap, args, mode, Path(root))
+    finally:
+        lock.release()
+
+
+def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Optional[int]:
+    from .identity import current_user, host_name, new_run_id
+    from .state import State, StateError
+
+    try:
+        state = State.open_existing(root)
+    except StateError:
+        return None  # missing or damaged: the full path sets it aside and says so
+    try:
+        if state.running_processes():
+            return None  # a killed run left tasks behind: the full path ends them
+        from .events import PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
+        from .model import RunRecord
+        from .report import make_reporter
+
+        run_id = new_run_id()
+        started = time.time()
+        t0 = time.monotonic()
+        jobs = args.jobs or snap.jobs or os.cpu_count() or 1
+        state.begin_run(RunRecord(run_id, started, current_user(), host_name(), __version__,
+                                  snap.flowfile_hash, args.argv, tuple(snap.roots)))
+        reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
+        try:
+            planned = tuple(PlannedTask(name, group, False, (), (), tuple(deps)) for name, group, deps in snap.tasks)
+            reporter.handle(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
+            now = time.time()
+            for name, _group, _deps in snap.tasks:
+                reporter.handle(TaskFinished(run_id, now, name, TaskStatus.FRESH))
+            finished = time.time()
+            counts = {s.value: 0 for s in TaskStatus}
+            counts[TaskStatus.FRESH.value] = len(snap.tasks)
+            state.finish_run(run_id, finished=finished, result=RunResult.SUCCESS.value)
+            on_failure, on_success, webhook = snap.hooks
+            if on_success:
+                from .events import Notice
+                from .hooks import RunSummary, fire
+                from .model import DEFAULT_SHELL, Hooks
+
+                summary = RunSummary(run_id, snap.flow_name, RunResult.SUCCESS, started, finished, counts, (),
+                                     f".flowmake/logs/{run_id}")
+                for warning in fire(Hooks(on_failure, on_success, webhook), summary, root=root,
+                                    shell=DEFAULT_SHELL, environ=os.environ):
+                    reporter.handle(Notice(run_id, time.time(), warning))
+            reporter.handle(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))
+        finally:
+            reporter.close()
+        return 0
+    finally:
+        state.close()
