@@ -1,0 +1,200 @@
+"""SPEC §3 and §5 through the real CLI: parallel runs, targets, the project lock.
+
+Parallelism is judged from the times the tasks themselves record (a clock
+read inside each command), not from flowmake's own events alone.
+"""
+
+from __future__ import annotations
+
+import time
+
+from conftest import Project, wait_for_file
+
+SLEEPERS = """\
+    [tasks.left]
+    outputs = ["left.txt"]
+    run = "date +%s.%N > left.txt; sleep 0.6; date +%s.%N >> left.txt"
+
+    [tasks.right]
+    outputs = ["right.txt"]
+    run = "date +%s.%N > right.txt; sleep 0.6; date +%s.%N >> right.txt"
+"""
+
+
+def spans(project: Project) -> list:
+    out = []
+    for name in ("left.txt", "right.txt"):
+        start, end = (float(x) for x in project.read(name).split())
+        out.append((start, end))
+    return sorted(out)
+
+
+def test_two_independent_tasks_overlap_with_j2(project: Project) -> None:
+    project.flowfile(SLEEPERS)
+    result = project.json_run("-j", "2")
+    assert result.returncode == 0, result
+    (s1, e1), (s2, e2) = spans(project)
+    assert s2 < e1, "the second task started only after the first ended"
+    starts = sorted(e["time"] for e in result.of_kind("task_started"))
+    ends = sorted(e["time"] for e in result.of_kind("task_finished"))
+    assert starts[-1] < ends[0]  # ISO-8601 UTC strings sort by time
+    assert result.one("run_started")["jobs"] == 2
+
+
+def test_two_independent_tasks_do_not_overlap_with_j1(project: Project) -> None:
+    project.flowfile(SLEEPERS)
+    result = project.json_run("-j", "1")
+    assert result.returncode == 0, result
+    (s1, e1), (s2, e2) = spans(project)
+    assert s2 >= e1, "the second task started before the first ended"
+    events = [e for e in result.events if e["event"] in ("task_started", "task_finished")]
+    assert [e["event"] for e in events] == ["task_started", "task_finished"] * 2
+
+
+def test_flow_jobs_is_the_default_for_j(project: Project) -> None:
+    project.flowfile('[flow]\njobs = 1\n' + SLEEPERS.replace("0.6", "0.3"))
+    result = project.json_run()
+    assert result.returncode == 0, result
+    assert result.one("run_started")["jobs"] == 1
+    (s1, e1), (s2, e2) = spans(project)
+    assert s2 >= e1
+
+
+def test_dependent_tasks_never_overlap_even_with_many_jobs(project: Project) -> None:
+    project.flowfile("""\
+        [tasks.first]
+        outputs = ["a.txt"]
+        run = "sleep 0.3; date +%s.%N > a.txt"
+        [tasks.second]
+        inputs = ["a.txt"]
+        outputs = ["b.txt"]
+        run = "date +%s.%N > b.txt"
+        [tasks.third]
+        after = ["second"]
+        outputs = ["c.txt"]
+        run = "date +%s.%N > c.txt"
+    """)
+    result = project.json_run("-j", "4")
+    assert result.returncode == 0, result
+    a, b, c = (float(project.read(n)) for n in ("a.txt", "b.txt", "c.txt"))
+    assert a <= b <= c
+
+
+# -- targets --------------------------------------------------------------------
+
+TARGETS = """\
+    [flow]
+    default = ["report"]
+
+    [tasks.extract]
+    inputs = ["src.txt"]
+    outputs = ["build/a.txt"]
+    run = "cp src.txt build/a.txt"
+
+    [tasks.clean]
+    inputs = ["build/a.txt"]
+    outputs = ["build/b.txt"]
+    run = "cp build/a.txt build/b.txt"
+
+    [tasks.report]
+    inputs = ["build/b.txt"]
+    outputs = ["report.txt"]
+    run = "cp build/b.txt report.txt"
+
+    [tasks.unrelated]
+    outputs = ["unrelated.txt"]
+    run = "echo u > unrelated.txt"
+"""
+
+
+def targets_project(project: Project) -> None:
+    project.flowfile(TARGETS)
+    project.write("src.txt", "s\n")
+
+
+def test_naming_a_task_runs_only_it_and_what_it_needs(project: Project) -> None:
+    targets_project(project)
+    result = project.json_run("clean")
+    assert result.returncode == 0, result
+    assert result.started == ["extract", "clean"]
+    assert set(result.statuses) == {"extract", "clean"}
+    assert result.one("run_started")["targets"] == ["clean"]
+    assert result.one("run_started")["task_count"] == 2
+    assert not project.exists("report.txt") and not project.exists("unrelated.txt")
+
+
+def test_a_declared_output_path_as_target_runs_its_producer(project: Project) -> None:
+    targets_project(project)
+    result = project.json_run("build/a.txt")
+    assert result.returncode == 0, result
+    assert result.started == ["extract"]
+    assert project.read("build/a.txt") == "s\n"
+    assert not project.exists("build/b.txt")
+
+
+def test_flow_default_is_used_when_no_target_is_named(project: Project) -> None:
+    targets_project(project)
+    result = project.json_run()
+    assert result.returncode == 0, result
+    assert result.started == ["extract", "clean", "report"]
+    assert not project.exists("unrelated.txt")
+    everything = project.json_run("unrelated", "report")
+    assert everything.started == ["unrelated"]
+
+
+def test_unknown_target_exits_2_with_did_you_mean_and_runs_nothing(project: Project) -> None:
+    targets_project(project)
+    result = project.run("run", "--progress", "plain", "claen")
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert "claen" in result.stderr and "did you mean 'clean'?" in result.stderr, result
+    assert "Traceback" not in result.stderr
+    assert not project.exists("build")
+    assert not project.path(".flowmake/logs").exists()
+
+
+# -- the project lock ---------------------------------------------------------------
+
+HOLD = """\
+    [tasks.hold]
+    outputs = ["held.txt"]
+    run = "echo started > started.marker; i=0; while [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo ok > held.txt"
+"""
+
+
+def test_second_run_exits_3_at_once_naming_the_holder_pid(project: Project) -> None:
+    project.flowfile(HOLD)
+    holder = project.popen("run", "--progress", "plain")
+    wait_for_file(project.path("started.marker"), proc=holder)
+    t0 = time.monotonic()
+    second = project.run("run", "--progress", "plain", timeout=20)
+    elapsed = time.monotonic() - t0
+    assert second.returncode == 3, second
+    assert f"pid {holder.pid}" in second.stderr, second
+    assert elapsed < 5, f"the second run waited {elapsed:.1f}s instead of exiting at once"
+    assert holder.poll() is None  # the first run is untouched
+    project.write("release", "")
+    out, err = holder.communicate(timeout=30)
+    assert holder.returncode == 0, (out, err)
+    assert project.read("held.txt") == "ok\n"
+
+
+def test_second_run_with_wait_queues_behind_the_first_and_succeeds(project: Project) -> None:
+    project.flowfile(HOLD + """
+    [tasks.next]
+    inputs = ["held.txt"]
+    outputs = ["next.txt"]
+    run = "cp held.txt next.txt"
+    """)
+    holder = project.popen("run", "--progress", "plain", "hold")
+    wait_for_file(project.path("started.marker"), proc=holder)
+    waiter = project.popen("run", "--progress", "json", "--wait")
+    time.sleep(0.8)
+    assert waiter.poll() is None, "--wait returned while the lock was held"
+    project.write("release", "")
+    out, err = holder.communicate(timeout=30)
+    assert holder.returncode == 0, (out, err)
+    out, err = waiter.communicate(timeout=30)
+    assert waiter.returncode == 0, (out, err)
+    assert project.read("next.txt") == "ok\n"
+    assert '"task": "next"' in out and '"task": "hold"' in out
