@@ -1,0 +1,182 @@
+"""Project-relative paths: what a Flowfile may name, and what globs match.
+
+Paths in a Flowfile are relative to the project root, written with '/',
+and may not leave the root or enter flowmake's own state directory;
+`clean_path` normalizes them or says what is wrong. Input globs (`*`, `?`,
+`[..]` within one directory, `**` across any) are compiled to regexes once,
+and `Disk` matches them against the project tree, stat'ing and listing each
+directory at most once per load, so that ten thousand tasks globbing the
+same directories cost one walk. Path lists keep declaration order, the
+first of any repeat kept (`unique`, `merge`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import re
+import stat
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+# Also state.STATE_DIR; repeated here because loading must not import the state.
+STATE_DIR = ".flowmake"
+
+_GLOB_CHARS_RE = re.compile(r"[*?\[]")
+_DRIVE_RE = re.compile(r"[A-Za-z]:")
+
+
+class PathError(Exception):
+    """What is wrong with a path, worded to follow it ("... is absolute")."""
+
+
+@functools.lru_cache(maxsize=65536)
+def clean_path(raw: str) -> str:
+    """The normalized project-relative path, or PathError saying what is wrong."""
+    if not raw.strip():
+        raise PathError("is empty")
+    if "\\" in raw:
+        raise PathError("uses '\\'; write paths with '/'")
+    if raw.startswith("/") or _DRIVE_RE.match(raw):
+        raise PathError("is absolute")
+    if raw.startswith("~"):
+        raise PathError("starts with '~', which is not expanded")
+    norm = posixpath.normpath(raw)
+    if norm == ".." or norm.startswith("../"):
+        raise PathError("escapes the project root")
+    if norm == ".":
+        raise PathError("is the project root itself")
+    if norm == STATE_DIR or norm.startswith(STATE_DIR + "/"):
+        raise PathError(f"is inside {STATE_DIR}/, which belongs to flowmake")
+    return norm + "/" if raw.endswith("/") else norm
+
+
+def is_glob(path: str) -> bool:
+    return _GLOB_CHARS_RE.search(path) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def glob_to_regex(pattern: str) -> "re.Pattern[str]":
+    """Compile a path glob: `*`, `?` and `[..]` stay within one directory, `**` spans any."""
+    out: List[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            at_segment_start = i == 0 or pattern[i - 1] == "/"
+            if at_segment_start and pattern.startswith("/", i + 2):
+                out.append("(?:.*/)?")  # `a/**/b` also matches `a/b`
+                i += 3
+            else:
+                out.append(".*")
+                i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[" and _class_end(pattern, i) > 0:
+            end = _class_end(pattern, i)
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[^/" + body[1:] + "]" if body[0] in "!^" else "(?!/)[" + body + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Index of the `]` closing the class opened at `start`, or -1 (then `[` is literal)."""
+    j = start + 1
+    if j < len(pattern) and pattern[j] in "!^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1  # a leading `]` is a member, as in fnmatch
+    return pattern.find("]", j)
+
+
+def literal_dir(pattern: str) -> str:
+    """The directory part before the first glob character: where matches can be."""
+    found = _GLOB_CHARS_RE.search(pattern)
+    head = pattern[: found.start()] if found else pattern
+    return head[: head.rfind("/") + 1]
+
+
+class Disk:
+    """The project tree as the loader sees it: stats, listings and glob matches, each done once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+        self._kinds: Dict[str, Optional[str]] = {}
+        self._listings: Dict[Tuple[str, bool], Tuple[List[str], List[str]]] = {}
+        self._globs: Dict[str, Tuple[str, ...]] = {}
+
+    def kind(self, rel: str) -> Optional[str]:
+        """ "dir", "file" or None (missing) for a project-relative path."""
+        if rel not in self._kinds:
+            try:
+                mode = os.stat(os.path.join(self.root, rel)).st_mode
+                self._kinds[rel] = "dir" if stat.S_ISDIR(mode) else "file"
+            except (OSError, ValueError):
+                self._kinds[rel] = None
+        return self._kinds[rel]
+
+    def glob(self, pattern: str) -> Tuple[str, ...]:
+        """Existing files matching `pattern` (never under .git/ or .flowmake/), sorted."""
+        hit = self._globs.get(pattern)
+        if hit is None:
+            regex = glob_to_regex(pattern)
+            base = literal_dir(pattern)
+            # Without `**` a match lies a fixed number of directories below base,
+            # so the walk stops there; with `**` it does not follow directory
+            # symlinks, which could loop.
+            depth = None if "**" in pattern else pattern.count("/") - base.count("/")
+            hit = tuple(sorted(p for p in self._walk(base, depth) if regex.fullmatch(p)))
+            self._globs[pattern] = hit
+        return hit
+
+    def _walk(self, base: str, depth: Optional[int]) -> Iterator[str]:
+        files, dirs = self._list(base, follow=depth is not None)
+        yield from files
+        if depth is None or depth > 0:
+            for sub in dirs:
+                yield from self._walk(sub, None if depth is None else depth - 1)
+
+    def _list(self, base: str, *, follow: bool) -> Tuple[List[str], List[str]]:
+        key = (base, follow)
+        hit = self._listings.get(key)
+        if hit is None:
+            files: List[str] = []
+            dirs: List[str] = []
+            try:
+                with os.scandir(os.path.join(self.root, base)) as entries:
+                    for entry in entries:
+                        if entry.name == ".git" or (not base and entry.name == STATE_DIR):
+                            continue
+                        try:
+                            if entry.is_dir(follow_symlinks=follow):
+                                dirs.append(f"{base}{entry.name}/")
+                            elif entry.is_file():
+                                files.append(base + entry.name)
+                        except OSError:
+                            continue
+            except OSError:  # missing or unreadable directory: nothing matches there
+                pass
+            hit = self._listings[key] = (files, dirs)
+        return hit
+
+
+def unique(paths: Sequence[str]) -> Tuple[str, ...]:
+    """Declaration order, the first of any duplicate kept."""
+    return tuple(paths) if len(paths) < 2 else tuple(dict.fromkeys(paths))
+
+
+def merge(groups: Iterable[Sequence[str]]) -> Tuple[str, ...]:
+    """All groups' paths in declaration order, the first of any duplicate kept."""
+    merged: List[str] = []
+    for paths in groups:
+        merged.extend(paths)
+    return unique(merged)
