@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
+from .events import iso_time
 from .hashing import FileHasher, hash_file
 from .model import AttemptRecord
 from .state import ChainReport, State
@@ -44,7 +45,8 @@ class LineageNode:
             p = self.producer
             out["produced_by"] = {
                 "task": p.task, "run_id": p.run_id, "attempt": p.attempt, "command": p.command,
-                "started": p.started, "finished": p.finished, "log": p.log, "log_hash": p.log_hash,
+                "started": iso_time(p.started), "finished": iso_time(p.finished), "log": p.log,
+                "log_hash": p.log_hash,
             }
             out["inputs"] = [n.to_json() for n in self.inputs]
         if self.note:

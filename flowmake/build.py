@@ -200,6 +200,7 @@ class Build:
         self.failed: List[str] = []
         self._attempts: Dict[str, int] = {}  # task -> number of its next attempt
         self._failures: List[TaskFinished] = []
+        self._begun = False  # the run is recorded in the journal
         self._finish_order: List[str] = []
 
     # signal handling: the handler only records and wakes the coordinator
@@ -234,7 +235,9 @@ class Build:
     def _run(self) -> int:
         t0 = time.monotonic()
         self.started = time.time()
-        self._reap_orphans()
+        if not self.options.dry_run:
+            # A dry run only looks: the lock may be another run's, whose tasks are live.
+            self._reap_orphans()
         traces = self.state.traces()
         self.hasher = FileHasher(self.root, self.state.stat_cache())
         opts = self.options
@@ -250,11 +253,11 @@ class Build:
                        dry_run=opts.dry_run)
         )
         if opts.dry_run:
-            self.state.save_stat_entries(self.hasher.take_unsaved())
             self.emit(RunFinished(self.run_id, time.time(), RunResult.SUCCESS, self._preview_counts(pv),
                                   time.monotonic() - t0, dry_run=True))
             return EXIT_OK
         snapshots.remove(state_dir(self.root))  # this run may change what it proved
+        self._begun = True
         self.state.begin_run(
             RunRecord(self.run_id, self.started, current_user(), host_name(), __version__,
                       self.flowfile.source_hash, opts.argv, opts.roots)
@@ -278,15 +281,12 @@ class Build:
         return {"stale": stale, "blocked": blocked, "fresh": len(pv.planned) - stale - blocked}
 
     def _finish_run(self, result: RunResult, finished: float, *, started_monotonic: Optional[float]) -> None:
-        if hasattr(self, "hasher"):
-            self.state.save_stat_entries(self.hasher.take_unsaved())
-        if getattr(self, "started", None) is not None and not self.options.dry_run:
-            try:
-                self.state.finish_run(self.run_id, finished=finished, result=result.value)
-            except Exception:  # the run row may not exist if interrupted very early
-                pass
         duration = time.monotonic() - started_monotonic if started_monotonic is not None else 0.0
-        if not self.options.dry_run and getattr(self, "started", None) is not None:
+        if self._begun:
+            # Only a recorded run gets an end record and alerts: one interrupted
+            # while still hashing never started any task.
+            self.state.save_stat_entries(self.hasher.take_unsaved())
+            self.state.finish_run(self.run_id, finished=finished, result=result.value)
             self._fire_hooks(result, finished)
         self.emit(RunFinished(self.run_id, finished, result, dict(self.counts), duration, tuple(self.failed)))
 
@@ -298,7 +298,10 @@ class Build:
 
         summary = RunSummary(self.run_id, self.flowfile.name, result, self.started, finished, dict(self.counts),
                              tuple(self._failures), f"{STATE_DIR}/logs/{self.run_id}")
-        for warning in fire(hooks, summary, root=self.root, shell=DEFAULT_SHELL, environ=self.environ):
+        secret_values = sorted({self.environ[n] for spec in self.flowfile.tasks.values() for n in spec.secrets
+                                if self.environ.get(n)})
+        for warning in fire(hooks, summary, root=self.root, shell=self.flowfile.shell, environ=self.environ,
+                            secrets=secret_values):
             self.emit(Notice(self.run_id, time.time(), warning))
 
     def _write_snapshot(self) -> None:
@@ -324,7 +327,9 @@ class Build:
             targets=self.options.target_names, env_inputs=env_inputs, flow_name=self.flowfile.name,
             jobs=self.flowfile.jobs, roots=self.options.roots,
             tasks=tuple((n, self.flowfile.tasks[n].group, self._planned[n].deps) for n in self._finish_order),
-            files=tuple(files), hooks=(hooks.on_failure, hooks.on_success, hooks.webhook), version=__version__,
+            files=tuple(files), hooks=(hooks.on_failure, hooks.on_success, hooks.webhook),
+            secrets=tuple(sorted({n for spec in self.flowfile.tasks.values() for n in spec.secrets})),
+            version=__version__,
         ))
 
     def _reap_orphans(self) -> None:
@@ -538,7 +543,7 @@ class Build:
         interrupted = self._signal is not None
         message: Optional[str] = None
         if done.timed_out:
-            message = f"timed out after {_fmt_seconds(spec.timeout or 0)}"
+            message = f"timed out (limit {_fmt_seconds(spec.timeout or 0)})"
         elif done.returncode < 0:
             message = f"killed by signal {_signal_name(-done.returncode)}"
         elif done.returncode != 0:
@@ -595,8 +600,8 @@ class Build:
               log: Optional[str], tail: Tuple[str, ...], attempt: int) -> None:
         self._finish_task(name, TaskStatus.FAILED, duration=duration, exit_code=exit_code, message=message,
                           log=log, tail=tail, attempt=attempt)
+        self.failed.append(name)
         if self._signal is None:
-            self.failed.append(name)
             why = f"upstream failed: {name}"
         else:
             why = "not started: the run was interrupted"

@@ -127,12 +127,8 @@ def run_build(
         jobs = project.flowfile.jobs or os.cpu_count() or 1
     if progress == "auto":
         progress = "tree" if sys.stdout.isatty() else "plain"
-    try:
-        lock = _lock(project, wait=wait)
-    except LockHeldError:
-        if not dry_run:
-            raise
-        lock = None  # a dry run may look while another run works
+    # A dry run only looks, so it neither waits for nor blocks a real run.
+    lock = None if dry_run else _lock(project, wait=wait)
     try:
         state = _open_state(project)
         try:
@@ -144,9 +140,12 @@ def run_build(
             build = Build(project.flowfile, project.graph, state, options, emit=_survive_closed_pipe(reporter),
                           selection=closure(project.graph, roots))
             try:
-                return build.run()
+                code = build.run()
             finally:
                 reporter.close()
+            if dry_run and hasattr(build, "hasher"):
+                _save_quietly(project, state, build.hasher)
+            return code
         finally:
             state.close()
     finally:
@@ -200,10 +199,7 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
     rows = [p for p in pv.planned if p.name in wanted]
     anything_stale = any(p.will_run or p.blocked_by for p in rows)
     if as_json:
-        payload = [
-            {"task": p.name, "state": _state_word(p), "reasons": [r.to_json() for r in p.reasons]}
-            for p in rows
-        ]
+        payload = [_status_json(p) for p in rows]
         out.write(json.dumps(payload, indent=2) + "\n")
     else:
         width = max((len(p.name) for p in rows), default=0)
@@ -222,8 +218,16 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
                         out.write(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}\n")
         stale = sum(1 for p in rows if p.will_run)
         blocked = sum(1 for p in rows if p.blocked_by and not p.will_run)
-        out.write(f"{len(rows)} tasks: {len(rows) - stale - blocked} fresh, {stale} stale, {blocked} blocked\n")
+        noun = "task" if len(rows) == 1 else "tasks"
+        out.write(f"{len(rows)} {noun}: {len(rows) - stale - blocked} fresh, {stale} stale, {blocked} blocked\n")
     return 1 if exit_code and anything_stale else 0
+
+
+def _status_json(p) -> dict:
+    out = {"task": p.name, "state": _state_word(p), "reasons": [r.to_json() for r in p.reasons]}
+    if p.blocked_by:
+        out["blocked_by"] = list(p.blocked_by)
+    return out
 
 
 def _state_word(p) -> str:
@@ -670,4 +674,9 @@ def audit_export(project: Project, *, fmt: str, output: Optional[Path], out: Tex
     else:
         output.write_text(text)
         out.write(f"wrote {len(records)} records to {output}\n")
+    if not report.ok:
+        bad = report.bad
+        print(f"audit: warning: the exported trail is broken at record #{bad.seq}: {report.problem} "
+              "(see `flowmake audit verify`)", file=sys.stderr)
+        return 1
     return 0

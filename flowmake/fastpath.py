@@ -210,8 +210,9 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
 
                 summary = RunSummary(run_id, snap.flow_name, RunResult.SUCCESS, started, finished, counts, (),
                                      f".flowmake/logs/{run_id}")
+                secrets = [os.environ[n] for n in snap.secrets if os.environ.get(n)]
                 for warning in fire(Hooks(on_failure, on_success, webhook), summary, root=root,
-                                    shell=DEFAULT_SHELL, environ=os.environ):
+                                    shell=DEFAULT_SHELL, environ=os.environ, secrets=secrets):
                     reporter.handle(Notice(run_id, time.time(), warning))
             reporter.handle(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))
         finally:

@@ -23,7 +23,6 @@ ten thousand tasks loads in a fraction of a second beyond TOML parsing.
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -37,6 +36,7 @@ from .drafts import TASK_KEYS as TASK_KEYS
 from .drafts import Context, Draft, expand_table, read_table
 from .durations import parse_duration
 from .errors import FlowfileError, FlowfileErrors
+from .hashing import hash_bytes
 from .locate import LineIndex, syntax_error
 from .model import Flowfile
 from .paths import STATE_DIR, Disk, glob_to_regex
@@ -85,12 +85,12 @@ def find_flowfile(cwd: Path, explicit: Optional[Path] = None) -> Path:
 
 
 def _read_toml(path: Path) -> Tuple[Dict[str, Any], str, str]:
-    """The parsed document, its text and the sha256 of its bytes; fatal errors raise."""
+    """The parsed document, its text and the BLAKE3 hash of its bytes; fatal errors raise."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise FlowfileError(f"cannot read {path}: {exc.strerror or exc}", file=path) from None
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hash_bytes(data)  # the same hash as every other file flowmake records
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -186,5 +186,7 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError]]:
         tasks=tasks,
         hooks=hooks,
         source_hash=digest,
+        uses_globs=disk.globbed,
+        shell=flow.shell,
     )
     return flowfile, problems.in_file_order()

@@ -51,7 +51,7 @@ class RunSummary:
 
 
 def fire(hooks: Hooks, summary: RunSummary, *, root: Path, shell: Sequence[str],
-         environ: Mapping[str, str]) -> List[str]:
+         environ: Mapping[str, str], secrets: Sequence[str] = ()) -> List[str]:
     """Run the hooks due for this result; returns warnings for the user."""
     warnings: List[str] = []
     command = hooks.on_success if summary.result is RunResult.SUCCESS else hooks.on_failure
@@ -66,7 +66,8 @@ def fire(hooks: Hooks, summary: RunSummary, *, root: Path, shell: Sequence[str],
         })
         log = root / summary.log_dir / f"hook.{which}.log"
         try:
-            code, last = run_hook(command, shell=shell, cwd=root, env=env, log_path=log, timeout=HOOK_TIMEOUT)
+            code, last = run_hook(command, shell=shell, cwd=root, env=env, log_path=log, timeout=HOOK_TIMEOUT,
+                                  secrets=secrets)
         except OSError as exc:
             warnings.append(f"hook {which} could not start: {exc}")
         else:

@@ -77,6 +77,7 @@ class Flowfile:
     # Whether any input came from a glob: then the file set itself can change
     # without any known file changing, which the no-op snapshot cannot see.
     uses_globs: bool = True
+    shell: Tuple[str, ...] = DEFAULT_SHELL  # [flow] shell: hooks run with it
 
     def groups(self) -> Mapping[str, Tuple[str, ...]]:
         """Task table name -> the names of its variants (itself when no matrix)."""
@@ -93,6 +94,7 @@ class ReasonKind(str, enum.Enum):
     ALWAYS = "always"
     NO_FILES = "no inputs or outputs"
     NEVER_RUN = "never run"
+    LAST_ATTEMPT_FAILED = "last attempt failed"  # failed, interrupted or killed since its last success
     COMMAND_CHANGED = "command changed"
     ENV_CHANGED = "env changed"
     INPUT_CHANGED = "input changed"

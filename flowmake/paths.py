@@ -124,6 +124,11 @@ class Disk:
                 self._kinds[rel] = None
         return self._kinds[rel]
 
+    @property
+    def globbed(self) -> bool:
+        """Whether any glob was matched against the disk (the file set may then change)."""
+        return bool(self._globs)
+
     def glob(self, pattern: str) -> Tuple[str, ...]:
         """Existing files matching `pattern` (never under .git/ or .flowmake/), sorted."""
         hit = self._globs.get(pattern)

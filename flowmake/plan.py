@@ -13,6 +13,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 from .hashing import hash_text
 from .model import Observation, Reason, ReasonKind, TaskSpec, Trace
 
+INVALIDATED = ""  # see state.INVALIDATED: a trace whose task was started since
 UNSET = "\0unset"  # an env_input that is not set differs from one set to ""
 
 
@@ -57,13 +58,22 @@ def decide(
     if trace is None:
         reasons.append(Reason(ReasonKind.NEVER_RUN))
         return tuple(reasons)
-    if trace.fingerprint != fingerprint(obs):
-        reasons.extend(_fingerprint_reasons(trace, obs))
+    if trace.fingerprint == INVALIDATED:
+        reasons.append(Reason(ReasonKind.LAST_ATTEMPT_FAILED))
+        reasons.extend(_part_reasons(trace, obs))
+    elif trace.fingerprint != fingerprint(obs):
+        reasons.extend(_part_reasons(trace, obs) or [Reason(ReasonKind.COMMAND_CHANGED)])
     reasons.extend(_output_reasons(spec.outputs, trace, obs))
     return tuple(reasons)
 
 
-def _fingerprint_reasons(trace: Trace, obs: Observation) -> List[Reason]:
+def _part_reasons(trace: Trace, obs: Observation) -> List[Reason]:
+    """Which parts of the fingerprint differ from the trace's.
+
+    Empty with a differing fingerprint only when the way fingerprints are
+    computed changed (a flowmake upgrade); the caller then says the command
+    changed rather than claim nothing did.
+    """
     reasons: List[Reason] = []
     if trace.command_hash != obs.command_hash:
         reasons.append(Reason(ReasonKind.COMMAND_CHANGED))
@@ -76,10 +86,6 @@ def _fingerprint_reasons(trace: Trace, obs: Observation) -> List[Reason]:
             reasons.append(Reason(ReasonKind.INPUTS_ADDED_REMOVED, path, old, new))
         elif old != new:
             reasons.append(Reason(ReasonKind.INPUT_CHANGED, path, old, new))
-    if not reasons:
-        # Same parts, different fingerprint: only a change in how fingerprints
-        # are computed (a flowmake upgrade) can do this; say so rather than lie.
-        reasons.append(Reason(ReasonKind.COMMAND_CHANGED))
     return reasons
 
 

@@ -66,6 +66,13 @@ def mask(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+def mask_bytes(data: bytes, secrets: Sequence[bytes]) -> bytes:
+    for value in secrets:
+        if value:
+            data = data.replace(value, b"***")
+    return data
+
+
 class ProcessRunner:
     def __init__(self, post: Callable[[object], None]) -> None:
         self._post = post
@@ -121,12 +128,12 @@ class ProcessRunner:
         pending: Optional[str] = None
         stream = proc._popen.stdout
         assert stream is not None
+        secret_bytes = [s.encode("utf-8", "surrogateescape") for s in secrets]
         with log:
             for raw in stream:
+                if secret_bytes:
+                    raw = mask_bytes(raw, secret_bytes)
                 text = raw.decode("utf-8", "replace")
-                if secrets:
-                    text = mask(text, secrets)
-                    raw = text.encode("utf-8")
                 log.write(raw)
                 digest.update(raw)
                 line = text.rstrip("\r\n")
@@ -193,20 +200,22 @@ def end_orphans(processes: Sequence[tuple]) -> List[int]:
 
 
 def run_hook(command: str, *, shell: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
-             timeout: float) -> Tuple[Optional[int], str]:
-    """Run a hook command to completion, output to its log; (exit code or None on timeout, last line)."""
+             timeout: float, secrets: Sequence[str] = ()) -> Tuple[Optional[int], str]:
+    """Run a hook command to completion, output (masked) to its log; (exit code or None on timeout, last line)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(list(shell) + [command], cwd=str(cwd), env=dict(env), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(list(shell) + [command], cwd=str(cwd), env=dict(env), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        code: Optional[int] = proc.returncode
+    except subprocess.TimeoutExpired:
         try:
-            code: Optional[int] = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-            code = None
-    lines = log_path.read_bytes().decode("utf-8", "replace").strip().splitlines()
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        output, _ = proc.communicate()
+        code = None
+    output = mask_bytes(output, [s.encode("utf-8", "surrogateescape") for s in secrets])
+    log_path.write_bytes(output)
+    lines = output.decode("utf-8", "replace").strip().splitlines()
     return code, (lines[-1] if lines else "")

@@ -46,6 +46,7 @@ class Snapshot:
     tasks: Tuple[Tuple[str, str, Tuple[str, ...]], ...]  # (name, group, deps) in order
     files: Tuple[Tuple[str, int, int, int], ...]  # (path, size, mtime_ns, inode)
     hooks: Tuple[Optional[str], Optional[str], Optional[str]]  # on_failure, on_success, webhook
+    secrets: Tuple[str, ...]  # names whose values hook output must not show
     version: str
 
 
@@ -63,7 +64,7 @@ def remove(state_dir: Path) -> None:
 def write(state_dir: Path, snap: Snapshot) -> None:
     data = (
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
-        dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks, snap.files, snap.hooks,
+        dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks, snap.files, snap.hooks, snap.secrets,
     )
     target = path_in(state_dir)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -78,10 +79,12 @@ def read(state_dir: Path) -> Optional[Snapshot]:
             data = marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(data, tuple) or len(data) != 13 or data[0] != _FORMAT:
+    if not isinstance(data, tuple) or len(data) != 14 or data[0] != _FORMAT:
         return None
-    (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks) = data
-    return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks, version)
+    (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks,
+     secrets) = data
+    return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks,
+                    secrets, version)
 
 
 def files_unchanged(root: str, files: Iterable[Tuple[str, int, int, int]]) -> bool:

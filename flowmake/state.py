@@ -53,6 +53,7 @@ CREATE TABLE running (
 
 
 GENESIS = "0" * 64  # prev_hash of the first journal record
+INVALIDATED = ""  # the fingerprint of a trace whose task was started since (never matches)
 
 
 @dataclass(frozen=True)
@@ -244,9 +245,13 @@ class State:
         )
 
     def task_started(self, task: str, *, pid: int, start_ticks: str, run_id: str) -> None:
-        """The task's old trace no longer holds once its process may write."""
+        """The task's old trace no longer holds once its process may write.
+
+        It is invalidated, not deleted: its parts still say *what* changed
+        since the last success, next to the fact that an attempt failed.
+        """
         with self._conn:
-            self._conn.execute("DELETE FROM traces WHERE task = ?", (task,))
+            self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?", (INVALIDATED, task))
             self._conn.execute(
                 "INSERT OR REPLACE INTO running (pid, start_ticks, run_id, task) VALUES (?, ?, ?, ?)",
                 (pid, start_ticks, run_id, task),
@@ -271,7 +276,7 @@ class State:
                      _dumps(trace.inputs), _dumps(trace.outputs), trace.run_id),
                 )
             else:
-                self._conn.execute("DELETE FROM traces WHERE task = ?", (attempt.task,))
+                self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?", (INVALIDATED, attempt.task))
             if pid is not None:
                 self._conn.execute("DELETE FROM running WHERE pid = ?", (pid,))
             _save_stat_entries(self._conn, stat_entries)

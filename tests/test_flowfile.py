@@ -7,12 +7,12 @@ points at, since that is what `flowmake check` shows the user.
 
 from __future__ import annotations
 
-import hashlib
 import textwrap
 from pathlib import Path
 from typing import Iterable, List
 
 import pytest
+from blake3 import blake3
 
 from flowmake.errors import FlowError, FlowfileError, FlowfileErrors
 from flowmake.flowfile import find_flowfile, glob_to_regex, load, load_with_problems, parse_duration
@@ -151,9 +151,9 @@ def test_defaults_name_is_root_dir_and_shell_is_sh_c(tmp_path: Path) -> None:
     assert spec.command == "echo hi"
 
 
-def test_source_hash_is_sha256_of_the_file_bytes(tmp_path: Path) -> None:
+def test_source_hash_is_blake3_of_the_file_bytes(tmp_path: Path) -> None:
     path = write(tmp_path, '[tasks.hello]\nrun = "echo hi"\n')
-    assert load(path).source_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert load(path).source_hash == blake3(path.read_bytes()).hexdigest()
 
 
 def test_file_lists_in_run_are_shell_quoted_and_vars_are_raw(tmp_path: Path) -> None:

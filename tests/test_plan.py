@@ -62,6 +62,14 @@ def test_input_change_reason_carries_old_and_new_hash() -> None:
     assert (reason.old, reason.new) == ("h1", "h2")
 
 
+def test_last_attempt_failed_is_a_reason_next_to_what_changed() -> None:
+    voided = Trace("clean", "", BASE.command_hash, dict(BASE.env), dict(BASE.inputs), {"b.csv": "o1"}, "run1")
+    assert [(r.kind, r.path) for r in decide(SPEC, voided, BASE)] == [(ReasonKind.LAST_ATTEMPT_FAILED, None)]
+    reasons = decide(SPEC, voided, obs(inputs={"a.csv": "h2"}))
+    assert [(r.kind, r.path) for r in reasons] == [(ReasonKind.LAST_ATTEMPT_FAILED, None),
+                                                    (ReasonKind.INPUT_CHANGED, "a.csv")]
+
+
 def test_never_run_without_trace() -> None:
     assert [r.kind for r in decide(SPEC, None, BASE)] == [ReasonKind.NEVER_RUN]
 

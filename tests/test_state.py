@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flowmake.hashing import StatEntry
 from flowmake.model import AttemptRecord, Reason, ReasonKind, RunRecord, Trace
-from flowmake.state import DB_NAME, STATE_DIR, State
+from flowmake.state import DB_NAME, INVALIDATED, STATE_DIR, State
 
 
 def open_state(root: Path, warnings: list) -> State:
@@ -41,22 +41,24 @@ def test_trace_attempt_and_stat_cache_survive_reopen(tmp_path: Path) -> None:
     assert s.attempts("r1")[0].reasons[0].kind is ReasonKind.NEVER_RUN
 
 
-def test_starting_a_task_forgets_its_trace(tmp_path: Path) -> None:
-    # A crash while the task runs must leave it stale: the trace goes first.
+def test_starting_a_task_invalidates_its_trace(tmp_path: Path) -> None:
+    # A crash while the task runs must leave it stale: the trace is voided first,
+    # keeping its parts so the next run can still say what changed.
     s = open_state(tmp_path, [])
-    s.task_finished(attempt("t"), pid=None, trace=Trace("t", "fp", "ch", {}, {}, {}, "r0"), stat_entries={})
+    s.task_finished(attempt("t"), pid=None, trace=Trace("t", "fp", "ch", {}, {"a": "h"}, {}, "r0"), stat_entries={})
     s.task_started("t", pid=99, start_ticks="5", run_id="r1")
     s.close()
     s = open_state(tmp_path, [])
-    assert "t" not in s.traces()
+    assert s.traces()["t"].fingerprint == INVALIDATED
+    assert s.traces()["t"].inputs == {"a": "h"}
     assert s.running_processes() == [(99, "5", "r1", "t")]
 
 
-def test_failed_attempt_leaves_no_trace(tmp_path: Path) -> None:
+def test_failed_attempt_leaves_an_invalid_trace(tmp_path: Path) -> None:
     s = open_state(tmp_path, [])
     s.task_finished(attempt("t"), pid=None, trace=Trace("t", "fp", "ch", {}, {}, {}, "r0"), stat_entries={})
     s.task_finished(attempt("t", "failed"), pid=None, trace=None, stat_entries={})
-    assert "t" not in s.traces()
+    assert s.traces()["t"].fingerprint == INVALIDATED
 
 
 def test_corrupt_database_is_set_aside_with_a_warning(tmp_path: Path) -> None:
