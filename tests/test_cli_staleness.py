@@ -130,7 +130,7 @@ def test_env_inputs_change_in_callers_environment_reruns(project: Project) -> No
     assert first.returncode == 0, first
     assert project.read("out.txt") == "hello-7f9c2e"
     same = project.json_run(env={"GREETING": "hello-7f9c2e"})
-    assert same.started == []
+    assert same.returncode == 0 and same.started == [], same
     row = project.status(env={"GREETING": "bonjour-5d1a0b"})["greet"]
     assert {"kind": "env changed", "path": "GREETING"} in row["reasons"]
     changed = project.json_run(env={"GREETING": "bonjour-5d1a0b"})
@@ -302,7 +302,9 @@ def test_editing_one_source_reruns_only_the_affected_tasks(project: Project) -> 
     """)
     project.write("a.txt", "a\n")
     project.write("b.txt", "b\n")
-    assert project.json_run().ran == ["a1", "a2", "b1", "b2", "both"]
+    first = project.json_run()
+    assert first.returncode == 0, first
+    assert first.ran == ["a1", "a2", "b1", "b2", "both"]
     project.write("a.txt", "A!\n")
     result = project.json_run()
     assert result.returncode == 0, result
@@ -329,7 +331,8 @@ def test_corrupt_state_database_is_set_aside_with_a_warning_and_everything_runs(
              if p.name.startswith("state.db") and p.name not in ("state.db", "state.db-wal", "state.db-shm")]
     assert len(aside) == 1, list(project.path(".flowmake").iterdir())
     assert aside[0].read_bytes() == garbage  # kept for forensics, never deleted
-    assert project.json_run().started == []  # the new database works
+    noop = project.json_run()  # the new database works
+    assert noop.returncode == 0 and noop.started == [], noop
 
 
 def test_deleting_the_state_directory_makes_everything_run_again(project: Project) -> None:
