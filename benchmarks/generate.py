@@ -18,8 +18,8 @@ Shapes (N tasks in all):
 * ``chain``: a linear chain; task 0 reads src/s0.txt, task i reads the
   output of task i-1.
 
-Because `cat` concatenates, layered outputs grow ~2.5x per layer: keep
-``--input-size`` small for that shape (the default 16 bytes gives ~100 MB of
+Because `cat` concatenates, layered outputs grow ~2.6x per layer: keep
+``--input-size`` small for that shape (the default 8 bytes gives ~185 MB of
 outputs at N = 10,000); use ``wide`` or ``chain`` for large inputs.
 
 Usable from Python too: ``generate(shape, n, tool, out, input_size)`` returns
@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Set, Tuple
+from typing import Dict, List, Sequence, Set
 
 SHAPES = ("layered", "wide", "chain")
 TOOLS = ("flowmake", "make", "ninja", "doit", "snakemake", "task")
 LAYERS = 10
-DEFAULT_INPUT_SIZE = 16
+DEFAULT_INPUT_SIZE = 8
 
 
 @dataclass
@@ -247,12 +246,12 @@ WRITERS = {
 
 
 def source_content(i: int, size: int) -> bytes:
-    """Deterministic content of `size` bytes for source i (a newline at the end)."""
-    if size <= 0:
-        return b""
-    line = f"source {i} ".encode()
-    body = (line * (size // len(line) + 1))[: size - 1]
-    return body + b"\n"
+    """Deterministic, distinct content for source i: `size` bytes, or just "s{i}\\n" if that is longer."""
+    head = f"s{i} ".encode()
+    if size <= len(head):
+        return head[:-1] + b"\n"
+    filler = b"0123456789abcdef" * (size // 16 + 1)
+    return head + filler[: size - len(head) - 1] + b"\n"
 
 
 def generate(shape: str, n: int, tool: str, out: Path | str, input_size: int = DEFAULT_INPUT_SIZE) -> Dag:

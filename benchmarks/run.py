@@ -108,6 +108,10 @@ def run_measured(argv: Sequence[str], cwd: Path, env: Dict[str, str], log: Path,
         timer.start()
         try:
             _, status, usage = os.wait4(pid, 0)
+        except BaseException:  # Ctrl-C or SIGTERM: take the child's whole group down with us
+            kill()
+            os.wait4(pid, 0)
+            raise
         finally:
             elapsed = time.perf_counter() - start
             timer.cancel()
@@ -343,10 +347,11 @@ class Bench:
         if not projects:
             return
         dag = next(iter(projects.values())).dag
-        # Warm-ups fill the page cache and .pyc caches; at 10k a whole build is
-        # its own warm-up. The no-op always gets one: flowmake's first no-op
+        # Warm-ups fill the page cache and .pyc caches; from 1k on a whole build
+        # is its own warm-up. The no-op always gets one: flowmake's first no-op
         # after a build re-hashes the outputs whose mtimes were racy.
         warmup = 1 if n < 10_000 else 0
+        heavy_warmup = 1 if n < 1000 else 0
 
         def clean(p: Project, rep: int) -> None:
             p.clean()
@@ -361,15 +366,15 @@ class Bench:
             p.change_source(rep)
 
         if n <= self.args.j1_max:
-            self.scenario(shape, n, "full-j1", projects, lambda p: p.tool.build(1), clean, warmup)
-        self.scenario(shape, n, "full-j2", projects, lambda p: p.tool.build(2), clean, warmup)
+            self.scenario(shape, n, "full-j1", projects, lambda p: p.tool.build(1), clean, heavy_warmup)
+        self.scenario(shape, n, "full-j2", projects, lambda p: p.tool.build(2), clean, heavy_warmup)
         for tool, project in list(projects.items()):
             if not project.built():
                 self.results.notes.append(f"{tool} {shape} {n}: a full build left outputs missing; dropped")
                 del projects[tool]
         time.sleep(RACY_SETTLE_S)
         self.scenario(shape, n, "noop", projects, lambda p: p.tool.build(2), nothing, 1)
-        self.scenario(shape, n, "touch", projects, lambda p: p.tool.build(2), touch, warmup)
+        self.scenario(shape, n, "touch", projects, lambda p: p.tool.build(2), touch, heavy_warmup)
         self.scenario(shape, n, "change1", projects, lambda p: p.tool.build(1), change, warmup)
         affected = dag.affected_by(dag.change_source())
         self.results.affected[(shape, n)] = len(affected)
@@ -549,8 +554,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--tools", default=",".join(generate.TOOLS), help="comma-separated subset of " + ",".join(generate.TOOLS))
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement (median; default 5)")
     parser.add_argument("--big-reps", type=int, default=3, help="repetitions at N >= 1000 (default 3; 0 = --reps)")
-    parser.add_argument("--heavy-reps", type=int, default=2,
-                        help="repetitions of full builds and touch runs at N >= 10000 (default 2; 0 = --big-reps)")
+    parser.add_argument("--heavy-reps", type=int, default=1,
+                        help="repetitions of full builds and touch runs at N >= 10000 (default 1; 0 = --big-reps)")
     parser.add_argument("--j1-max", type=int, default=1000, help="skip full -j1 builds above this size (default 1000)")
     parser.add_argument("--snakemake-max", type=int, default=1000, help="skip snakemake above this size (default 1000)")
     parser.add_argument("--timeout", type=float, default=600, help="per-command timeout in seconds (default 600)")
@@ -568,7 +573,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that the running child is killed and the work dir removed
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     shapes = [s for s in args.shapes.split(",") if s]
