@@ -1,0 +1,190 @@
+"""The no-op fast path and its snapshot: taken only when stats prove nothing
+changed, and invalidated by every change the full planner would notice.
+
+`try_noop` is called in-process to tell which path served a run (it returns
+None when it declines); everything else goes through the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from flowmake.fastpath import parse, try_noop
+
+from conftest import Project, kinds, wait_for_file
+
+PIPELINE = """\
+    [vars]
+    greeting = "hello"
+
+    [tasks.extract]
+    inputs = ["src.txt"]
+    outputs = ["build/a.txt"]
+    env_inputs = ["STUDY_CUTOFF"]
+    run = "cp {inputs} {outputs}; if [ -f slow ]; then echo $$ > started; sleep 30; fi"
+
+    [tasks.clean]
+    inputs = ["build/a.txt"]
+    outputs = ["build/b.txt"]
+    run = "tr a-z A-Z < {inputs} > {outputs}; echo {greeting} >> {outputs}"
+"""
+
+
+def age_all(root: Path, seconds: float = 30) -> None:
+    """Backdate every project file, so the stat cache may trust it at once."""
+    past = time.time() - seconds
+    for path in root.rglob("*"):
+        if ".flowmake" not in path.parts and path.is_file():
+            os.utime(path, (past, past))
+
+
+def fresh_project(project: Project) -> None:
+    """Build, age the files, then one all-fresh run that leaves the snapshot."""
+    project.flowfile(PIPELINE)
+    project.write("src.txt", "one\n")
+    assert project.json_run().returncode == 0
+    age_all(project.root)
+    result = project.json_run()
+    assert result.returncode == 0, result
+    assert sorted(result.tasks_with("fresh")) == ["clean", "extract"]
+    assert project.exists(".flowmake/noop.snapshot")
+
+
+def noop(project: Project, capsys: pytest.CaptureFixture, *args: str):
+    code = try_noop(["-C", str(project.root), "run", "--progress", "json", *args])
+    out = capsys.readouterr().out
+    return code, [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_unchanged_project_is_served_by_the_fast_path(project: Project, capsys) -> None:
+    fresh_project(project)
+    code, events = noop(project, capsys)
+    assert code == 0
+    assert [e["event"] for e in events] == ["run_started", "task_finished", "task_finished", "run_finished"]
+    assert {e["task"]: e["status"] for e in events if e["event"] == "task_finished"} == {
+        "extract": "fresh", "clean": "fresh"}
+    assert events[-1]["result"] == "success"
+
+
+def test_fast_path_run_is_recorded_and_the_chain_stays_intact(project: Project, capsys) -> None:
+    fresh_project(project)
+    code, events = noop(project, capsys)
+    assert code == 0
+    runs = json.loads(project.run("log", "--json").stdout)
+    assert runs[0]["id"] == events[0]["run_id"] and runs[0]["result"] == "success"
+    assert project.run("audit", "verify").returncode == 0
+
+
+def test_flowfile_edit_invalidates_it(project: Project, capsys) -> None:
+    fresh_project(project)
+    project.flowfile(PIPELINE.replace('greeting = "hello"', 'greeting = "bonjour"'))
+    code, _ = noop(project, capsys)
+    assert code is None
+    result = project.json_run()
+    assert result.ran == ["clean"]
+    assert kinds(result.reasons("clean")) == ["command changed"]
+
+
+def test_changed_env_input_invalidates_it(project: Project, capsys, monkeypatch) -> None:
+    fresh_project(project)
+    monkeypatch.setenv("STUDY_CUTOFF", "2026-11-01")
+    code, _ = noop(project, capsys)
+    assert code is None
+    result = project.json_run(env={"STUDY_CUTOFF": "2026-11-01"})
+    assert result.ran == ["extract"]
+    assert {"kind": "env changed", "path": "STUDY_CUTOFF"} in result.reasons("extract")
+
+
+def test_changed_input_invalidates_it(project: Project, capsys) -> None:
+    fresh_project(project)
+    project.write("src.txt", "two\n")
+    assert noop(project, capsys)[0] is None
+    assert sorted(project.json_run().ran) == ["clean", "extract"]
+
+
+def test_deleted_output_invalidates_it(project: Project, capsys) -> None:
+    fresh_project(project)
+    project.path("build/b.txt").unlink()
+    assert noop(project, capsys)[0] is None
+    result = project.json_run()
+    assert result.ran == ["clean"]
+    assert kinds(result.reasons("clean")) == ["output missing"]
+
+
+def test_other_targets_do_not_use_it(project: Project, capsys) -> None:
+    fresh_project(project)
+    assert noop(project, capsys, "extract")[0] is None
+
+
+def test_a_run_that_does_work_removes_it(project: Project) -> None:
+    fresh_project(project)
+    project.write("src.txt", "two\n")
+    assert project.json_run().returncode == 0
+    assert not project.exists(".flowmake/noop.snapshot")
+
+
+def test_globs_keep_it_from_being_written(project: Project) -> None:
+    # A new file matching the glob changes the inputs without changing any known stat.
+    project.flowfile("""\
+        [tasks.cat]
+        inputs = ["data/*.csv"]
+        outputs = ["all.csv"]
+        run = "cat {inputs} > {outputs}"
+    """)
+    project.write("data/a.csv", "1\n")
+    assert project.json_run().returncode == 0
+    age_all(project.root)
+    assert project.json_run().tasks_with("fresh") == ["cat"]
+    assert not project.exists(".flowmake/noop.snapshot")
+    project.write("data/b.csv", "2\n")
+    assert project.json_run().ran == ["cat"]
+
+
+def test_recently_written_files_keep_it_from_being_written(project: Project) -> None:
+    project.flowfile(PIPELINE)
+    project.write("src.txt", "one\n")
+    assert project.json_run().returncode == 0
+    result = project.json_run()
+    assert sorted(result.tasks_with("fresh")) == ["clean", "extract"]
+    assert not project.exists(".flowmake/noop.snapshot")  # outputs are seconds old: racy
+
+
+def test_a_killed_run_leaves_no_snapshot_behind(project: Project, capsys) -> None:
+    fresh_project(project)
+    project.write("slow")
+    project.write("src.txt", "two\n")
+    proc = project.popen("run", "--progress", "json")
+    project.track_pid(int(wait_for_file(project.path("started"), proc=proc)))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert not project.exists(".flowmake/noop.snapshot")
+    project.path("slow").unlink()
+    assert noop(project, capsys)[0] is None
+    result = project.json_run()
+    assert "extract" in result.ran
+
+
+@pytest.mark.parametrize(
+    "argv, understood",
+    [
+        ([], True),
+        (["run"], True),
+        (["run", "-j", "4", "-q", "--progress", "plain"], True),
+        (["-C", "proj", "run", "--jobs=2", "package"], True),
+        (["run", "-n"], False),
+        (["run", "-B"], False),
+        (["run", "--force", "x"], False),
+        (["status"], False),
+        (["-q"], False),
+        (["run", "-j", "0"], False),
+        (["run", "--progress", "fancy"], False),
+    ],
+)
+def test_only_plain_runs_are_understood(argv, understood) -> None:
+    assert (parse(argv) is not None) is understood
