@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import time
 
-from conftest import Project, wait_for_file
+from conftest import Project, Result, wait_for_file
 
 SLEEPERS = """\
     [tasks.left]
     outputs = ["left.txt"]
-    run = "date +%s.%N > left.txt; sleep 0.6; date +%s.%N >> left.txt"
+    run = "date +%s.%N > left.txt; sleep 0.4; date +%s.%N >> left.txt"
 
     [tasks.right]
     outputs = ["right.txt"]
-    run = "date +%s.%N > right.txt; sleep 0.6; date +%s.%N >> right.txt"
+    run = "date +%s.%N > right.txt; sleep 0.4; date +%s.%N >> right.txt"
 """
 
 
@@ -52,7 +52,7 @@ def test_two_independent_tasks_do_not_overlap_with_j1(project: Project) -> None:
 
 
 def test_flow_jobs_is_the_default_for_j(project: Project) -> None:
-    project.flowfile('[flow]\njobs = 1\n' + SLEEPERS.replace("0.6", "0.3"))
+    project.flowfile('[flow]\njobs = 1\n' + SLEEPERS.replace("0.4", "0.3"))
     result = project.json_run()
     assert result.returncode == 0, result
     assert result.one("run_started")["jobs"] == 1
@@ -189,7 +189,7 @@ def test_second_run_with_wait_queues_behind_the_first_and_succeeds(project: Proj
     holder = project.popen("run", "--progress", "plain", "hold")
     wait_for_file(project.path("started.marker"), proc=holder)
     waiter = project.popen("run", "--progress", "json", "--wait")
-    time.sleep(0.8)
+    time.sleep(0.5)
     assert waiter.poll() is None, "--wait returned while the lock was held"
     project.write("release", "")
     out, err = holder.communicate(timeout=30)
@@ -197,4 +197,6 @@ def test_second_run_with_wait_queues_behind_the_first_and_succeeds(project: Proj
     out, err = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, (out, err)
     assert project.read("next.txt") == "ok\n"
-    assert '"task": "next"' in out and '"task": "hold"' in out
+    waited = Result(["run", "--wait"], waiter.returncode, out, err)
+    # it worked only after the holder was done: hold was fresh by then
+    assert waited.statuses == {"hold": "fresh", "next": "ok"}, waited
