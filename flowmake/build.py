@@ -505,7 +505,11 @@ class Build:
         spec = self.flowfile.tasks[name]
         attempt = self._attempts.get(name, 1)
         plan = self._planned[name]
-        obs = observe(spec, self.hasher, self.environ)  # just before it starts: the trace must match what ran
+        # Observed in the preview (nothing upstream ran since: its deps were all
+        # fresh) or when it became ready behind a stale task; a retry looks again.
+        obs = self._observations.get(name) if attempt == 1 else None
+        if obs is None:
+            obs = observe(spec, self.hasher, self.environ)
         reasons = plan.reasons
         secret_values = [self.environ[s] for s in spec.secrets if self.environ.get(s)]
         shown_command = mask(spec.command or "", secret_values)
