@@ -513,6 +513,15 @@ class Build:
         reasons = plan.reasons
         secret_values = [self.environ[s] for s in spec.secrets if self.environ.get(s)]
         shown_command = mask(spec.command or "", secret_values)
+        unset = [s for s in spec.secrets if s not in self.environ]
+        if unset:
+            # Running without a credential would fail obscurely (or worse, run anonymously).
+            message = "secret " + ", ".join(unset) + " is not set in the environment"
+            self.emit(TaskStarted(self.run_id, time.time(), name, reasons, shown_command, attempt))
+            self._record_attempt(spec, attempt, "failed", reasons, shown_command, time.time(), None, obs, {},
+                                 None, None, message, trace=None, pid=None)
+            self._fail(name, exit_code=None, message=message, duration=0.0, log=None, tail=(), attempt=attempt)
+            return
         for out in spec.outputs:
             parent = os.path.dirname(out.rstrip("/"))
             if parent:
