@@ -163,7 +163,8 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
         return None  # the full path says who holds it, and exits 3
     try:
         # Checked under the lock: no run of ours is writing these files now.
-        if not snapshots.files_unchanged(root, snap.files):
+        os.chdir(root)  # relative stats: no path joining for every file
+        if not snapshots.files_unchanged(snap.files):
             return None
         return _report_noop(snap, args, mode, Path(root))
     finally:

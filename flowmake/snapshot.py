@@ -76,7 +76,7 @@ def write(state_dir: Path, snap: Snapshot) -> None:
 def read(state_dir: Path) -> Optional[Snapshot]:
     try:
         with open(path_in(state_dir), "rb") as f:
-            data = marshal.load(f)
+            data = marshal.loads(f.read())  # several times faster than marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if not isinstance(data, tuple) or len(data) != 14 or data[0] != _FORMAT:
@@ -87,13 +87,12 @@ def read(state_dir: Path) -> Optional[Snapshot]:
                     secrets, version)
 
 
-def files_unchanged(root: str, files: Iterable[Tuple[str, int, int, int]]) -> bool:
-    """True when every file still has the recorded size, mtime and inode."""
+def files_unchanged(files: Iterable[Tuple[str, int, int, int]]) -> bool:
+    """True when every file (relative to the current directory) still has the recorded size, mtime and inode."""
     stat = os.stat
-    join = os.path.join
     try:
         for path, size, mtime_ns, inode in files:
-            st = stat(join(root, path))
+            st = stat(path)
             if st.st_mtime_ns != mtime_ns or st.st_size != size or st.st_ino != inode:
                 return False
     except OSError:

@@ -107,7 +107,11 @@ class State:
         path = directory / DB_NAME
         if path.exists():
             try:
-                return cls(_connect_existing(path), path)
+                state = cls(_connect_existing(path), path)
+                # Read the two tables every run needs now, so that damage shows
+                # here (and the database is set aside) rather than mid-run.
+                state.preload()
+                return state
             except (sqlite3.DatabaseError, StateError) as exc:
                 aside = _set_aside(path)
                 warn(
@@ -135,11 +139,28 @@ class State:
 
     # -- reading -----------------------------------------------------------
 
+    def preload(self) -> None:
+        self._stat_cache = self._read_stat_cache()
+        self._traces = self._read_traces()
+
     def stat_cache(self) -> Dict[str, StatEntry]:
+        """The stat cache as loaded at open (callers do not mutate it)."""
+        cached = getattr(self, "_stat_cache", None)
+        return cached if cached is not None else self._read_stat_cache()
+
+    def traces(self) -> Dict[str, Trace]:
+        """Traces as they are now (re-read after the first call: runs change them)."""
+        cached = getattr(self, "_traces", None)
+        if cached is not None:
+            self._traces = None
+            return cached
+        return self._read_traces()
+
+    def _read_stat_cache(self) -> Dict[str, StatEntry]:
         rows = self._conn.execute("SELECT path, size, mtime_ns, inode, hash, hashed_at_ns FROM files")
         return {r[0]: StatEntry(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
-    def traces(self) -> Dict[str, Trace]:
+    def _read_traces(self) -> Dict[str, Trace]:
         rows = self._conn.execute("SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces")
         return {
             r[0]: Trace(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]), r[6]) for r in rows
@@ -351,10 +372,9 @@ def _connect_existing(path: Path) -> sqlite3.Connection:
             raise StateError(f"schema version {version}, this flowmake uses {SCHEMA_VERSION}")
         if rows.get("hash") != HASH_ALGORITHM:
             raise StateError(f"hashes made with {rows.get('hash')}, this flowmake uses {HASH_ALGORITHM}")
-        # Touch every table now, so that damage shows here (and the database is
-        # set aside) rather than in the middle of a run.
+        # Every table must be there; reading them whole is State.preload's job.
         for table in ("files", "traces", "journal", "running"):
-            conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
     except BaseException:
         conn.close()
         raise
