@@ -69,12 +69,25 @@ class Interrupted(Exception):
 # -- observing and previewing --------------------------------------------------
 
 
-def observe(spec: TaskSpec, hasher: FileHasher, environ: Mapping[str, str]) -> Observation:
+def observe(spec: TaskSpec, hasher: FileHasher, environ: Mapping[str, str],
+            memo: Optional[Dict[str, Optional[str]]] = None) -> Observation:
+    """The task's fingerprint parts and output hashes as they are now.
+
+    `memo` shares hashes between tasks while nothing runs (the preview), where
+    each produced file is looked at once as an output and again as an input.
+    """
+    if memo is None:
+        hash_of = hasher.hash
+    else:
+        def hash_of(path: str) -> Optional[str]:
+            if path not in memo:
+                memo[path] = hasher.hash(path)
+            return memo[path]
     return Observation(
         command_hash=command_hash(spec),
         env=env_hashes(spec, environ),
-        inputs={p: hasher.hash(p) for p in spec.inputs},
-        outputs={p: hasher.hash(p) for p in spec.outputs},
+        inputs={p: hash_of(p) for p in spec.inputs},
+        outputs={p: hash_of(p) for p in spec.outputs},
     )
 
 
@@ -118,13 +131,14 @@ def preview(
     """
     selected = set(selection)
     result = Preview([])
+    memo: Dict[str, Optional[str]] = {}
     unsettled: Set[str] = set()  # stale or blocked
     for name in selection:
         check_interrupt()
         spec = flowfile.tasks[name]
         deps = tuple(d for d in graph.deps[name] if d in selected)
         blocked_by = tuple(d for d in deps if d in unsettled)
-        obs = observe(spec, hasher, environ)
+        obs = observe(spec, hasher, environ, memo)
         result.observations[name] = obs
         reasons = task_reasons(spec, traces.get(name), obs, forced=forced(name))
         if blocked_by:

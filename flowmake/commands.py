@@ -56,10 +56,12 @@ class Project:
 
     @classmethod
     def load(cls, *, file: Optional[Path], directory: Optional[Path]) -> "Project":
-        from .flowfile import find_flowfile, load
+        from .flowfile import find_flowfile
+        from .loadcache import load_cached
+        from .state import state_dir
 
-        cwd = _enter(directory)
-        flowfile = load(find_flowfile(cwd, file))
+        path = find_flowfile(_enter(directory), file)
+        flowfile = load_cached(path, state_dir(path.parent))
         return cls(flowfile, build_graph(flowfile))
 
     @property

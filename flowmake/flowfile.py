@@ -114,6 +114,20 @@ def load(path: Path) -> Flowfile:
     return flowfile
 
 
+def load_observed(path: Path) -> Tuple[Flowfile, Disk]:
+    """Like `load`, also returning what was learnt from the disk (for the load cache)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        flowfile, problems, disk = _load(path)
+    finally:
+        if enabled:
+            gc.enable()
+    if problems:
+        raise FlowfileErrors(problems)
+    return flowfile, disk
+
+
 def load_with_problems(path: Path) -> Tuple[Flowfile, List[FlowfileError]]:
     """The best-effort Flowfile and every problem found, in file order.
 
@@ -128,13 +142,14 @@ def load_with_problems(path: Path) -> Tuple[Flowfile, List[FlowfileError]]:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(path)
+        flowfile, problems, _disk = _load(path)
+        return flowfile, problems
     finally:
         if enabled:
             gc.enable()
 
 
-def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError]]:
+def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
     path = Path(os.path.abspath(path))
     root = path.parent.resolve()
     data, text, digest = _read_toml(path)
@@ -189,4 +204,4 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError]]:
         uses_globs=disk.globbed,
         shell=flow.shell,
     )
-    return flowfile, problems.in_file_order()
+    return flowfile, problems.in_file_order(), disk

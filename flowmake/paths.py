@@ -124,6 +124,16 @@ class Disk:
                 self._kinds[rel] = None
         return self._kinds[rel]
 
+    def observations(self) -> Tuple[Dict[str, Optional[str]], Dict[str, Tuple[str, ...]]]:
+        """Every fact about the disk that loading depended on: path kinds and glob matches."""
+        return dict(self._kinds), dict(self._globs)
+
+    def agrees_with(self, kinds: Dict[str, Optional[str]], globs: Dict[str, Tuple[str, ...]]) -> bool:
+        """Whether the disk still gives the same answers (so a cached load still holds)."""
+        return all(self.kind(p) == k for p, k in kinds.items()) and all(
+            self.glob(pattern) == tuple(hit) for pattern, hit in globs.items()
+        )
+
     @property
     def globbed(self) -> bool:
         """Whether any glob was matched against the disk (the file set may then change)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections import abc
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,9 +163,7 @@ class State:
 
     def _read_traces(self) -> Dict[str, Trace]:
         rows = self._conn.execute("SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces")
-        return {
-            r[0]: Trace(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]), r[6]) for r in rows
-        }
+        return {r[0]: Trace(r[0], r[1], r[2], _LazyJSON(r[3]), _LazyJSON(r[4]), _LazyJSON(r[5]), r[6]) for r in rows}
 
     def running_processes(self) -> List[Tuple[int, str, str, str]]:
         return list(self._conn.execute("SELECT pid, start_ticks, run_id, task FROM running"))
@@ -319,6 +318,37 @@ class State:
             for p in paths:
                 if p.endswith("/"):
                     self._conn.execute("DELETE FROM files WHERE substr(path, 1, ?) = ?", (len(p), p))
+
+
+class _LazyJSON(abc.Mapping):
+    """A JSON object decoded on first use: a fresh task's env and inputs are
+    never looked at (its fingerprint matched), so most are never decoded."""
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._value: Optional[dict] = None
+
+    def _get(self) -> dict:
+        if self._value is None:
+            self._value = json.loads(self._text)
+        return self._value
+
+    def __getitem__(self, key: str) -> object:
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        return self._get() == (dict(other) if isinstance(other, Mapping) else other)
+
+    def __repr__(self) -> str:
+        return repr(self._get())
 
 
 def _dumps(value: object) -> str:

@@ -1,0 +1,60 @@
+"""A cache of the loaded Flowfile, so a run does not re-parse and re-check
+ten thousand TOML tables that did not change.
+
+A loaded Flowfile is a function of the Flowfile's bytes and of what the
+loader learnt from the disk: which paths exist and as what (plain inputs
+must exist or be produced), and what each glob matched. The cache keeps the
+result with the hash of the bytes and those disk facts; it is used only when
+the bytes hash the same and every fact still holds (one stat per checked
+path, one listing per globbed directory), so a new file matching a glob or
+a deleted source file sends the load down the full path, with its errors.
+The Flowfile is always read, so an edit is always seen.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Optional
+
+from . import __version__
+from .flowfile import load_observed
+from .hashing import hash_bytes
+from .model import Flowfile
+from .paths import Disk
+
+CACHE_NAME = "flowfile.cache"
+_FORMAT = 1
+
+
+def load_cached(path: Path, state_dir: Path) -> Flowfile:
+    path = Path(os.path.abspath(path))
+    cache = state_dir / CACHE_NAME
+    hit = _lookup(path, cache)
+    if hit is not None:
+        return hit
+    flowfile, disk = load_observed(path)  # raises every problem, as `load` does
+    kinds, globs = disk.observations()
+    key = (_FORMAT, __version__, str(path), flowfile.source_hash)
+    if state_dir.is_dir():  # never create .flowmake just to cache
+        tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_bytes(pickle.dumps((key, flowfile, kinds, globs), protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only project still runs, only slower
+    return flowfile
+
+
+def _lookup(path: Path, cache: Path) -> Optional[Flowfile]:
+    try:
+        digest = hash_bytes(path.read_bytes())
+        key, flowfile, kinds, globs = pickle.loads(cache.read_bytes())
+    except Exception:  # missing, unreadable or from another version: load afresh
+        return None
+    if key != (_FORMAT, __version__, str(path), digest) or not isinstance(flowfile, Flowfile):
+        return None
+    if not Disk(flowfile.root).agrees_with(kinds, globs):
+        return None
+    return flowfile

@@ -1,0 +1,124 @@
+"""The loaded-Flowfile cache: used only while the Flowfile's bytes and every
+disk fact the loader relied on are unchanged; the CLI sees no difference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from flowmake import loadcache
+from flowmake.errors import FlowfileErrors
+from flowmake.state import ensure_state_dir
+
+from conftest import Project, kinds
+
+FLOW = """\
+[vars]
+greeting = "hello"
+
+[tasks.gather]
+inputs = ["data/*.csv", "notes.txt"]
+outputs = ["out/all.csv"]
+env_inputs = ["CUTOFF"]
+run = "cat {inputs} > {outputs}; echo {greeting} >> {outputs}"
+"""
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> List[Path]:
+    """Records every full (uncached) load."""
+    calls: List[Path] = []
+    real = loadcache.load_observed
+
+    def spy(path: Path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(loadcache, "load_observed", spy)
+    return calls
+
+
+def setup(root: Path, *, state_dir: bool = True) -> Path:
+    (root / "data").mkdir()
+    (root / "data" / "a.csv").write_text("1\n")
+    (root / "notes.txt").write_text("n\n")
+    path = root / "Flowfile.toml"
+    path.write_text(FLOW)
+    if state_dir:
+        ensure_state_dir(root)
+    return path
+
+
+def load(path: Path):
+    return loadcache.load_cached(path, path.parent / ".flowmake")
+
+
+def test_second_load_comes_from_the_cache_and_is_equal(tmp_path: Path, counted: List[Path]) -> None:
+    path = setup(tmp_path)
+    first = load(path)
+    second = load(path)
+    assert len(counted) == 1
+    assert second == first
+
+
+def test_flowfile_edit_invalidates_it(tmp_path: Path, counted: List[Path]) -> None:
+    path = setup(tmp_path)
+    load(path)
+    path.write_text(FLOW.replace("cat {inputs}", "sort {inputs}"))
+    assert load(path).tasks["gather"].command.startswith("sort ")
+    assert len(counted) == 2
+
+
+def test_var_change_invalidates_it(tmp_path: Path, counted: List[Path]) -> None:
+    path = setup(tmp_path)
+    load(path)
+    path.write_text(FLOW.replace('"hello"', '"bye"'))
+    assert load(path).tasks["gather"].command.endswith("echo bye >> out/all.csv")
+
+
+def test_new_file_matching_a_glob_invalidates_it(tmp_path: Path, counted: List[Path]) -> None:
+    path = setup(tmp_path)
+    load(path)
+    (tmp_path / "data" / "b.csv").write_text("2\n")
+    assert load(path).tasks["gather"].inputs == ("data/a.csv", "data/b.csv", "notes.txt")
+    assert len(counted) == 2
+
+
+def test_deleted_source_file_gives_the_full_loads_error(tmp_path: Path, counted: List[Path]) -> None:
+    path = setup(tmp_path)
+    load(path)
+    (tmp_path / "notes.txt").unlink()
+    with pytest.raises(FlowfileErrors) as info:
+        load(path)
+    assert "notes.txt" in info.value.render()
+
+
+def test_no_state_dir_means_no_cache_written(tmp_path: Path) -> None:
+    path = setup(tmp_path, state_dir=False)
+    load(path)
+    assert not (tmp_path / ".flowmake").exists()
+
+
+def test_changed_env_input_still_reruns_with_a_cached_load(project: Project) -> None:
+    # env_inputs are read at run time, not load time: the cache must not hide them.
+    project.write("data/a.csv", "1\n")
+    project.write("notes.txt", "n\n")
+    project.flowfile(FLOW)
+    assert project.json_run(env={"CUTOFF": "a"}).returncode == 0
+    assert project.json_run(env={"CUTOFF": "a"}).tasks_with("fresh") == ["gather"]
+    assert project.exists(".flowmake/flowfile.cache")
+    result = project.json_run(env={"CUTOFF": "b"})
+    assert result.ran == ["gather"]
+    assert kinds(result.reasons("gather")) == ["env changed"]
+
+
+def test_corrupt_cache_is_ignored(project: Project) -> None:
+    project.write("data/a.csv", "1\n")
+    project.write("notes.txt", "n\n")
+    project.flowfile(FLOW)
+    assert project.json_run().returncode == 0
+    project.write(".flowmake/flowfile.cache", "garbage")
+    result = project.json_run()
+    assert result.returncode == 0 and result.tasks_with("fresh") == ["gather"]
