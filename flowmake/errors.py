@@ -8,7 +8,6 @@ error's `exit_code`. Anything that is not a `FlowError` is a bug (exit 70).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -93,5 +92,7 @@ class LockHeldError(FlowError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> Optional[str]:
     """A 'did you mean X?' hint for the closest choice, or None."""
+    import difflib  # only on the error path: keeps start-up lean
+
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean '{matches[0]}'?" if matches else None

@@ -1,11 +1,12 @@
-"""Who and when: run ids, the user and the host recorded with every run."""
+"""Who and when: run ids, the user and the host recorded with every run.
+
+Kept to `os` and `time` alone: the no-op fast path records a run too, and
+`secrets`, `socket` and `getpass` would cost it several milliseconds.
+"""
 
 from __future__ import annotations
 
-import getpass
 import os
-import secrets
-import socket
 import time
 from typing import Optional
 
@@ -14,15 +15,22 @@ def new_run_id(now: Optional[float] = None) -> str:
     """Sortable id: UTC time to the millisecond, then 4 random hex digits."""
     now = time.time() if now is None else now
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-    return f"{stamp}{int(now * 1000) % 1000:03d}Z-{secrets.token_hex(2)}"
+    return f"{stamp}{int(now * 1000) % 1000:03d}Z-{os.urandom(2).hex()}"
 
 
 def current_user() -> str:
+    """As getpass.getuser(): the login environment first, then the password database."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(name)
+        if user:
+            return user
     try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry for this uid (containers)
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # no passwd entry for this uid (containers)
         return str(os.getuid())
 
 
 def host_name() -> str:
-    return socket.gethostname()
+    return os.uname().nodename
