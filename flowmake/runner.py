@@ -2,27 +2,30 @@
 
 Each task runs in its own session (so its whole process group can be
 signalled, and a Ctrl-C at the terminal reaches flowmake alone, which then
-decides). One worker thread per running task copies the output to the log
-file, keeps the last lines and posts messages to the coordinator's queue;
-worker threads never touch the state or the schedule.
+decides). One pump thread copies every running task's output to its log
+(masking secrets), keeps the last lines, enforces timeouts and posts output
+lines and completions to the coordinator's queue; it never touches the state
+or the schedule.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import selectors
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from blake3 import blake3
 
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task
+MAX_PARTIAL = 1 << 16  # a line longer than this is written before its end arrives
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,67 @@ def mask_bytes(data: bytes, secrets: Sequence[bytes]) -> bytes:
     return data
 
 
+class _Stream:
+    """One running task's output on its way to the log: lines, tail, hash."""
+
+    def __init__(self, proc: RunningProcess, log: BinaryIO, secrets: Sequence[str],
+                 deadline: Optional[float]) -> None:
+        self.proc = proc
+        self.log = log
+        self.secrets = [s.encode("utf-8", "surrogateescape") for s in secrets if s]
+        self.deadline = deadline
+        self.tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.digest = blake3()
+        self.partial = b""
+        self.latest: Optional[str] = None  # newest non-blank line not yet posted
+        self.last_post = 0.0
+
+    def feed(self, data: bytes) -> None:
+        data = self.partial + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < MAX_PARTIAL:
+            self.partial = data  # wait for the line's end: a secret may straddle chunks
+            return
+        if cut == 0:
+            cut = len(data)
+        self.partial = data[cut:]
+        self._write(data[:cut])
+
+    def close(self) -> None:
+        if self.partial:
+            self._write(self.partial)
+            self.partial = b""
+        self.log.close()
+
+    def _write(self, chunk: bytes) -> None:
+        if self.secrets:
+            chunk = mask_bytes(chunk, self.secrets)
+        self.log.write(chunk)
+        self.digest.update(chunk)
+        for raw in chunk[:-1].split(b"\n") if chunk.endswith(b"\n") else chunk.split(b"\n"):
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            self.tail.append(line)
+            shown = line.rsplit("\r", 1)[-1]  # progress bars redraw with \r
+            if shown.strip():
+                self.latest = shown
+
+
 class ProcessRunner:
+    """Starts tasks; one pump thread moves every task's output and notices exits.
+
+    A single thread with a selector, rather than a thread per task, keeps the
+    per-task cost to a fork and two pipe ends, which matters when thousands
+    of trivial tasks run.
+    """
+
     def __init__(self, post: Callable[[object], None]) -> None:
         self._post = post
         self.running: Dict[str, RunningProcess] = {}
+        self._lock = threading.Lock()
+        self._incoming: List[Tuple[int, _Stream]] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._pump: Optional[threading.Thread] = None
 
     def start(
         self,
@@ -95,7 +155,7 @@ class ProcessRunner:
             popen = subprocess.Popen(
                 list(argv),
                 cwd=str(cwd),
-                env=dict(env),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -106,53 +166,72 @@ class ProcessRunner:
             raise
         proc = RunningProcess(task, popen.pid, process_start_ticks(popen.pid) or "", time.time(), popen)
         self.running[task] = proc
-        worker = threading.Thread(
-            target=self._pump, args=(proc, log, list(secrets), timeout), name=f"task {task}", daemon=True
-        )
-        worker.start()
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        assert popen.stdout is not None
+        with self._lock:
+            self._incoming.append((popen.stdout.fileno(), _Stream(proc, log, secrets, deadline)))
+        if self._pump is None:
+            self._pump = threading.Thread(target=self._run_pump, name="flowmake output", daemon=True)
+            self._pump.start()
+        os.write(self._wake_w, b".")
         return proc
 
-    def _pump(self, proc: RunningProcess, log, secrets: List[str], timeout: Optional[float]) -> None:
-        timer = None
-        if timeout is not None:
-            def expire() -> None:
-                proc.timed_out = True
-                proc.signal_group(signal.SIGKILL)
+    def _run_pump(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        streams: Dict[int, _Stream] = {}
+        while True:
+            timeout = OUTPUT_THROTTLE if streams else None
+            deadlines = [s.deadline for s in streams.values() if s.deadline is not None]
+            if deadlines:
+                timeout = max(0.0, min(min(deadlines) - time.monotonic(), OUTPUT_THROTTLE))
+            for key, _ in selector.select(timeout):
+                if key.data is None:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    with self._lock:
+                        incoming, self._incoming = self._incoming, []
+                    for fd, stream in incoming:
+                        streams[fd] = stream
+                        selector.register(fd, selectors.EVENT_READ, stream)
+                    continue
+                stream = key.data
+                data = os.read(key.fd, 65536)
+                if data:
+                    stream.feed(data)
+                else:
+                    selector.unregister(key.fd)
+                    del streams[key.fd]
+                    self._finish(stream)
+            now = time.monotonic()
+            for stream in streams.values():
+                if stream.deadline is not None and now >= stream.deadline and not stream.proc.timed_out:
+                    stream.proc.timed_out = True
+                    stream.proc.signal_group(signal.SIGKILL)  # the pipe's end follows
+                if stream.latest is not None and now - stream.last_post >= OUTPUT_THROTTLE:
+                    self._post(OutputLine(stream.proc.task, stream.latest))
+                    stream.latest, stream.last_post = None, now
 
-            timer = threading.Timer(timeout, expire)
-            timer.daemon = True
-            timer.start()
-        tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
-        digest = blake3()
-        last_post = 0.0
-        pending: Optional[str] = None
-        stream = proc._popen.stdout
-        assert stream is not None
-        secret_bytes = [s.encode("utf-8", "surrogateescape") for s in secrets]
-        with log:
-            for raw in stream:
-                if secret_bytes:
-                    raw = mask_bytes(raw, secret_bytes)
-                text = raw.decode("utf-8", "replace")
-                log.write(raw)
-                digest.update(raw)
-                line = text.rstrip("\r\n")
-                tail.append(line)
-                line = line.rsplit("\r", 1)[-1]  # progress bars redraw with \r
-                if line.strip():
-                    pending = line
-                now = time.monotonic()
-                if pending is not None and now - last_post >= OUTPUT_THROTTLE:
-                    self._post(OutputLine(proc.task, pending))
-                    pending, last_post = None, now
-            log.flush()
-        returncode = proc._popen.wait()
-        if timer is not None:
-            timer.cancel()
-        self._post(
-            Completion(proc.task, proc.pid, returncode, proc.timed_out, proc.started, time.time(),
-                       list(tail), digest.hexdigest())
-        )
+    def _finish(self, stream: _Stream) -> None:
+        stream.close()
+        popen = stream.proc._popen
+        if popen.poll() is None:
+            # It closed its output but lives on: wait elsewhere, not in the pump.
+            threading.Thread(target=self._await_exit, args=(stream,), daemon=True).start()
+            return
+        self._complete(stream, popen.returncode)
+
+    def _await_exit(self, stream: _Stream) -> None:
+        self._complete(stream, stream.proc._popen.wait())
+
+    def _complete(self, stream: _Stream, returncode: int) -> None:
+        assert stream.proc._popen.stdout is not None
+        stream.proc._popen.stdout.close()
+        proc = stream.proc
+        self._post(Completion(proc.task, proc.pid, returncode, proc.timed_out, proc.started, time.time(),
+                              list(stream.tail), stream.digest.hexdigest()))
 
     def finished(self, task: str) -> None:
         self.running.pop(task, None)
@@ -196,7 +275,38 @@ def end_orphans(processes: Sequence[tuple]) -> List[int]:
             ended.append(pid)
         except (ProcessLookupError, PermissionError):
             pass
+    if ended:
+        _wait_until_gone(set(ended))
     return ended
+
+
+def _wait_until_gone(groups: set, timeout: float = 5.0) -> None:
+    """Return once no live process is left in these process groups.
+
+    SIGKILL is delivered asynchronously: without this wait, a task started
+    right after could still meet the orphan writing its output.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(pgrp in groups for pgrp in _live_process_groups()):
+            return
+        time.sleep(0.01)
+
+
+def _live_process_groups() -> List[int]:
+    found: List[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                data = f.read().decode()
+        except OSError:
+            continue
+        fields = data[data.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[0] not in ("Z", "X"):  # zombies are dead, just not reaped
+            found.append(int(fields[2]))
+    return found
 
 
 def run_hook(command: str, *, shell: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
