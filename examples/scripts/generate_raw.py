@@ -11,6 +11,11 @@ whitespace, mixed-case sex codes, a missing age, dates in two formats
     python3 scripts/generate_raw.py --out raw            # the committed files
     python3 scripts/generate_raw.py --out raw --bad      # S02 fails validation
     python3 scripts/generate_raw.py --out raw --bad S03  # S03 fails instead
+    python3 scripts/generate_raw.py --out raw --studies S04   # a new study
+
+Any study id made of letters, digits, _, . and - works (the characters a
+flowmake matrix value may hold); S01, S02 and S03 have fixed sites, any other
+id gets one to three sites numbered after the digits in its id (S04: 401, ...).
 
 --bad injects two errors into one study's dm.csv (an AGE of 250 and a second
 record for an existing subject); every other file stays byte-identical.
@@ -21,8 +26,11 @@ import csv
 import datetime
 import os
 import random
+import re
+import zlib
 
 SITES = {"S01": ["101", "102"], "S02": ["201", "202", "203"], "S03": ["301"]}
+STUDY_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 SEX_SPELLINGS = ["M", "F", "m", "f", "Male", "female", " F ", "M "]
 MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN",
           "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
@@ -42,13 +50,31 @@ def pad(rng, text):
     return " %s  " % text if rng.random() < 0.15 else text
 
 
+def sites_of(study):
+    """The study's site ids: fixed for S01..S03, else derived from the id alone."""
+    if study in SITES:
+        return SITES[study]
+    # crc32, unlike hash(), is the same in every process: same id, same sites.
+    crc = zlib.crc32(study.encode("utf-8"))
+    number = str(int("".join(c for c in study if c.isdigit()) or crc % 90 + 10))
+    return ["%s%02d" % (number, k + 1) for k in range(1 + crc % 3)]
+
+
+def study_id(text):
+    if not STUDY_ID.match(text):
+        raise argparse.ArgumentTypeError(
+            "%r: use letters, digits, _, . and - only (e.g. S04)" % text)
+    return text
+
+
 def make_study(study, seed):
     rng = random.Random("%s-%s" % (seed, study))
     dm, vs = [], []
     n_subjects = rng.randint(8, 12)
     missing_age = rng.randrange(n_subjects)
+    sites = sites_of(study)
     for i in range(n_subjects):
-        site = rng.choice(SITES[study])
+        site = rng.choice(sites)
         usubjid = "%s-%s-%04d" % (study, site, i + 1)
         age = "" if i == missing_age else str(rng.randint(18, 80))
         start = datetime.date(2024, 1, 8) + datetime.timedelta(days=rng.randrange(90))
@@ -84,8 +110,8 @@ def write_csv(path, header, rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="raw", help="output directory (default: raw)")
-    parser.add_argument("--studies", nargs="+", default=["S01", "S02", "S03"],
-                        choices=sorted(SITES))
+    parser.add_argument("--studies", nargs="+", default=["S01", "S02", "S03"], type=study_id,
+                        metavar="STUDY", help="studies to write (default: S01 S02 S03)")
     parser.add_argument("--seed", default="20240301")
     parser.add_argument("--bad", nargs="?", const="S02", metavar="STUDY",
                         help="inject invalid records into STUDY (default S02)")

@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """Report: a Markdown summary of every study, for the submission package.
 
-    python3 scripts/report.py --out dist/report.md \
+    python3 scripts/report.py --out dist/report.md --studies S01 S02 ... \
         --sdtm build/sdtm/S01/dm.csv build/sdtm/S01/vs.csv ... \
         --findings build/validation/S01.json ...
 
 Per study: subjects by site and sex, age mean/min/max, the mean of each vital
 sign, and the validation finding counts. Files are recognised by the STUDYID
 and DOMAIN columns inside them (and "study" in the findings), not by their
-names. The output depends only on the inputs: no dates, no host names.
+names. With --studies, the report must cover exactly those studies: a listed
+study without DM or VS rows, or data of a study not listed, is an error. The
+output depends only on the inputs: no dates, no host names.
 """
 
 import argparse
 import csv
 import json
 import os
+import sys
 from collections import defaultdict
 
 
@@ -78,6 +81,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--sdtm", nargs="+", required=True, help="DM and VS CSV files")
     parser.add_argument("--findings", nargs="*", default=[], help="validation JSON files")
+    parser.add_argument("--studies", nargs="+", help="the studies the report must cover")
     args = parser.parse_args()
 
     domains = defaultdict(lambda: {"DM": [], "VS": []})
@@ -91,6 +95,15 @@ def main():
         findings[data["study"]] = data
 
     studies = sorted(domains)
+    if args.studies:
+        expected = sorted(set(args.studies))
+        missing = [s for s in expected if not (domains[s]["DM"] and domains[s]["VS"])]
+        extra = [s for s in studies if s not in expected]
+        problems = (["no DM or VS data for " + ", ".join(missing)] if missing else []) + \
+                   (["data for unlisted " + ", ".join(extra)] if extra else [])
+        if problems:
+            sys.exit("report: expected studies %s: %s" % (", ".join(expected), "; ".join(problems)))
+        studies = expected
     lines = ["# Study pipeline report", "",
              "Studies: %s. Subjects: %d. Vital sign records: %d." % (
                  ", ".join(studies),
