@@ -3,31 +3,45 @@
 The example's sources are copied out of the checkout and built once from
 scratch with the real CLI; each later test works on its own copy of that
 built project: a no-op second run, an edit of one raw file that reruns only
-that study's tasks plus the report and package, and a validation failure
-that stops the run before the report and the package.
+that study's variants plus the report and package, a validation failure that
+stops the run before the report and the package and makes the on_failure
+hook write an alert file, the lineage of the deliverable back to the raw
+bytes, the sensor waiting for a raw export that arrives during the run, and
+a fourth study added through the `studies` list var.
 """
 
 from __future__ import annotations
 
+import queue
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Tuple
 
 import pytest
+from blake3 import blake3
 
 from conftest import FLOWMAKE, RUN_TIMEOUT, Project, Result, apply_env, isolation_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 STUDIES = ("S01", "S02", "S03")
 STEPS = ("extract", "clean", "transform", "validate")
-ALL_TASKS = sorted([f"{step}.{s}" for s in STUDIES for step in STEPS] + ["report", "package"])
+
+
+def variants(*studies: str) -> list:
+    return [f"{step}:{s}" for s in studies for step in STEPS]
+
+
+ALL_TASKS = sorted(variants(*STUDIES) + ["report", "package"])
 
 
 def copy_sources(dest: Path) -> None:
-    shutil.copytree(EXAMPLES, dest, ignore=shutil.ignore_patterns(".flowmake", "build", "dist", "__pycache__"))
+    shutil.copytree(EXAMPLES, dest,
+                    ignore=shutil.ignore_patterns(".flowmake", "build", "dist", "alerts", "__pycache__"))
 
 
 @pytest.fixture(scope="module")
@@ -57,25 +71,39 @@ def example(project: Project, first_build: Tuple[Path, Result]) -> Project:
     return project
 
 
+def generate_raw(example: Project, *args: str) -> None:
+    gen = subprocess.run([sys.executable, "scripts/generate_raw.py", "--out", "raw", *args],
+                         cwd=example.root, capture_output=True, text=True, timeout=60)
+    assert gen.returncode == 0, gen.stderr
+
+
+def kinds_of(result: Result, task: str) -> list:
+    return [(r["kind"], r.get("path")) for r in result.reasons(task)]
+
+
 def test_example_builds_the_submission_package(first_build: Tuple[Path, Result]) -> None:
     built, result = first_build
     assert result.returncode == 0, result
     assert result.ran == ALL_TASKS
     assert result.tasks_with("ok") == ALL_TASKS
-    assert result.one("run_started")["targets"] == ["package"]  # [flow] default
+    # [flow] default names `package`; the matrix tasks appear as their variants
+    assert result.one("run_started")["targets"] == ["package"]
+    assert result.one("run_started")["task_count"] == len(ALL_TASKS)
     with zipfile.ZipFile(built / "dist/submission.zip") as zf:
         names = zf.namelist()
         assert zf.testzip() is None
-    assert "manifest.json" in " ".join(names)
-    assert any(name.endswith("dm.csv") for name in names)
-    assert (built / "dist/report.md").stat().st_size > 0
+    assert "manifest.json" in names
+    assert {f"sdtm/{s}/{d}.csv" for s in STUDIES for d in ("dm", "vs")} <= set(names)
+    assert (built / "dist/report.md").read_text().startswith("# Study pipeline report")
+    assert "Studies: S01, S02, S03." in (built / "dist/report.md").read_text()
+    assert not (built / "alerts").exists()  # on_failure only runs after a failure
 
 
 def test_example_second_run_has_nothing_to_do(example: Project) -> None:
     again = example.plain_run()
     assert again.returncode == 0, again
     assert again.lines[-1].startswith(f"nothing to do: {len(ALL_TASKS)} tasks fresh"), again
-    assert not [line for line in again.lines if line.startswith("start")], again
+    assert not [line for line in again.lines if line.startswith(("start", "wait"))], again
 
 
 def test_example_editing_one_raw_file_reruns_only_that_study_then_report_and_package(example: Project) -> None:
@@ -86,30 +114,112 @@ def test_example_editing_one_raw_file_reruns_only_that_study_then_report_and_pac
     dm.write_bytes(data.replace(b",F,18,", b",F,19,", 1))  # one subject's age
     result = example.json_run()
     assert result.returncode == 0, result
-    assert result.ran == ["clean.S01", "extract.S01", "package", "report", "transform.S01", "validate.S01"]
-    assert result.tasks_with("fresh") == [t for t in ALL_TASKS if t.endswith(("S02", "S03"))]
-    assert kinds_of(result, "extract.S01") == [("input changed", "raw/S01/dm.csv")]
+    # The new age reaches the SDTM file, so the report (age statistics) and the
+    # package (which zips that file) must run; nothing of S02 or S03 may.
+    assert result.ran == sorted(variants("S01") + ["report", "package"])
+    assert result.tasks_with("fresh") == sorted(variants("S02", "S03"))
+    assert kinds_of(result, "extract:S01") == [("input changed", "raw/S01/dm.csv")]
     assert example.path("dist/submission.zip").read_bytes() != zip_before
-    assert "19" in example.read("build/sdtm/S01/dm.csv")
+    assert ",19," in example.read("build/sdtm/S01/dm.csv")
 
 
-def kinds_of(result, task: str) -> list:
-    return [(r["kind"], r.get("path")) for r in result.reasons(task)]
-
-
-def test_example_validation_failure_stops_before_report_and_package(example: Project) -> None:
-    gen = subprocess.run([sys.executable, "scripts/generate_raw.py", "--out", "raw", "--bad"],
-                         cwd=example.root, capture_output=True, text=True, timeout=60)
-    assert gen.returncode == 0, gen.stderr
+def test_example_validation_failure_stops_before_report_and_package_and_alerts(example: Project) -> None:
+    generate_raw(example, "--bad")
     result = example.json_run()
     assert result.returncode == 1, result
-    assert result.statuses["validate.S02"] == "failed"
+    assert result.statuses["validate:S02"] == "failed"
     assert result.statuses["package"] == "skipped"
     assert result.statuses["report"] == "skipped"
-    assert "upstream failed: validate.S02" in result.finished_event("package")["message"]
-    assert result.ran == ["clean.S02", "extract.S02", "transform.S02", "validate.S02"]
-    tail = result.finished_event("validate.S02")["tail"]
+    assert "upstream failed: validate:S02" in result.finished_event("package")["message"]
+    assert result.ran == sorted(variants("S02"))  # S01 and S03 were regenerated byte for byte
+    tail = result.finished_event("validate:S02")["tail"]
     assert any("AGE 250" in line for line in tail), tail
+
+    # The on_failure hook (scripts/alert.py) wrote the alert for this run.
+    run_id = result.run_id
+    alert = example.read("alerts/latest.txt")
+    assert example.read(f"alerts/{run_id}.txt") == alert
+    assert alert.splitlines()[:2] == [f"flowmake run {run_id}: failed", "failed tasks: validate:S02"], alert
+    assert "validate:S02.log" in alert and "AGE 250 is outside 0..120" in alert, alert
+    assert "FAILED: 2 error-level finding(s)" in alert, alert
+
     plain = example.plain_run()
     assert plain.returncode == 1, plain
-    assert "AGE 250" in plain.stderr and "validate.S02.log" in plain.stderr
+    assert "AGE 250" in plain.stderr and "validate:S02.log" in plain.stderr
+    assert example.read("alerts/latest.txt") != alert  # a new run, a new alert
+    assert len(list(example.path("alerts").glob("*.txt"))) == 3
+
+
+def test_example_lineage_sources_of_the_package_are_the_raw_bytes(example: Project) -> None:
+    result = example.run("lineage", "--sources", "dist/submission.zip")
+    assert result.returncode == 0, result
+    sources = {}
+    for line in result.lines:
+        digest, path = line.split("  ", 1)
+        sources[path] = digest
+    raw_files = sorted(p.relative_to(example.root).as_posix() for p in example.path("raw").glob("*/*.csv"))
+    assert sorted(p for p in sources if p.startswith("raw/")) == raw_files
+    for rel in raw_files:
+        assert sources[rel] == blake3(example.path(rel).read_bytes()).hexdigest(), rel
+    assert "scripts/extract.py" in sources and "scripts/package.py" in sources
+    assert not [p for p in sources if p.startswith(("build/", "dist/"))], sources  # written by tasks
+
+    tree = example.run("lineage", "dist/submission.zip")
+    assert tree.returncode == 0, tree
+    assert tree.lines[1].startswith("← package in run "), tree
+    assert "← extract:S01 in run " in tree.stdout
+    assert f"raw/S01/dm.csv {sources['raw/S01/dm.csv'][:16]} source" in tree.stdout
+
+
+def test_example_sensor_waits_for_a_raw_export_that_arrives_during_the_run(example: Project) -> None:
+    vs = example.path("raw/S03/vs.csv")
+    data = vs.read_bytes()
+    vs.unlink()
+    proc = example.popen("run", "--progress", "json")
+    lines: "queue.Queue[str]" = queue.Queue()
+    collected = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 20
+    while not any('"task_waiting"' in line and '"extract:S03"' in line for line in collected):
+        assert time.monotonic() < deadline, f"no task_waiting event for extract:S03: {collected}"
+        try:
+            collected.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            assert proc.poll() is None, f"flowmake exited {proc.returncode} without waiting: {collected}"
+    time.sleep(1.0)
+    assert proc.poll() is None, "flowmake stopped waiting for raw/S03/vs.csv"
+    vs.write_bytes(data)  # the export arrives
+    proc.wait(timeout=RUN_TIMEOUT)
+    reader.join(timeout=10)
+    while not lines.empty():
+        collected.append(lines.get())
+    result = Result(["run", "--progress", "json"], proc.returncode, "".join(collected), proc.stderr.read())
+    assert result.returncode == 0, result
+    waiting = [e for e in result.of_kind("task_waiting") if e["task"] == "extract:S03"]
+    assert waiting and waiting[0]["paths"] == ["raw/S03/vs.csv"], result
+    assert {e["task"] for e in result.of_kind("task_waiting")} == {"extract:S03"}, result
+    # The same bytes arrived: extract:S03 is fresh once they hold still, and so is the rest.
+    assert result.statuses["extract:S03"] == "fresh", result
+    assert result.one("run_finished")["result"] == "success", result
+
+
+def test_example_adding_a_study_runs_only_its_variants_then_report_and_package(example: Project) -> None:
+    flowfile = example.read("Flowfile.toml")
+    old = 'studies = ["S01", "S02", "S03"]'
+    assert old in flowfile
+    example.write("Flowfile.toml", flowfile.replace(old, 'studies = ["S01", "S02", "S03", "S04"]'), dedent=False)
+    generate_raw(example, "--studies", "S04")
+    result = example.json_run()
+    assert result.returncode == 0, result
+    assert result.ran == sorted(variants("S04") + ["report", "package"])
+    assert result.tasks_with("fresh") == sorted(variants(*STUDIES))
+    assert "Studies: S01, S02, S03, S04." in example.read("dist/report.md")
+    with zipfile.ZipFile(example.path("dist/submission.zip")) as zf:
+        assert "sdtm/S04/dm.csv" in zf.namelist()
