@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, TypeVar
 import typer
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_USAGE, FlowError, LockHeldError, UsageError
+from .errors import EXIT_INTERNAL, EXIT_SIGPIPE, EXIT_USAGE, FlowError, LockHeldError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -57,6 +57,13 @@ def _guarded(func: F) -> F:
             raise typer.Exit(exc.exit_code)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as a program killed
+            # by SIGPIPE would, and keep Python from complaining at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise typer.Exit(EXIT_SIGPIPE)
         except KeyboardInterrupt:
             raise typer.Exit(130)
         except Exception:

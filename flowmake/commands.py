@@ -460,7 +460,7 @@ def show_log(project: Project, run_id: Optional[str], *, as_json: bool, limit: i
         out.write("  reasons     " + ("; ".join(str(r) for r in a.reasons) or "-") + "\n")
         out.write(f"  command     {a.command}\n")
         for label, files in (("inputs", a.inputs), ("outputs", a.outputs)):
-            out.write(f"  {label:<11} " + ("-" if not files else "") + "\n")
+            out.write(f"  {label:<11} {'' if files else '-'}".rstrip() + "\n")
             for path, digest in sorted(files.items()):
                 out.write(f"    {digest or '(missing)'}  {path}\n")
         if a.log:
@@ -594,6 +594,10 @@ def show_lineage(project: Project, path: str, *, as_json: bool, sources_only: bo
             grow(tree.add(label(child)), child)
 
     if sources_only:
+        if not node.matches_disk and node.producer is not None:
+            now = "is missing" if node.current_hash is None else "holds bytes no recorded run wrote"
+            print(f"warning: {path} {now}; these are the sources of the latest recorded version "
+                  f"({(node.recorded_hash or '?')[:16]})", file=sys.stderr)
         leaves = _sources(node)
         if as_json:
             out.write(json.dumps(leaves, indent=2) + "\n")
