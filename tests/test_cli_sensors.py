@@ -118,7 +118,7 @@ def test_wait_timeout_expiry_fails_naming_the_missing_path_and_saying_it_timed_o
         [tasks.sense]
         wait_for = ["incoming/never.csv"]
         wait_poll = "0.2s"
-        wait_timeout = "1s"
+        wait_timeout = "0.6s"
         outputs = ["got.csv"]
         run = "echo ran > ran.txt; touch got.csv"
     """)
@@ -150,7 +150,7 @@ def test_list_var_in_wait_for_waits_for_each_item_and_the_timeout_names_only_the
         [tasks.sense]
         wait_for = ["incoming/{studies}.csv"]
         wait_poll = "0.2s"
-        wait_timeout = "2s"
+        wait_timeout = "1.5s"
         run = "echo ran > ran.txt"
     """)
     proc = project.popen("run", "--progress", "json")
@@ -251,3 +251,18 @@ def test_timeout_kills_the_whole_process_group_and_says_it_timed_out(project: Pr
     attempts = attempts_of(project, result.run_id, "slow")
     assert len(attempts) == 1 and attempts[0]["status"] == "failed"
     assert "timed out" in (attempts[0]["message"] or "")
+
+
+def test_a_timed_out_attempt_is_retried_and_every_attempt_is_recorded(project: Project) -> None:
+    project.flowfile("""\
+        [tasks.slow]
+        timeout = "0.3s"
+        retries = 1
+        run = "echo try >> tries.txt; sleep 5"
+    """)
+    result = project.json_run()
+    assert result.returncode == 1, result
+    assert project.read("tries.txt") == "try\ntry\n"
+    attempts = attempts_of(project, result.run_id, "slow")
+    assert [(a["attempt"], a["status"], a["exit_code"]) for a in attempts] == [(1, "failed", None), (2, "failed", None)]
+    assert all("timed out" in (a["message"] or "") for a in attempts), attempts
