@@ -121,7 +121,7 @@ def verify(state: State, root: Path) -> Tuple[ChainReport, List[LogProblem]]:
     report = state.verify_journal()
     problems: List[LogProblem] = []
     entries = [e for e in state.journal() if report.bad is None or e.seq < report.bad.seq]
-    bodies = [(e.kind, json.loads(e.body)) for e in entries]
+    bodies = [(e.kind, json.loads(e.body)) for e in entries]  # all before the first bad record: sound
     pruned: Set[str] = {run for kind, body in bodies if kind == "prune" for run in body["runs"]}
     for kind, body in bodies:
         if kind == "attempt" and body.get("log") and body.get("log_hash"):

@@ -324,6 +324,8 @@ class Build:
         forced = self.options.always_make or bool(self.options.forced)
         if not snapshots.snapshot_allowed(specs, forced=forced, uses_globs=self.flowfile.uses_globs):
             return
+        if self.flowfile.has_secrets:
+            return  # its hook commands would be copied under .flowmake, where no secret may be
         entries = self.hasher.entries()
         files = snapshots.collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)), entries)
         flowfile = str(self.flowfile.path)

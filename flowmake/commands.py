@@ -652,7 +652,12 @@ def audit_export(project: Project, *, fmt: str, output: Optional[Path], out: Tex
         state.close()
     records = []
     for e in entries:
-        body = json.loads(e.body)
+        try:
+            body = json.loads(e.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {"unreadable_body": e.body}  # exported as found; verify names it
         records.append({"seq": e.seq, "kind": e.kind, "run_id": e.run_id, "task": e.task, "hash": e.hash,
                         "prev_hash": e.prev_hash, "record": body})
     if fmt == "json":

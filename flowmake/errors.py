@@ -85,6 +85,12 @@ class UsageError(FlowError):
     """Bad command-line use: unknown target, bad option value."""
 
 
+class TrailDamagedError(FlowError):
+    """A journal record cannot be read back: the audit trail was tampered with or damaged."""
+
+    exit_code = EXIT_TASK_FAILED
+
+
 class LockHeldError(FlowError):
     """Another flowmake run holds this project's lock."""
 

@@ -9,6 +9,7 @@ a good run into a failed one, nor hide why a bad one failed.
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -85,7 +86,24 @@ def fire(hooks: Hooks, summary: RunSummary, *, root: Path, shell: Sequence[str],
 
 
 def post_webhook(url: str, payload: dict, *, timeout: float = WEBHOOK_TIMEOUT) -> Optional[str]:
-    """POST the summary as JSON; None when delivered, else what went wrong."""
+    """POST the summary as JSON; None when delivered, else what went wrong.
+
+    urllib's timeout bounds each socket read, not the exchange: a server that
+    trickles bytes could hold the run forever. So the POST runs in a daemon
+    thread and is given up on when the whole exchange exceeds `timeout`.
+    """
+    outcome: List[Optional[str]] = ["timed out after %gs" % timeout]
+
+    def deliver() -> None:
+        outcome[0] = _post(url, payload, timeout=timeout)
+
+    worker = threading.Thread(target=deliver, name="flowmake webhook", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0] if not worker.is_alive() else f"timed out after {timeout:g}s"
+
+
+def _post(url: str, payload: dict, *, timeout: float) -> Optional[str]:
     body = json.dumps(payload).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "flowmake"})
@@ -97,6 +115,8 @@ def post_webhook(url: str, payload: dict, *, timeout: float = WEBHOOK_TIMEOUT) -
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return f"{reason}"
+    except Exception as exc:  # a malformed answer (http.client.HTTPException and kin)
+        return f"bad answer: {type(exc).__name__}: {exc}"
     if not 200 <= status < 300:
         return f"HTTP {status}"
     return None

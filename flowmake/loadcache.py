@@ -37,6 +37,10 @@ def load_cached(path: Path, state_dir: Path) -> Flowfile:
     flowfile, disk = load_observed(path)  # raises every problem, as `load` does
     kinds, globs = disk.observations()
     key = (_FORMAT, __version__, str(path), flowfile.source_hash)
+    if flowfile.has_secrets:
+        # A command may embed a secret's value (through a var, say), and nothing
+        # under .flowmake may hold one: such Flowfiles are loaded afresh each time.
+        return flowfile
     if state_dir.is_dir():  # never create .flowmake just to cache
         tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
         try:

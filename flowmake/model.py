@@ -79,6 +79,10 @@ class Flowfile:
     uses_globs: bool = True
     shell: Tuple[str, ...] = DEFAULT_SHELL  # [flow] shell: hooks run with it
 
+    @property
+    def has_secrets(self) -> bool:
+        return any(spec.secrets for spec in self.tasks.values())
+
     def groups(self) -> Mapping[str, Tuple[str, ...]]:
         """Task table name -> the names of its variants (itself when no matrix)."""
         out: dict = {}

@@ -22,8 +22,9 @@ from collections import abc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
+from .errors import TrailDamagedError
 from .hashing import HASH_ALGORITHM, StatEntry, hash_text
 from .model import AttemptRecord, Reason, ReasonKind, RunRecord, Trace
 
@@ -53,6 +54,7 @@ CREATE TABLE running (
 """
 
 
+T = TypeVar("T")
 GENESIS = "0" * 64  # prev_hash of the first journal record
 INVALIDATED = ""  # the fingerprint of a trace whose task was started since (never matches)
 
@@ -170,21 +172,21 @@ class State:
 
     def runs(self, limit: Optional[int] = None) -> List[RunRecord]:
         """Recorded runs, newest first."""
-        sql = "SELECT run_id, body FROM journal WHERE kind = 'run' ORDER BY run_id DESC"
+        sql = "SELECT seq, run_id, body FROM journal WHERE kind = 'run' ORDER BY run_id DESC"
         starts = list(self._conn.execute(sql + (f" LIMIT {int(limit)}" if limit else "")))
         ends: Dict[str, dict] = {}
         if starts:
-            oldest = starts[-1][0]
-            for run_id, body in self._conn.execute(
-                "SELECT run_id, body FROM journal WHERE kind = 'run_end' AND run_id >= ?", (oldest,)
+            oldest = starts[-1][1]
+            for seq, run_id, body in self._conn.execute(
+                "SELECT seq, run_id, body FROM journal WHERE kind = 'run_end' AND run_id >= ?", (oldest,)
             ):
-                ends[run_id] = json.loads(body)
+                ends[run_id] = _decode(seq, body, lambda d: {"finished": d["finished"], "result": d["result"]})
         out = []
-        for run_id, body in starts:
-            d = json.loads(body)
+        for seq, run_id, body in starts:
             end = ends.get(run_id, {})
-            out.append(RunRecord(d["id"], d["started"], d["user"], d["host"], d["version"], d["flowfile_hash"],
-                                 tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result")))
+            out.append(_decode(seq, body, lambda d: RunRecord(
+                d["id"], d["started"], d["user"], d["host"], d["version"], d["flowfile_hash"],
+                tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result"))))
         return out
 
     def run_ids(self) -> List[str]:
@@ -192,9 +194,9 @@ class State:
 
     def attempts(self, run_id: str) -> List[AttemptRecord]:
         rows = self._conn.execute(
-            "SELECT body FROM journal WHERE run_id = ? AND kind = 'attempt' ORDER BY seq", (run_id,)
+            "SELECT seq, body FROM journal WHERE run_id = ? AND kind = 'attempt' ORDER BY seq", (run_id,)
         )
-        return [_attempt_from_json(json.loads(r[0])) for r in rows]
+        return [_decode(seq, body, _attempt_from_json) for seq, body in rows]
 
     def attempts_writing(self, paths: Sequence[str]) -> List[AttemptRecord]:
         """Successful attempts that recorded any of these output paths, newest first."""
@@ -202,11 +204,11 @@ class State:
         wanted = set(paths)
         for path in wanted:
             rows = self._conn.execute(
-                "SELECT body FROM journal WHERE kind = 'attempt' AND instr(body, ?) > 0 ORDER BY seq DESC",
+                "SELECT seq, body FROM journal WHERE kind = 'attempt' AND instr(body, ?) > 0 ORDER BY seq DESC",
                 (json.dumps(path),),
             )
-            for (body,) in rows:
-                record = _attempt_from_json(json.loads(body))
+            for seq, body in rows:
+                record = _decode(seq, body, _attempt_from_json)
                 if record.status == "ok" and wanted.intersection(record.outputs):
                     found.append(record)
         found.sort(key=lambda a: a.finished, reverse=True)
@@ -353,6 +355,17 @@ class _LazyJSON(abc.Mapping):
 
 def _dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _decode(seq: int, body: str, build: Callable[[dict], T]) -> T:
+    """A journal record's body made into a value; a damaged one is a clear error, not a crash."""
+    try:
+        return build(json.loads(body))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TrailDamagedError(
+            f"journal record #{seq} cannot be read ({type(exc).__name__}: {exc}): the audit trail is damaged",
+            hint="`flowmake audit verify` names the first record that was changed",
+        ) from None
 
 
 def _entry_hash(seq: int, kind: str, run_id: str, task: Optional[str], body: str, prev: str) -> str:
