@@ -33,6 +33,11 @@ def iso_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _envelope(event: "Event") -> dict:
+    """The keys every event's JSON starts with."""
+    return {"event": event.kind, "run_id": event.run_id, "time": iso_time(event.time)}
+
+
 @dataclass(frozen=True)
 class PlannedTask:
     """A selected task as the run starts: its preview state and reasons."""
@@ -59,9 +64,7 @@ class RunStarted:
 
     def to_json(self) -> dict:
         return {
-            "event": self.kind,
-            "run_id": self.run_id,
-            "time": iso_time(self.time),
+            **_envelope(self),
             "flow": self.flow_name,
             "targets": list(self.targets),
             "task_count": len(self.tasks),
@@ -83,9 +86,7 @@ class TaskStarted:
 
     def to_json(self) -> dict:
         return {
-            "event": self.kind,
-            "run_id": self.run_id,
-            "time": iso_time(self.time),
+            **_envelope(self),
             "task": self.task,
             "reasons": [r.to_json() for r in self.reasons],
             "command": self.command,
@@ -106,9 +107,7 @@ class TaskWaiting:
 
     def to_json(self) -> dict:
         return {
-            "event": self.kind,
-            "run_id": self.run_id,
-            "time": iso_time(self.time),
+            **_envelope(self),
             "task": self.task,
             "paths": list(self.paths),
         }
@@ -127,9 +126,7 @@ class TaskOutput:
 
     def to_json(self) -> dict:
         return {
-            "event": self.kind,
-            "run_id": self.run_id,
-            "time": iso_time(self.time),
+            **_envelope(self),
             "task": self.task,
             "line": self.line,
         }
@@ -153,9 +150,7 @@ class TaskFinished:
 
     def to_json(self) -> dict:
         out: dict = {
-            "event": self.kind,
-            "run_id": self.run_id,
-            "time": iso_time(self.time),
+            **_envelope(self),
             "task": self.task,
             "status": self.status.value,
             "duration": round(self.duration, 3),
@@ -186,9 +181,7 @@ class Notice:
 
     def to_json(self) -> dict:
         return {
-            "event": self.kind,
-            "run_id": self.run_id,
-            "time": iso_time(self.time),
+            **_envelope(self),
             "level": self.level,
             "message": self.message,
         }
@@ -208,9 +201,7 @@ class RunFinished:
 
     def to_json(self) -> dict:
         return {
-            "event": self.kind,
-            "run_id": self.run_id,
-            "time": iso_time(self.time),
+            **_envelope(self),
             "result": self.result.value,
             "counts": dict(self.counts),
             "duration": round(self.duration, 3),
