@@ -215,6 +215,7 @@ class Build:
         self._attempts: Dict[str, int] = {}  # task -> number of its next attempt
         self._failures: List[TaskFinished] = []
         self._begun = False  # the run is recorded in the journal
+        self._hold_started: Optional[List[TaskStarted]] = None
         self._finish_order: List[str] = []
 
     # signal handling: the handler only records and wakes the coordinator
@@ -355,7 +356,7 @@ class Build:
         ended = end_orphans(rows)
         self.state.forget_processes([r[0] for r in rows])
         if ended:
-            names = ", ".join(sorted({r[3] for r in rows if r[0] in ended}))
+            names = ", ".join(sorted({r[2] for r in rows if r[0] in ended}))
             self.emit(Notice(self.run_id, time.time(),
                              f"ended {len(ended)} task process group(s) left running by a killed run ({names})"))
 
@@ -414,7 +415,17 @@ class Build:
                 self.emit(TaskOutput(self.run_id, time.time(), msg.task, msg.line))
             elif isinstance(msg, Completion):
                 runner.finished(msg.task)
+                if self._signal is None and not sched.stopped and self._succeeded(msg):
+                    # Refill the freed slot first: the new task runs while this
+                    # one's outputs are hashed and its record committed. Its
+                    # task_started event waits, so events still read in order.
+                    self._hold_started = []
+                    while waiting_to_start and len(self._active) - 1 < self.options.jobs:
+                        self._start(waiting_to_start.pop(0))
                 retry = self._complete(msg)
+                held, self._hold_started = self._hold_started or [], None
+                for event in held:
+                    self.emit(event)
                 if retry is not None:
                     retry_at[msg.task] = retry
             elif isinstance(msg, _Signal):
@@ -550,7 +561,11 @@ class Build:
         env["FLOWMAKE_RUN_ID"] = self.run_id
         env["FLOWMAKE_TASK"] = name
         started = time.time()
-        self.emit(TaskStarted(self.run_id, started, name, reasons, shown_command, attempt))
+        event = TaskStarted(self.run_id, started, name, reasons, shown_command, attempt)
+        if self._hold_started is not None:
+            self._hold_started.append(event)  # shown after the finish that freed its slot
+        else:
+            self.emit(event)
         try:
             proc = self._runner.start(
                 name, list(spec.shell) + [spec.command or ""], cwd=self.root, env=env,
@@ -562,8 +577,14 @@ class Build:
                                  log_rel, None, message, trace=None, pid=None)
             self._fail(name, exit_code=None, message=message, duration=0.0, log=log_rel, tail=(), attempt=attempt)
             return
-        self.state.task_started(name, pid=proc.pid, start_ticks=proc.start_ticks, run_id=self.run_id)
+        self.state.task_started(name, pid=proc.pid, run_id=self.run_id)
         self._active[name] = _Active(spec, proc, reasons, obs, attempt, log_rel, shown_command)
+
+    def _succeeded(self, done: Completion) -> bool:
+        """The cheap part of the verdict: exit 0, in time, every output there."""
+        if done.returncode != 0 or done.timed_out:
+            return False
+        return all(_exists(self.root, o) for o in self._active[done.task].spec.outputs)
 
     def _complete(self, done: Completion) -> Optional[Tuple[float, int]]:
         active = self._active.pop(done.task)
@@ -640,6 +661,11 @@ class Build:
     def _finish_task(self, name: str, status: TaskStatus, *, duration: float = 0.0,
                      exit_code: Optional[int] = None, message: Optional[str] = None, log: Optional[str] = None,
                      tail: Tuple[str, ...] = (), attempt: int = 1) -> None:
+        if self._hold_started:
+            # A held start of this very task must not come after its finish.
+            for held in [e for e in self._hold_started if e.task == name]:
+                self._hold_started.remove(held)
+                self.emit(held)
         self.counts[status.value] += 1
         self._finish_order.append(name)
         event = TaskFinished(self.run_id, time.time(), name, status, duration, exit_code, message, log, tail, attempt)
@@ -657,8 +683,8 @@ def _stat_pair(path: Path) -> Optional[Tuple[int, int]]:
 
 
 def _exists(root: Path, output: str) -> bool:
-    path = root / output.rstrip("/")
-    return path.is_dir() if output.endswith("/") else path.is_file()
+    path = os.path.join(root, output.rstrip("/"))  # os.path: pathlib costs more per task
+    return os.path.isdir(path) if output.endswith("/") else os.path.isfile(path)
 
 
 def _fmt_seconds(seconds: float) -> str:

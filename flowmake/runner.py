@@ -50,7 +50,6 @@ class Completion:
 class RunningProcess:
     task: str
     pid: int
-    start_ticks: str
     started: float
     _popen: "subprocess.Popen[bytes]" = field(repr=False)
     timed_out: bool = False
@@ -79,10 +78,13 @@ def mask_bytes(data: bytes, secrets: Sequence[bytes]) -> bytes:
 class _Stream:
     """One running task's output on its way to the log: lines, tail, hash."""
 
-    def __init__(self, proc: RunningProcess, log: BinaryIO, secrets: Sequence[str],
+    def __init__(self, proc: RunningProcess, log_path: Path, secrets: Sequence[str],
                  deadline: Optional[float]) -> None:
         self.proc = proc
-        self.log = log
+        # Created by the pump thread, off the coordinator's path: creating a
+        # file is one of the dearest steps of starting a task.
+        self.log_path = log_path
+        self.log: Optional[BinaryIO] = None
         self.secrets = [s.encode("utf-8", "surrogateescape") for s in secrets if s]
         self.deadline = deadline
         self.tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -106,11 +108,15 @@ class _Stream:
         if self.partial:
             self._write(self.partial)
             self.partial = b""
+        if self.log is None:
+            self.log = open(self.log_path, "wb")  # a task with no output still has its (empty) log
         self.log.close()
 
     def _write(self, chunk: bytes) -> None:
         if self.secrets:
             chunk = mask_bytes(chunk, self.secrets)
+        if self.log is None:
+            self.log = open(self.log_path, "wb")
         self.log.write(chunk)
         self.digest.update(chunk)
         for raw in chunk[:-1].split(b"\n") if chunk.endswith(b"\n") else chunk.split(b"\n"):
@@ -137,6 +143,7 @@ class ProcessRunner:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._pump: Optional[threading.Thread] = None
+        self._log_dirs: set = set()
 
     def start(
         self,
@@ -149,27 +156,24 @@ class ProcessRunner:
         secrets: Sequence[str] = (),
         timeout: Optional[float] = None,
     ) -> RunningProcess:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "wb")
-        try:
-            popen = subprocess.Popen(
-                list(argv),
-                cwd=str(cwd),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError:
-            log.close()
-            raise
-        proc = RunningProcess(task, popen.pid, process_start_ticks(popen.pid) or "", time.time(), popen)
+        if log_path.parent not in self._log_dirs:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_dirs.add(log_path.parent)
+        popen = subprocess.Popen(
+            list(argv),
+            cwd=str(cwd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc = RunningProcess(task, popen.pid, time.time(), popen)
         self.running[task] = proc
         deadline = time.monotonic() + timeout if timeout is not None else None
         assert popen.stdout is not None
         with self._lock:
-            self._incoming.append((popen.stdout.fileno(), _Stream(proc, log, secrets, deadline)))
+            self._incoming.append((popen.stdout.fileno(), _Stream(proc, log_path, secrets, deadline)))
         if self._pump is None:
             self._pump = threading.Thread(target=self._run_pump, name="flowmake output", daemon=True)
             self._pump.start()
@@ -241,35 +245,22 @@ class ProcessRunner:
             proc.signal_group(sig)
 
 
-def process_start_ticks(pid: int) -> Optional[str]:
-    """The process's start time in clock ticks since boot (Linux), to tell a
-    process apart from a later one that reused its pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; fields
-    # after the last ')' are plain. starttime is field 22.
-    fields = data[data.rfind(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def end_orphans(processes: Sequence[tuple]) -> List[int]:
+def end_orphans(processes: Sequence[Tuple[int, str, str]]) -> List[int]:
     """Kill the process groups of a dead run's tasks that are still alive.
 
-    Only a group whose leader is gone or still has the recorded start time is
-    signalled: a pid reused by an unrelated process is left alone. Without
-    /proc (not Linux) only leaders that are provably ours could be told
-    apart, so nothing is killed there.
+    A group is ours when one of its live members carries that run's
+    FLOWMAKE_RUN_ID in its environment (every task is started with it): a
+    pid reused since by an unrelated process never does, so it is left
+    alone. Needs /proc (Linux); elsewhere nothing is killed.
     """
     ended: List[int] = []
     if not os.path.isdir("/proc"):
         return ended
-    for pid, start_ticks, *_ in processes:
-        now = process_start_ticks(pid)
-        if now is not None and now != start_ticks:
-            continue  # the pid belongs to someone else now
+    members = _live_process_groups()
+    for pid, run_id, *_ in processes:
+        marker = f"FLOWMAKE_RUN_ID={run_id}".encode()
+        if not any(_environ_has(member, marker) for member in members.get(pid, ())):
+            continue
         try:
             os.killpg(pid, signal.SIGKILL)
             ended.append(pid)
@@ -280,6 +271,14 @@ def end_orphans(processes: Sequence[tuple]) -> List[int]:
     return ended
 
 
+def _environ_has(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return marker in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
 def _wait_until_gone(groups: set, timeout: float = 5.0) -> None:
     """Return once no live process is left in these process groups.
 
@@ -288,13 +287,14 @@ def _wait_until_gone(groups: set, timeout: float = 5.0) -> None:
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(pgrp in groups for pgrp in _live_process_groups()):
+        if not groups.intersection(_live_process_groups()):
             return
         time.sleep(0.01)
 
 
-def _live_process_groups() -> List[int]:
-    found: List[int] = []
+def _live_process_groups() -> Dict[int, List[int]]:
+    """Process group id -> its members that are alive (zombies are dead, just not reaped)."""
+    groups: Dict[int, List[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -304,9 +304,9 @@ def _live_process_groups() -> List[int]:
         except OSError:
             continue
         fields = data[data.rfind(")") + 2:].split()
-        if len(fields) > 2 and fields[0] not in ("Z", "X"):  # zombies are dead, just not reaped
-            found.append(int(fields[2]))
-    return found
+        if len(fields) > 2 and fields[0] not in ("Z", "X"):
+            groups.setdefault(int(fields[2]), []).append(int(entry))
+    return groups
 
 
 def run_hook(command: str, *, shell: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,

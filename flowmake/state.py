@@ -49,7 +49,7 @@ CREATE TABLE journal (
 CREATE INDEX journal_by_run ON journal (run_id, kind);
 CREATE INDEX journal_by_task ON journal (task) WHERE task IS NOT NULL;
 CREATE TABLE running (
-    pid INTEGER PRIMARY KEY, start_ticks TEXT NOT NULL, run_id TEXT NOT NULL, task TEXT NOT NULL
+    pid INTEGER PRIMARY KEY, run_id TEXT NOT NULL, task TEXT NOT NULL
 );
 """
 
@@ -167,8 +167,9 @@ class State:
         rows = self._conn.execute("SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces")
         return {r[0]: Trace(r[0], r[1], r[2], _LazyJSON(r[3]), _LazyJSON(r[4]), _LazyJSON(r[5]), r[6]) for r in rows}
 
-    def running_processes(self) -> List[Tuple[int, str, str, str]]:
-        return list(self._conn.execute("SELECT pid, start_ticks, run_id, task FROM running"))
+    def running_processes(self) -> List[Tuple[int, str, str]]:
+        """(pid, run id, task) of each task process group started and not yet finished."""
+        return list(self._conn.execute("SELECT pid, run_id, task FROM running"))
 
     def runs(self, limit: Optional[int] = None) -> List[RunRecord]:
         """Recorded runs, newest first."""
@@ -266,7 +267,7 @@ class State:
             (seq, kind, run_id, task, text, prev, digest),
         )
 
-    def task_started(self, task: str, *, pid: int, start_ticks: str, run_id: str) -> None:
+    def task_started(self, task: str, *, pid: int, run_id: str) -> None:
         """The task's old trace no longer holds once its process may write.
 
         It is invalidated, not deleted: its parts still say *what* changed
@@ -275,8 +276,8 @@ class State:
         with self._conn:
             self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?", (INVALIDATED, task))
             self._conn.execute(
-                "INSERT OR REPLACE INTO running (pid, start_ticks, run_id, task) VALUES (?, ?, ?, ?)",
-                (pid, start_ticks, run_id, task),
+                "INSERT OR REPLACE INTO running (pid, run_id, task) VALUES (?, ?, ?)",
+                (pid, run_id, task),
             )
 
     def task_finished(

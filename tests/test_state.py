@@ -27,7 +27,7 @@ def test_state_dir_is_created_with_a_gitignore(tmp_path: Path) -> None:
 def test_trace_attempt_and_stat_cache_survive_reopen(tmp_path: Path) -> None:
     s = open_state(tmp_path, [])
     s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
-    s.task_started("t", pid=123, start_ticks="1", run_id="r1")
+    s.task_started("t", pid=123, run_id="r1")
     trace = Trace("t", "fp", "ch", {"TZ": "x"}, {"a": "h"}, {"b": "o"}, "r1")
     s.task_finished(attempt("t"), pid=123, trace=trace, stat_entries={"a": StatEntry(1, 2, 3, "h", 4)})
     s.finish_run("r1", finished=3.0, result="success")
@@ -46,12 +46,12 @@ def test_starting_a_task_invalidates_its_trace(tmp_path: Path) -> None:
     # keeping its parts so the next run can still say what changed.
     s = open_state(tmp_path, [])
     s.task_finished(attempt("t"), pid=None, trace=Trace("t", "fp", "ch", {}, {"a": "h"}, {}, "r0"), stat_entries={})
-    s.task_started("t", pid=99, start_ticks="5", run_id="r1")
+    s.task_started("t", pid=99, run_id="r1")
     s.close()
     s = open_state(tmp_path, [])
     assert s.traces()["t"].fingerprint == INVALIDATED
     assert s.traces()["t"].inputs == {"a": "h"}
-    assert s.running_processes() == [(99, "5", "r1", "t")]
+    assert s.running_processes() == [(99, "r1", "t")]
 
 
 def test_failed_attempt_leaves_an_invalid_trace(tmp_path: Path) -> None:
