@@ -36,14 +36,19 @@ from . import snapshot as snapshots
 from .graph import Graph
 from .hashing import RACY_WINDOW_NS, FileHasher, hash_file
 from .identity import current_user, host_name, new_run_id
-from .model import DEFAULT_SHELL, AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
+from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
 from .plan import command_hash, decide, env_hashes, fingerprint
 from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
 from .schedule import Schedule
 from .state import STATE_DIR, State, state_dir
 
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
-_EXIT_FOR_SIGNAL = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
+_EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_SIGTERM,
+                    int(signal.SIGHUP): EXIT_SIGHUP}
+
+
+def _exit_for_signal(signum: int) -> int:
+    return _EXIT_FOR_SIGNAL.get(int(signum), EXIT_SIGINT)
 
 Emit = Callable[[Event], None]
 
@@ -242,7 +247,7 @@ class Build:
         except Interrupted as exc:
             # Interrupted before any task started: nothing to kill, nothing recorded as done.
             self._finish_run(RunResult.INTERRUPTED, time.time(), started_monotonic=None)
-            return _EXIT_FOR_SIGNAL.get(exc.signum, EXIT_SIGINT)
+            return _exit_for_signal(exc.signum)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -287,7 +292,7 @@ class Build:
         if result is RunResult.SUCCESS and self.counts[TaskStatus.FRESH.value] == len(self.selection):
             self._write_snapshot()
         if result is RunResult.INTERRUPTED:
-            return _EXIT_FOR_SIGNAL.get(self._signal or signal.SIGINT, EXIT_SIGINT)
+            return _exit_for_signal(self._signal or signal.SIGINT)
         return EXIT_TASK_FAILED if result is RunResult.FAILED else EXIT_OK
 
     def _preview_counts(self, pv: Preview) -> Dict[str, int]:
@@ -607,11 +612,11 @@ class Build:
                 outputs = {o: self.hasher.hash(o) for o in spec.outputs}
         exit_code = done.returncode if done.returncode >= 0 else None
         if message is None and not interrupted:
-            trace = Trace(spec.name, fingerprint(active.obs), active.obs.command_hash, dict(active.obs.env),
-                          {k: v for k, v in active.obs.inputs.items() if v is not None},
-                          {k: v for k, v in outputs.items() if v is not None}, self.run_id)
-            if len(trace.inputs) != len(active.obs.inputs):
-                trace = None  # an input was missing when it started: never call that fresh
+            trace: Optional[Trace] = None  # an input missing when it started: never call that fresh
+            if all(v is not None for v in active.obs.inputs.values()):
+                trace = Trace(spec.name, fingerprint(active.obs), active.obs.command_hash, dict(active.obs.env),
+                              {k: v for k, v in active.obs.inputs.items() if v is not None},
+                              {k: v for k, v in outputs.items() if v is not None}, self.run_id)
             self._record_attempt(spec, active.attempt, "ok", active.reasons, active.command, done.started,
                                  done.finished, active.obs, outputs, active.log_rel, done.log_hash, None,
                                  trace=trace, pid=done.pid, exit_code=exit_code)
@@ -619,7 +624,7 @@ class Build:
                               log=active.log_rel, attempt=active.attempt)
             self._sched.succeeded(spec.name)
             return None
-        if interrupted and message is None:
+        if message is None:
             message = "interrupted"
         status = "interrupted" if interrupted else "failed"
         self._record_attempt(spec, active.attempt, status, active.reasons, active.command, done.started,

@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, TypeVar
 import typer
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_SIGPIPE, EXIT_USAGE, FlowError, LockHeldError, UsageError
+from .errors import EXIT_INTERNAL, EXIT_SIGPIPE, EXIT_USAGE, FlowError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -68,7 +68,7 @@ def _guarded(func: F) -> F:
             raise typer.Exit(130)
         except Exception:
             raise typer.Exit(_internal_error())
-        raise typer.Exit(int(code or 0))
+        raise typer.Exit(code if isinstance(code, int) else 0)
 
     return wrapper  # type: ignore[return-value]
 

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from .errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
-from .events import Notice
 from .graph import Graph, build_graph, closure, default_targets, resolve_targets
-from .model import Flowfile, ReasonKind
+from .model import Flowfile
 
 STARTER = '''\
 # Flowfile.toml: the tasks of this project, for flowmake.
@@ -627,6 +626,7 @@ def audit_verify(project: Project, out: TextIO = sys.stdout) -> int:
         state.close()
     if not report.ok:
         bad = report.bad
+        assert bad is not None
         what = f"{bad.kind} record #{bad.seq} (run {bad.run_id}" + (f", task {bad.task})" if bad.task else ")")
         print(f"audit: FAILED at {what}: {report.problem}", file=sys.stderr)
         print(f"audit: the {report.count - 1} records before it are intact (head {report.head})", file=sys.stderr)

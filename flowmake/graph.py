@@ -110,13 +110,13 @@ def _cycle_errors(flowfile: Flowfile, deps: Mapping[str, Sequence[str]], stuck: 
     for start in sorted(stuck, key=list(flowfile.tasks).index):
         if start in reported:
             continue
-        cycle = _find_cycle_from(start, deps, stuck)
-        if cycle is None or reported.intersection(cycle):
+        found = _find_cycle_from(start, deps, stuck)
+        if found is None or reported.intersection(found):
             continue
-        reported.update(cycle)
+        reported.update(found)
         positions = list(flowfile.tasks)
-        start_at = min(range(len(cycle)), key=lambda i: positions.index(cycle[i]))
-        cycle = cycle[start_at:] + cycle[:start_at]  # begin at the first declared task
+        start_at = min(range(len(found)), key=lambda i: positions.index(found[i]))
+        cycle = found[start_at:] + found[:start_at]  # begin at the first declared task
         first = flowfile.tasks[cycle[0]]
         errors.append(
             FlowfileError(

@@ -144,7 +144,7 @@ class State:
 
     def preload(self) -> None:
         self._stat_cache = self._read_stat_cache()
-        self._traces = self._read_traces()
+        self._traces: Optional[Dict[str, Trace]] = self._read_traces()  # handed out once, by traces()
 
     def stat_cache(self) -> Dict[str, StatEntry]:
         """The stat cache as loaded at open (callers do not mutate it)."""
@@ -153,7 +153,7 @@ class State:
 
     def traces(self) -> Dict[str, Trace]:
         """Traces as they are now (re-read after the first call: runs change them)."""
-        cached = getattr(self, "_traces", None)
+        cached: Optional[Dict[str, Trace]] = getattr(self, "_traces", None)
         if cached is not None:
             self._traces = None
             return cached
@@ -185,7 +185,7 @@ class State:
         out = []
         for seq, run_id, body in starts:
             end = ends.get(run_id, {})
-            out.append(_decode(seq, body, lambda d: RunRecord(
+            out.append(_decode(seq, body, lambda d, end=end: RunRecord(  # type: ignore[misc]
                 d["id"], d["started"], d["user"], d["host"], d["version"], d["flowfile_hash"],
                 tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result"))))
         return out
