@@ -11,8 +11,12 @@ interleaved (the tool order rotates every repetition) and as the median of
 touch-only run (every source touched, contents unchanged), a one-file-change
 rebuild (one leaf source edited; -j1), plus each tool's startup (`--version`)
 and a no-op on a 10-task project. Every child is started with posix_spawn and
-reaped with os.wait4, so its wall time and peak RSS (ru_maxrss of the process
-and its reaped descendants: the largest single process, not a sum) are exact.
+reaped with os.wait4 for its wall time. Peak RSS comes from GNU time
+(/usr/bin/time -f %M) around the run: a child spawned straight from this
+Python process inherits its memory high-water mark at exec, so the runner's
+own wait4 would report at least the runner's RSS (30-50 MB) for make too.
+Whole builds are timed through GNU time (its ~1 ms is noise there); the
+short scenarios are timed bare and get one extra, untimed run for the RSS.
 It prints a table of medians, a table of flowmake/peer ratios and the targets
 of issue 4 as PASS/FAIL lines. Standard library only.
 """
@@ -46,6 +50,7 @@ EXTRA_PACKAGES = ("xxhash", "blake3")  # for hash_throughput.py, not timed here
 # behind the moment it was hashed (SPEC §2, git's racy-timestamp rule); a
 # no-op measured sooner after a build would legitimately re-hash.
 RACY_SETTLE_S = 2.1
+GNU_TIME = "/usr/bin/time"
 SCENARIOS = ("full-j1", "full-j2", "noop", "touch", "change1")
 HEAVY = ("full-j1", "full-j2", "touch")  # whole-graph builds for make/ninja: fewer reps at 10k
 SCENARIO_HELP = {
@@ -56,7 +61,7 @@ SCENARIO_HELP = {
     "change1": "one leaf source edited, -j1",
     "version": "`--version` (startup)",
     "noop10": "no-op on a 10-task layered project",
-    "peak-rss": "largest ru_maxrss of any run at this size (MB)",
+    "peak-rss": "largest peak RSS (GNU time %M) of any run at this size (MB)",
 }
 
 
@@ -67,7 +72,7 @@ SCENARIO_HELP = {
 @dataclass
 class Measurement:
     seconds: float
-    maxrss_kb: int
+    maxrss_kb: Optional[int]  # None when not measured through GNU time
     returncode: int
     timed_out: bool = False
 
@@ -76,8 +81,24 @@ class Measurement:
         return self.returncode == 0 and not self.timed_out
 
 
-def run_measured(argv: Sequence[str], cwd: Path, env: Dict[str, str], log: Path, timeout: float) -> Measurement:
-    """Spawn argv in cwd (own session), wait with wait4: wall time and peak RSS."""
+def gnu_time_available() -> bool:
+    try:
+        done = subprocess.run([GNU_TIME, "-f", "%M", "true"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and done.stderr.strip().isdigit()
+
+
+def run_measured(
+    argv: Sequence[str], cwd: Path, env: Dict[str, str], log: Path, timeout: float, *, rss: bool = False
+) -> Measurement:
+    """Spawn argv in cwd (own session) and reap it with wait4: wall time, and with
+    rss=True its peak RSS in KB as GNU time saw it (the largest single process
+    of the tree, not a sum)."""
+    rss_file = log.with_suffix(".rss")
+    if rss:
+        rss_file.unlink(missing_ok=True)
+        argv = [GNU_TIME, "-f", "%M", "-o", str(rss_file), "--", *argv]
     exe = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=env.get("PATH"))
     if exe is None:
         raise FileNotFoundError(argv[0])
@@ -115,7 +136,13 @@ def run_measured(argv: Sequence[str], cwd: Path, env: Dict[str, str], log: Path,
         finally:
             elapsed = time.perf_counter() - start
             timer.cancel()
-    return Measurement(elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status), fired.is_set())
+    maxrss: Optional[int] = None
+    if rss:
+        try:  # GNU time writes "Command exited with non-zero status N" first on failure
+            maxrss = int(rss_file.read_text().split()[-1])
+        except (OSError, ValueError, IndexError):
+            maxrss = None
+    return Measurement(elapsed, maxrss, os.waitstatus_to_exitcode(status), fired.is_set())
 
 
 # ---------------------------------------------------------------------------
@@ -263,8 +290,12 @@ class Results:
 
     def add(self, shape: str, n: int, scenario: str, tool: str, m: Measurement) -> None:
         self.times.setdefault((shape, n, scenario, tool), []).append(m.seconds)
-        key = (shape, n, tool)
-        self.rss[key] = max(self.rss.get(key, 0), m.maxrss_kb)
+        self.add_rss(shape, n, tool, m)
+
+    def add_rss(self, shape: str, n: int, tool: str, m: Measurement) -> None:
+        if m.maxrss_kb is not None:
+            key = (shape, n, tool)
+            self.rss[key] = max(self.rss.get(key, 0), m.maxrss_kb)
 
     def median(self, shape: str, n: int, scenario: str, tool: str) -> Optional[float]:
         values = self.times.get((shape, n, scenario, tool))
@@ -279,12 +310,15 @@ class Bench:
         self.work = work
         self.results = Results()
         self.log = work / "last-run.log"
+        self.gnu_time = gnu_time_available()
+        if not self.gnu_time:
+            self.results.notes.append(f"{GNU_TIME} (GNU time) not found: no peak RSS (apt-get install time)")
 
     def say(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    def exec(self, project: Project, argv: List[str]) -> Measurement:
-        return run_measured(argv, project.root, self.env, self.log, self.args.timeout)
+    def exec(self, project: Project, argv: List[str], rss: bool = False) -> Measurement:
+        return run_measured(argv, project.root, self.env, self.log, self.args.timeout, rss=rss and self.gnu_time)
 
     def reps_for(self, n: int, scenario: str) -> int:
         if n >= 10_000 and scenario in HEAVY and self.args.heavy_reps:
@@ -311,7 +345,7 @@ class Bench:
                 if project is None:
                     continue
                 prepare(project, rep)
-                m = self.exec(project, command(project))
+                m = self.exec(project, command(project), rss=name in HEAVY)
                 if not m.ok:
                     why = f"timed out after {self.args.timeout:.0f} s" if m.timed_out else f"exit {m.returncode}"
                     tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
@@ -322,6 +356,12 @@ class Bench:
                     continue
                 if rep >= warmup:
                     self.results.add(shape, n, name, tool, m)
+        if name not in HEAVY and self.gnu_time:  # one more, untimed, through GNU time for the peak RSS
+            for tool, project in projects.items():
+                prepare(project, warmup + reps)
+                m = self.exec(project, command(project), rss=True)
+                if m.ok:
+                    self.results.add_rss(shape, n, tool, m)
         summary = ", ".join(
             f"{t} {self.results.median(shape, n, name, t):.3f}s"
             for t in names
@@ -465,7 +505,7 @@ def report(results: Results, tools: Sequence[str]) -> str:
         if scenario == "change1" or (scenario == "touch" and (shape, n, "change1") not in {k[:3] for k in results.times}):
             rss = [results.rss.get((shape, n, t)) for t in tools]
             rows.append([shape, str(n), "peak-rss", *(f"{v / 1024:.0f}MB" if v else "-" for v in rss)])
-    out.append("Medians (wall time; peak-rss = largest ru_maxrss of any run at that size)\n")
+    out.append("Medians (wall time; peak-rss = largest peak RSS of one process, GNU time %M, of any run at that size)\n")
     out.append(table(headers, rows))
     peers = [t for t in tools if t != "flowmake"]
     if "flowmake" in tools and peers:
