@@ -225,7 +225,7 @@ def log(
     wait: bool = typer.Option(False, "--wait", help="With --prune: wait for a running flowmake instead of exiting 3."),
 ) -> int:
     """Recent runs; with a run id, every task attempt of that run."""
-    from .commands import prune_logs, show_log
+    from .history import prune_logs, show_log
 
     if prune is not None:
         return prune_logs(_project(), prune, wait=wait)
@@ -240,7 +240,7 @@ def lineage(
     sources: bool = typer.Option(False, "--sources", help="Only the source files behind PATH, with their hashes."),
 ) -> int:
     """Which task and run produced PATH, from which inputs (with hashes), back to source files."""
-    from .commands import show_lineage
+    from .history import show_lineage
 
     return show_lineage(_project(), path, as_json=as_json, sources_only=sources)
 
@@ -255,7 +255,7 @@ EXPORT_FORMATS = ("json", "csv")
 @_guarded
 def audit_verify() -> int:
     """Recompute the hash chain of every record; exit 1 naming the first bad one."""
-    from .commands import audit_verify as verify
+    from .history import audit_verify as verify
 
     return verify(_project())
 
@@ -269,7 +269,7 @@ def audit_export(
     """Write the whole audit trail (runs, attempts, hashes) for an auditor."""
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"unknown export format '{fmt}'", hint="use one of: " + ", ".join(EXPORT_FORMATS))
-    from .commands import audit_export as export
+    from .history import audit_export as export
 
     return export(_project(), fmt=fmt, output=output)
 

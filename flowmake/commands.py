@@ -15,7 +15,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, TextIO
+from typing import List, Optional, Sequence, TextIO
 
 from .errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
 from .graph import Graph, build_graph, closure, default_targets, resolve_targets
@@ -86,13 +86,13 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _open_state(project: Project):
+def open_state(project: Project):
     from .state import State
 
     return State.open(project.root, warn=_warn)
 
 
-def _lock(project: Project, *, wait: bool):
+def take_lock(project: Project, *, wait: bool):
     from .lock import ProjectLock
     from .state import ensure_state_dir
 
@@ -129,9 +129,9 @@ def run_build(
     if progress == "auto":
         progress = "tree" if sys.stdout.isatty() else "plain"
     # A dry run only looks, so it neither waits for nor blocks a real run.
-    lock = None if dry_run else _lock(project, wait=wait)
+    lock = None if dry_run else take_lock(project, wait=wait)
     try:
-        state = _open_state(project)
+        state = open_state(project)
         try:
             reporter = make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose)
             options = BuildOptions(
@@ -188,7 +188,7 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
     detailed = bool(names)
     shown = resolve_targets(flowfile, graph, names) if names else tuple(graph.order)
     selection = closure(graph, shown)
-    state = _open_state(project)
+    state = open_state(project)
     try:
         hasher = FileHasher(project.root, state.stat_cache())
         pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher,
@@ -240,7 +240,7 @@ def _state_word(p) -> str:
 def _save_quietly(project: Project, state, hasher) -> None:
     """Keep what hashing learnt, unless a run holds the project (it owns the cache then)."""
     try:
-        lock = _lock(project, wait=False)
+        lock = take_lock(project, wait=False)
     except LockHeldError:
         return
     try:
@@ -312,7 +312,7 @@ def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait
     flowfile = project.flowfile
     tasks = resolve_targets(flowfile, project.graph, names) if names else tuple(flowfile.tasks)
     paths = [o for t in tasks for o in flowfile.tasks[t].outputs]
-    lock = None if dry_run else _lock(project, wait=wait)
+    lock = None if dry_run else take_lock(project, wait=wait)
     try:
         removed = 0
         for rel in paths:
@@ -333,7 +333,7 @@ def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait
             from .state import state_dir
 
             snapshots.remove(state_dir(project.root))
-            state = _open_state(project)
+            state = open_state(project)
             try:
                 state.forget_tasks(tasks, paths)
             finally:
@@ -383,311 +383,4 @@ def write_starter(*, directory: Optional[Path], overwrite: bool, out: TextIO = s
         raise UsageError(f"{path} already exists", hint="edit it, or pass --force to replace it with the starter")
     path.write_text(STARTER.format(name=json.dumps(cwd.name or "project")))
     out.write(f"wrote {path}: try `flowmake run`, then `flowmake status`\n")
-    return 0
-
-
-# -- history: log, lineage, audit ---------------------------------------------
-
-
-def _when(ts: Optional[float]) -> str:
-    from .events import iso_time
-
-    return iso_time(ts) if ts is not None else ""
-
-
-def _find_run(state, run_id: str) -> str:
-    ids = state.run_ids()
-    if run_id in ids:
-        return run_id
-    matches = [i for i in ids if i.startswith(run_id)]
-    if len(matches) == 1:
-        return matches[0]
-    hint = "`flowmake log` lists the recorded runs"
-    if matches:
-        raise UsageError(f"run id '{run_id}' is ambiguous: {len(matches)} runs start with it", hint=hint)
-    raise UsageError(f"no run with id '{run_id}' is recorded in this project", hint=hint)
-
-
-def show_log(project: Project, run_id: Optional[str], *, as_json: bool, limit: int,
-             out: TextIO = sys.stdout) -> int:
-    state = _open_state(project)
-    try:
-        if run_id is None:
-            runs = state.runs(limit)
-            if as_json:
-                out.write(json.dumps([_run_json(r) for r in runs], indent=2) + "\n")
-                return 0
-            if not runs:
-                out.write("no runs recorded yet\n")
-                return 0
-            rows = [("RUN", "STARTED", "TOOK", "RESULT", "TASKS", "TARGETS", "BY")]
-            for r in runs:
-                attempts = state.attempts(r.id)
-                rows.append((r.id, _when(r.started)[:19].replace("T", " "),
-                             _took(r.started, r.finished), r.result or "(died)", _attempt_counts(attempts),
-                             " ".join(r.targets) or "-", f"{r.user}@{r.host}"))
-            _table(rows, out)
-            return 0
-        rid = _find_run(state, run_id)
-        (run,) = [r for r in state.runs() if r.id == rid]
-        attempts = state.attempts(rid)
-    finally:
-        state.close()
-    if as_json:
-        payload = _run_json(run)
-        payload["argv"] = list(run.argv)
-        payload["version"] = run.version
-        payload["flowfile_hash"] = run.flowfile_hash
-        payload["attempts"] = [_attempt_json(a) for a in attempts]
-        out.write(json.dumps(payload, indent=2) + "\n")
-        return 0
-    out.write(f"run {run.id}: {run.result or 'did not finish (flowmake was killed)'}\n")
-    out.write(f"  started  {_when(run.started)}   took {_took(run.started, run.finished)}\n")
-    out.write(f"  by       {run.user}@{run.host}, flowmake {run.version}\n")
-    out.write(f"  command  flowmake {' '.join(run.argv)}\n")
-    out.write(f"  targets  {' '.join(run.targets) or '-'}\n")
-    out.write(f"  Flowfile {run.flowfile_hash}\n")
-    if not attempts:
-        out.write("\nno task ran\n")
-    for a in attempts:
-        took = _took(a.started, a.finished)
-        code = "" if a.exit_code is None else f", exit {a.exit_code}"
-        retry = f", attempt {a.attempt}" if a.attempt > 1 else ""
-        out.write(f"\n{a.task}: {a.status}{code}{retry}, {took} ({_when(a.started)} to {_when(a.finished)})\n")
-        if a.message:
-            out.write(f"  why failed  {a.message}\n")
-        out.write("  reasons     " + ("; ".join(str(r) for r in a.reasons) or "-") + "\n")
-        out.write(f"  command     {a.command}\n")
-        for label, files in (("inputs", a.inputs), ("outputs", a.outputs)):
-            out.write(f"  {label:<11} {'' if files else '-'}".rstrip() + "\n")
-            for path, digest in sorted(files.items()):
-                out.write(f"    {digest or '(missing)'}  {path}\n")
-        if a.log:
-            out.write(f"  log         {a.log} ({a.log_hash or 'no hash'})\n")
-    return 0
-
-
-def _run_json(r) -> dict:
-    return {"id": r.id, "started": _when(r.started), "finished": _when(r.finished) or None, "result": r.result,
-            "targets": list(r.targets), "user": r.user, "host": r.host}
-
-
-def _attempt_json(a) -> dict:
-    return {"task": a.task, "attempt": a.attempt, "status": a.status,
-            "reasons": [r.to_json() for r in a.reasons], "command": a.command, "started": _when(a.started),
-            "finished": _when(a.finished), "exit_code": a.exit_code, "message": a.message,
-            "inputs": dict(a.inputs), "outputs": dict(a.outputs), "log": a.log, "log_hash": a.log_hash}
-
-
-def _took(start: Optional[float], end: Optional[float]) -> str:
-    if start is None or end is None:
-        return "-"
-    from .report.common import format_duration
-
-    return format_duration(end - start)
-
-
-def _attempt_counts(attempts) -> str:
-    counts: Dict[str, int] = {}
-    for a in attempts:
-        counts[a.status] = counts.get(a.status, 0) + 1
-    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none ran"
-
-
-def _table(rows: List[tuple], out: TextIO) -> None:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        out.write("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
-
-
-def prune_logs(project: Project, keep: int, *, wait: bool, out: TextIO = sys.stdout) -> int:
-    import time
-
-    from .state import STATE_DIR
-
-    if keep < 0:
-        raise UsageError(f"--prune needs a number of runs to keep (0 or more), got {keep}")
-    lock = _lock(project, wait=wait)
-    try:
-        state = _open_state(project)
-        try:
-            old = state.run_ids()[keep:]
-            logs = project.root / STATE_DIR / "logs"
-            pruned = [rid for rid in old if (logs / rid).exists()]
-            for rid in pruned:
-                shutil.rmtree(logs / rid)
-            if pruned:
-                state.record_prune(pruned[0], pruned, when=time.time())
-        finally:
-            state.close()
-    finally:
-        lock.release()
-    out.write(f"pruned the logs of {len(pruned)} run(s); kept the newest {keep}; the records stay\n")
-    return 0
-
-
-def _sources(node) -> List[dict]:
-    """The source files (read, never produced) behind a lineage tree, sorted by path."""
-    found: Dict[tuple, dict] = {}
-    stack = [node]
-    seen: set = set()
-    while stack:
-        n = stack.pop()
-        key = (n.path, n.recorded_hash)
-        if key in seen:
-            continue
-        seen.add(key)
-        if n.producer is None and n is not node:
-            found[key] = {"path": n.path, "hash": n.recorded_hash, "current_hash": n.current_hash}
-        stack.extend(n.inputs)
-    return sorted(found.values(), key=lambda d: (d["path"], d["hash"] or ""))
-
-
-def show_lineage(project: Project, path: str, *, as_json: bool, sources_only: bool = False,
-                 out: TextIO = sys.stdout) -> int:
-    from .audit import lineage
-    from .hashing import FileHasher
-
-    state = _open_state(project)
-    try:
-        node = lineage(state, FileHasher(project.root, state.stat_cache()), path)
-    finally:
-        state.close()
-    if node.producer is None and node.current_hash is None:
-        raise UsageError(f"{path} does not exist and no recorded run wrote it",
-                         hint="give a path relative to the project root, e.g. dist/report.md")
-    if as_json and not sources_only:
-        out.write(json.dumps(node.to_json(), indent=2) + "\n")
-        return 0
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.tree import Tree
-
-    def label(n) -> str:
-        short = (n.recorded_hash or "?")[:16]
-        state_note = ""
-        if n.current_hash is None:
-            state_note = " [yellow](missing now)[/]"
-        elif n.recorded_hash and n.current_hash != n.recorded_hash:
-            state_note = f" [yellow](changed since: now {n.current_hash[:16]})[/]"
-        head = f"[bold]{escape(n.path)}[/] [dim]{short}[/]{state_note}"
-        if n.producer is None:
-            return head + " [cyan]source[/]"
-        p = n.producer
-        text = f"{head}\n[green]← {escape(p.task)}[/] in run {p.run_id} at {_when(p.finished)}"
-        if n.note:
-            text += f"\n[dim]{escape(n.note)}[/]"
-        return text
-
-    shown: set = set()
-
-    def grow(tree, n) -> None:
-        # Each produced file is expanded once; later mentions point back to it,
-        # so a deliverable built from many studies stays readable.
-        for child in n.inputs:
-            key = (child.path, child.recorded_hash)
-            if child.producer is not None and key in shown:
-                tree.add(label(child).split("\n")[0] + " [dim](inputs shown above)[/]")
-                continue
-            shown.add(key)
-            grow(tree.add(label(child)), child)
-
-    if sources_only:
-        if not node.matches_disk and node.producer is not None:
-            now = "is missing" if node.current_hash is None else "holds bytes no recorded run wrote"
-            print(f"warning: {path} {now}; these are the sources of the latest recorded version "
-                  f"({(node.recorded_hash or '?')[:16]})", file=sys.stderr)
-        leaves = _sources(node)
-        if as_json:
-            out.write(json.dumps(leaves, indent=2) + "\n")
-            return 0
-        for leaf in leaves:
-            flag = "" if leaf["current_hash"] == leaf["hash"] else (
-                "  (missing now)" if leaf["current_hash"] is None else "  (changed since)")
-            out.write(f"{leaf['hash']}  {leaf['path']}{flag}\n")
-        return 0
-    root = Tree(label(node))
-    shown.add((node.path, node.recorded_hash))
-    grow(root, node)
-    # Not a terminal: never crop a hash or a timestamp to fit 80 columns.
-    width = None if out.isatty() else 1000
-    console = Console(file=out, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, width=width)
-    console.print(root)
-    return 0
-
-
-def audit_verify(project: Project, out: TextIO = sys.stdout) -> int:
-    from .audit import verify
-
-    state = _open_state(project)
-    try:
-        report, log_problems = verify(state, project.root)
-    finally:
-        state.close()
-    if not report.ok:
-        bad = report.bad
-        assert bad is not None
-        what = f"{bad.kind} record #{bad.seq} (run {bad.run_id}" + (f", task {bad.task})" if bad.task else ")")
-        print(f"audit: FAILED at {what}: {report.problem}", file=sys.stderr)
-        print(f"audit: the {report.count - 1} records before it are intact (head {report.head})", file=sys.stderr)
-        return 1
-    for p in log_problems:
-        print(f"audit: FAILED: log of {p.task} in run {p.run_id} ({p.log}): {p.problem}", file=sys.stderr)
-    if log_problems:
-        return 1
-    out.write(f"audit: ok: {report.count} records, hash chain intact, kept logs match their hashes\n")
-    out.write(f"audit: head {report.head}\n")
-    return 0
-
-
-def audit_export(project: Project, *, fmt: str, output: Optional[Path], out: TextIO = sys.stdout) -> int:
-    import csv
-    import io
-
-    state = _open_state(project)
-    try:
-        entries = state.journal()
-        report = state.verify_journal()
-    finally:
-        state.close()
-    records = []
-    for e in entries:
-        try:
-            body = json.loads(e.body)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            body = {"unreadable_body": e.body}  # exported as found; verify names it
-        records.append({"seq": e.seq, "kind": e.kind, "run_id": e.run_id, "task": e.task, "hash": e.hash,
-                        "prev_hash": e.prev_hash, "record": body})
-    if fmt == "json":
-        text = json.dumps({"chain_ok": report.ok, "head": report.head, "records": records}, indent=2) + "\n"
-    else:
-        buffer = io.StringIO()
-        fields = ["seq", "kind", "run_id", "task", "hash", "prev_hash"]
-        extra: List[str] = []
-        for r in records:
-            for k in r["record"]:
-                if k not in extra and k not in fields:
-                    extra.append(k)
-        writer = csv.DictWriter(buffer, fieldnames=fields + extra, lineterminator="\n")
-        writer.writeheader()
-        for r in records:
-            row = {k: r[k] for k in fields}
-            for k, v in r["record"].items():
-                if k in fields:
-                    continue
-                row[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-            writer.writerow(row)
-        text = buffer.getvalue()
-    if output is None:
-        out.write(text)
-    else:
-        output.write_text(text)
-        out.write(f"wrote {len(records)} records to {output}\n")
-    if not report.ok:
-        bad = report.bad
-        print(f"audit: warning: the exported trail is broken at record #{bad.seq}: {report.problem} "
-              "(see `flowmake audit verify`)", file=sys.stderr)
-        return 1
     return 0

@@ -12,24 +12,24 @@ PACKAGE = Path(__file__).resolve().parent.parent / "flowmake"
 # module -> flowmake modules it must never import
 FORBIDDEN = {
     "errors": {"*"},
-    "model": {"flowfile", "graph", "state", "build", "runner", "report", "cli", "commands"},
-    "events": {"flowfile", "graph", "state", "build", "runner", "report", "cli", "commands"},
-    "flowfile": {"graph", "state", "plan", "build", "runner", "report", "cli", "commands"},
-    "locate": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands"},
-    "problems": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands"},
-    "templates": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands"},
-    "paths": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands"},
-    "sections": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands"},
-    "drafts": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands"},
-    "producers": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands"},
+    "model": {"flowfile", "graph", "state", "build", "runner", "report", "cli", "commands", "history"},
+    "events": {"flowfile", "graph", "state", "build", "runner", "report", "cli", "commands", "history"},
+    "flowfile": {"graph", "state", "plan", "build", "runner", "report", "cli", "commands", "history"},
+    "locate": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands", "history"},
+    "problems": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands", "history"},
+    "templates": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands", "history"},
+    "paths": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands", "history"},
+    "sections": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands", "history"},
+    "drafts": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands", "history"},
+    "producers": {"flowfile", "graph", "state", "plan", "build", "runner", "report", "cli", "commands", "history"},
     "graph": {"state", "plan", "build", "runner", "report", "cli", "commands", "hashing"},
     "plan": {"state", "build", "runner", "report", "cli", "commands", "flowfile"},
     "schedule": {"*"},
-    "state": {"build", "runner", "report", "cli", "commands"},
-    "build": {"report", "cli", "commands"},
+    "state": {"build", "runner", "report", "cli", "commands", "history"},
+    "build": {"report", "cli", "commands", "history"},
 }
 # third-party / stdlib modules allowed in one place only
-ONLY_IN = {"typer": {"cli"}, "sqlite3": {"state"}, "subprocess": {"runner"}}
+ONLY_IN = {"typer": {"cli"}, "sqlite3": {"state"}, "subprocess": {"runner"}, "rich": {"report", "history"}}
 
 
 def imports_of(path: Path) -> set:
