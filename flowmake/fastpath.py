@@ -184,7 +184,7 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
             return None  # a killed run left tasks behind: the full path ends them
         from .events import PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
         from .model import RunRecord
-        from .report import make_reporter
+        from .report import make_reporter, shows_fresh_tasks
 
         run_id = new_run_id()
         started = time.time()
@@ -196,9 +196,10 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
         try:
             planned = tuple(PlannedTask(name, group, False, (), (), tuple(deps)) for name, group, deps in snap.tasks)
             reporter.handle(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
-            now = time.time()
-            for name, _group, _deps in snap.tasks:
-                reporter.handle(TaskFinished(run_id, now, name, TaskStatus.FRESH))
+            if shows_fresh_tasks(reporter):
+                now = time.time()
+                for name, _group, _deps in snap.tasks:
+                    reporter.handle(TaskFinished(run_id, now, name, TaskStatus.FRESH))
             finished = time.time()
             counts = {s.value: 0 for s in TaskStatus}
             counts[TaskStatus.FRESH.value] = len(snap.tasks)

@@ -28,6 +28,16 @@ class Reporter(Protocol):
         """Stop any live display and flush; safe to call twice, and after an error."""
 
 
+def shows_fresh_tasks(reporter: object) -> bool:
+    """Whether the reporter does anything with a fresh task's task_finished event.
+
+    A no-op run on a large graph is mostly such events; a producer may leave
+    them out for a reporter that ignores them (plain output, not verbose).
+    The run_finished counts always include fresh tasks.
+    """
+    return bool(getattr(reporter, "shows_fresh_tasks", True))
+
+
 def use_color(out: TextIO, color: Optional[bool], environ: Mapping[str, str] = os.environ) -> bool:
     """Colour when asked, or by default on a terminal; NO_COLOR wins over both."""
     if no_color_env(environ):

@@ -70,6 +70,10 @@ class PlainReporter:
         self._waiting: Dict[str, Tuple[str, ...]] = {}
         self._plan_counts: Optional[Dict[PlanState, int]] = None
 
+    @property
+    def shows_fresh_tasks(self) -> bool:
+        return self.verbose  # otherwise fresh tasks are only counted, from run_finished
+
     # --- the Reporter protocol --------------------------------------------
 
     def handle(self, event: Event) -> None:
