@@ -37,10 +37,11 @@ from .graph import Graph
 from .hashing import RACY_WINDOW_NS, FileHasher, hash_file
 from .identity import current_user, host_name, new_run_id
 from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
-from .plan import command_hash, decide, env_hashes, fingerprint
+from .plan import command_hash, decide, env_hashes, env_input_hash, fingerprint
 from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
 from .schedule import Schedule
-from .state import STATE_DIR, State, state_dir
+from .layout import run_log_dir
+from .state import State, state_dir
 
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 _EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_SIGTERM,
@@ -317,11 +318,10 @@ class Build:
         from .hooks import RunSummary, fire
 
         summary = RunSummary(self.run_id, self.flowfile.name, result, self.started, finished, dict(self.counts),
-                             tuple(self._failures), f"{STATE_DIR}/logs/{self.run_id}")
-        secret_values = sorted({self.environ[n] for spec in self.flowfile.tasks.values() for n in spec.secrets
-                                if self.environ.get(n)})
+                             tuple(self._failures), run_log_dir(self.run_id))
+        secret_names = [n for spec in self.flowfile.tasks.values() for n in spec.secrets]
         for warning in fire(hooks, summary, root=self.root, shell=self.flowfile.shell, environ=self.environ,
-                            secrets=secret_values):
+                            secret_names=secret_names):
             self.emit(Notice(self.run_id, time.time(), warning))
 
     def _write_snapshot(self) -> None:
@@ -340,9 +340,7 @@ class Build:
             return  # some stat is too fresh to vouch for its content yet
         if hash_file(self.flowfile.path) != self.flowfile.source_hash:
             return  # edited while we ran
-        env_inputs = {}
-        for spec in specs:
-            env_inputs.update({n: h for n, h in env_hashes(spec, self.environ).items() if n in spec.env_inputs})
+        env_inputs = {n: env_input_hash(n, self.environ) for spec in specs for n in spec.env_inputs}
         hooks = self.flowfile.hooks
         snapshots.write(state_dir(self.root), snapshots.Snapshot(
             flowfile=flowfile, flowfile_stat=ff_stat, flowfile_hash=self.flowfile.source_hash,
@@ -350,7 +348,7 @@ class Build:
             jobs=self.flowfile.jobs, roots=self.options.roots,
             tasks=tuple((n, self.flowfile.tasks[n].group, self._planned[n].deps) for n in self._finish_order),
             files=tuple(files), hooks=(hooks.on_failure, hooks.on_success, hooks.webhook),
-            secrets=tuple(sorted({n for spec in self.flowfile.tasks.values() for n in spec.secrets})),
+            shell=self.flowfile.shell,
             version=__version__,
         ))
 
@@ -558,9 +556,8 @@ class Build:
             parent = os.path.dirname(out.rstrip("/"))
             if parent:
                 os.makedirs(self.root / parent, exist_ok=True)
-        log_rel = f"{STATE_DIR}/logs/{self.run_id}/{name}.log"
-        if attempt > 1:
-            log_rel = f"{STATE_DIR}/logs/{self.run_id}/{name}.attempt{attempt}.log"
+        suffix = "" if attempt == 1 else f".attempt{attempt}"
+        log_rel = f"{run_log_dir(self.run_id)}/{name}{suffix}.log"
         env = dict(self.environ)
         env.update(spec.env)
         env["FLOWMAKE_RUN_ID"] = self.run_id

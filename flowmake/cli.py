@@ -60,9 +60,9 @@ def _guarded(func: F) -> F:
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, as a program killed
             # by SIGPIPE would, and keep Python from complaining at exit.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+            from .commands import discard_stdout
+
+            discard_stdout()
             raise typer.Exit(EXIT_SIGPIPE)
         except KeyboardInterrupt:
             raise typer.Exit(130)

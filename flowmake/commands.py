@@ -169,11 +169,17 @@ def _survive_closed_pipe(reporter):
             reporter.handle(event)
         except BrokenPipeError:
             closed = True
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit can't fail either
-            os.close(devnull)
+            discard_stdout()
 
     return emit
+
+
+def discard_stdout() -> None:
+    """Point stdout at /dev/null once its reader is gone, so no later write or
+    the final flush at exit fails again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 # -- status --------------------------------------------------------------------

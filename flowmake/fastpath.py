@@ -19,9 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from . import __version__
 from . import snapshot as snapshots
-
-FLOWFILE_NAME = "Flowfile.toml"
-
+from .layout import STATE_DIR, nearest_flowfile, run_log_dir
 
 class _Args:
     def __init__(self) -> None:
@@ -100,15 +98,7 @@ def _find_flowfile(args: _Args) -> Optional[str]:
     if args.file is not None:
         path = os.path.abspath(args.file)
         return path if os.path.isfile(path) else None
-    here = os.getcwd()
-    while True:
-        candidate = os.path.join(here, FLOWFILE_NAME)
-        if os.path.isfile(candidate):
-            return candidate
-        parent = os.path.dirname(here)
-        if parent == here:
-            return None
-        here = parent
+    return nearest_flowfile(os.getcwd())
 
 
 def try_noop(argv: Sequence[str]) -> Optional[int]:
@@ -138,7 +128,7 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
     if flowfile is None:
         return None
     root = os.path.dirname(flowfile)
-    state_dir = os.path.join(root, ".flowmake")
+    state_dir = os.path.join(root, STATE_DIR)
     from pathlib import Path
 
     snap = snapshots.read(Path(state_dir))
@@ -147,12 +137,10 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
             or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)):
         return None
     if snap.env_inputs:
-        from .hashing import hash_text
+        from .plan import env_input_hash
 
-        unset = "\0unset"
-        for name, digest in snap.env_inputs.items():
-            if hash_text(os.environ.get(name, unset)) != digest:
-                return None
+        if any(env_input_hash(name, os.environ) != digest for name, digest in snap.env_inputs.items()):
+            return None
     from .lock import ProjectLock
     from .errors import LockHeldError
 
@@ -208,13 +196,13 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
             if on_success:
                 from .events import Notice
                 from .hooks import RunSummary, fire
-                from .model import DEFAULT_SHELL, Hooks
+                from .model import Hooks
 
+                # No task has secrets here: such Flowfiles never get a snapshot.
                 summary = RunSummary(run_id, snap.flow_name, RunResult.SUCCESS, started, finished, counts, (),
-                                     f".flowmake/logs/{run_id}")
-                secrets = [os.environ[n] for n in snap.secrets if os.environ.get(n)]
+                                     run_log_dir(run_id))
                 for warning in fire(Hooks(on_failure, on_success, webhook), summary, root=root,
-                                    shell=DEFAULT_SHELL, environ=os.environ, secrets=secrets):
+                                    shell=tuple(snap.shell), environ=os.environ):
                     reporter.handle(Notice(run_id, time.time(), warning))
             reporter.handle(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))
         finally:

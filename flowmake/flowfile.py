@@ -37,9 +37,10 @@ from .drafts import Context, Draft, expand_table, read_table
 from .durations import parse_duration
 from .errors import FlowfileError, FlowfileErrors
 from .hashing import hash_bytes
+from .layout import FLOWFILE_NAME, STATE_DIR, nearest_flowfile
 from .locate import LineIndex, syntax_error
 from .model import Flowfile
-from .paths import STATE_DIR, Disk, glob_to_regex
+from .paths import Disk, glob_to_regex
 from .problems import Problems, check_keys, toml_type
 from .producers import Producers, TaskNames, finish, resolve_default
 from .sections import FLOW_KEYS as FLOW_KEYS
@@ -56,7 +57,6 @@ __all__ = [
     "parse_duration",
 ]
 
-FLOWFILE_NAME = "Flowfile.toml"
 
 TOP_KEYS = ("flow", "vars", "env", "tasks", "hooks")
 
@@ -74,10 +74,9 @@ def find_flowfile(cwd: Path, explicit: Optional[Path] = None) -> Path:
         if not path.is_file():
             raise FlowfileError(f"Flowfile {path} does not exist", hint="check the -f path")
         return path
-    for directory in (cwd, *cwd.parents):
-        candidate = directory / FLOWFILE_NAME
-        if candidate.is_file():
-            return candidate
+    found = nearest_flowfile(str(cwd))
+    if found is not None:
+        return Path(found)
     raise FlowfileError(
         f"no {FLOWFILE_NAME} in {cwd} or any parent",
         hint="run `flowmake init` to write a starter one, or pass -f PATH",

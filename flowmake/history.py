@@ -132,7 +132,7 @@ def _table(rows: List[tuple], out: TextIO) -> None:
 def prune_logs(project: Project, keep: int, *, wait: bool, out: TextIO = sys.stdout) -> int:
     import time
 
-    from .state import STATE_DIR
+    from .layout import STATE_DIR
 
     if keep < 0:
         raise UsageError(f"--prune needs a number of runs to keep (0 or more), got {keep}")

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .events import RunResult, TaskFinished, iso_time
 from .model import Hooks
@@ -52,8 +52,13 @@ class RunSummary:
 
 
 def fire(hooks: Hooks, summary: RunSummary, *, root: Path, shell: Sequence[str],
-         environ: Mapping[str, str], secrets: Sequence[str] = ()) -> List[str]:
-    """Run the hooks due for this result; returns warnings for the user."""
+         environ: Mapping[str, str], secret_names: Iterable[str] = ()) -> List[str]:
+    """Run the hooks due for this result; returns warnings for the user.
+
+    Hook output is masked with the values of every task's `secrets`: the
+    hook sees the whole environment, and its log lands under .flowmake.
+    """
+    secrets = sorted({environ[n] for n in secret_names if environ.get(n)})
     warnings: List[str] = []
     command = hooks.on_success if summary.result is RunResult.SUCCESS else hooks.on_failure
     which = "on_success" if summary.result is RunResult.SUCCESS else "on_failure"

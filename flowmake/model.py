@@ -146,6 +146,11 @@ class Observation:
     outputs: Mapping[str, Optional[str]]
 
 
+# The fingerprint of a trace whose task was started since its last success:
+# it never matches, yet the trace keeps its parts so reasons stay specific.
+INVALIDATED = ""
+
+
 @dataclass(frozen=True)
 class Trace:
     """What the last successful run of a task recorded (the verifying trace)."""

@@ -20,8 +20,7 @@ import stat
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-# Also state.STATE_DIR; repeated here because loading must not import the state.
-STATE_DIR = ".flowmake"
+from .layout import STATE_DIR
 
 _GLOB_CHARS_RE = re.compile(r"[*?\[]")
 _DRIVE_RE = re.compile(r"[A-Za-z]:")

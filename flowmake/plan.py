@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 from .hashing import hash_text
-from .model import Observation, Reason, ReasonKind, TaskSpec, Trace
+from .model import INVALIDATED, Observation, Reason, ReasonKind, TaskSpec, Trace
 
-INVALIDATED = ""  # see state.INVALIDATED: a trace whose task was started since
 UNSET = "\0unset"  # an env_input that is not set differs from one set to ""
 
 
@@ -29,8 +28,12 @@ def env_hashes(spec: TaskSpec, environ: Mapping[str, str]) -> dict:
     """
     out = {name: hash_text(value) for name, value in spec.env}
     for name in spec.env_inputs:
-        out[name] = hash_text(environ.get(name, UNSET))
+        out[name] = env_input_hash(name, environ)
     return out
+
+
+def env_input_hash(name: str, environ: Mapping[str, str]) -> str:
+    return hash_text(environ.get(name, UNSET))
 
 
 def fingerprint(obs: Observation) -> str:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the fast path must not pay for importing these
     from .model import TaskSpec
 
 SNAPSHOT_NAME = "noop.snapshot"
-_FORMAT = 1
+_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Snapshot:
     tasks: Tuple[Tuple[str, str, Tuple[str, ...]], ...]  # (name, group, deps) in order
     files: Tuple[Tuple[str, int, int, int], ...]  # (path, size, mtime_ns, inode)
     hooks: Tuple[Optional[str], Optional[str], Optional[str]]  # on_failure, on_success, webhook
-    secrets: Tuple[str, ...]  # names whose values hook output must not show
+    shell: Tuple[str, ...]  # [flow] shell, which the hooks run with
     version: str
 
 
@@ -64,7 +64,7 @@ def remove(state_dir: Path) -> None:
 def write(state_dir: Path, snap: Snapshot) -> None:
     data = (
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
-        dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks, snap.files, snap.hooks, snap.secrets,
+        dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks, snap.files, snap.hooks, snap.shell,
     )
     target = path_in(state_dir)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -82,9 +82,9 @@ def read(state_dir: Path) -> Optional[Snapshot]:
     if not isinstance(data, tuple) or len(data) != 14 or data[0] != _FORMAT:
         return None
     (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks,
-     secrets) = data
+     shell) = data
     return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks,
-                    secrets, version)
+                    shell, version)
 
 
 def files_unchanged(files: Iterable[Tuple[str, int, int, int]]) -> bool:

@@ -26,9 +26,9 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from .errors import TrailDamagedError
 from .hashing import HASH_ALGORITHM, StatEntry, hash_text
-from .model import AttemptRecord, Reason, ReasonKind, RunRecord, Trace
+from .layout import STATE_DIR
+from .model import INVALIDATED, AttemptRecord, Reason, ReasonKind, RunRecord, Trace
 
-STATE_DIR = ".flowmake"
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
 
@@ -56,7 +56,6 @@ CREATE TABLE running (
 
 T = TypeVar("T")
 GENESIS = "0" * 64  # prev_hash of the first journal record
-INVALIDATED = ""  # the fingerprint of a trace whose task was started since (never matches)
 
 
 @dataclass(frozen=True)
@@ -100,6 +99,9 @@ class State:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        # Filled by preload() when the full path opens the database.
+        self._stat_cache: Optional[Dict[str, StatEntry]] = None
+        self._traces: Optional[Dict[str, Trace]] = None
 
     # -- opening -----------------------------------------------------------
 
@@ -144,16 +146,16 @@ class State:
 
     def preload(self) -> None:
         self._stat_cache = self._read_stat_cache()
-        self._traces: Optional[Dict[str, Trace]] = self._read_traces()  # handed out once, by traces()
+        self._traces = self._read_traces()  # handed out once, by traces()
 
     def stat_cache(self) -> Dict[str, StatEntry]:
         """The stat cache as loaded at open (callers do not mutate it)."""
-        cached = getattr(self, "_stat_cache", None)
+        cached = self._stat_cache
         return cached if cached is not None else self._read_stat_cache()
 
     def traces(self) -> Dict[str, Trace]:
         """Traces as they are now (re-read after the first call: runs change them)."""
-        cached: Optional[Dict[str, Trace]] = getattr(self, "_traces", None)
+        cached = self._traces
         if cached is not None:
             self._traces = None
             return cached
