@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # Loading and planning make hundreds of thousands of long-lived objects and
+    # no garbage cycles; the cyclic collector would rescan them all again and
+    # again (a quarter of a 10,000-task run). The build loop turns it back on
+    # for the objects it makes (build.py).
+    gc.disable()
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:
         # Answered before importing the CLI: scripts call this to probe for flowmake.
@@ -16,11 +22,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if not args or args[0] in ("run", "-f", "--file", "-C", "--directory") or args[0].startswith("--file=") \
             or args[0].startswith("--directory="):
-        from .fastpath import try_noop
+        from .fastpath import parse, try_noop
+        from .guard import exit_code_of
 
-        code = try_noop(args)
+        code = exit_code_of(lambda: try_noop(args))
         if code is not None:
             return code
+        parsed = parse(args)
+        if parsed is not None:
+            # A well-formed `run` needs no typer (~15 ms to import); other
+            # commands, --help and bad arguments go to the CLI below.
+            from .commands import run_parsed
+
+            return exit_code_of(lambda: run_parsed(parsed))
     from .cli import main as cli_main
 
     return cli_main(argv)

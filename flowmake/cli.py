@@ -12,15 +12,14 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import tempfile
-import traceback
 from pathlib import Path
 from typing import Callable, List, Optional, TypeVar
 
 import typer
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_SIGPIPE, EXIT_USAGE, FlowError, UsageError
+from .errors import EXIT_USAGE, UsageError
+from .guard import exit_code_of
 
 app = typer.Typer(
     add_completion=False,
@@ -45,46 +44,14 @@ _globals = Globals(None, None)
 
 
 def _guarded(func: F) -> F:
-    """Render user errors once; turn anything unexpected into exit 70."""
+    """Render user errors once; turn anything unexpected into exit 70 (guard.py)."""
 
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> object:
-        try:
-            code = func(*args, **kwargs)
-        except FlowError as exc:
-            sys.stdout.flush()
-            print(exc.render(), file=sys.stderr)
-            raise typer.Exit(exc.exit_code)
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, as a program killed
-            # by SIGPIPE would, and keep Python from complaining at exit.
-            from .commands import discard_stdout
-
-            discard_stdout()
-            raise typer.Exit(EXIT_SIGPIPE)
-        except KeyboardInterrupt:
-            raise typer.Exit(130)
-        except Exception:
-            raise typer.Exit(_internal_error())
-        raise typer.Exit(code if isinstance(code, int) else 0)
+        code = exit_code_of(lambda: func(*args, **kwargs))  # type: ignore[arg-type, return-value]
+        raise typer.Exit(code if code is not None else 0)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _internal_error() -> int:
-    fd, path = tempfile.mkstemp(prefix="flowmake-crash-", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        f.write(f"flowmake {__version__}\nargv: {sys.argv!r}\n\n")
-        traceback.print_exc(file=f)
-    exc = sys.exc_info()[1]
-    print(
-        f"flowmake: internal error (a bug in flowmake, not in your Flowfile): {type(exc).__name__}: {exc}; "
-        f"traceback written to {path}",
-        file=sys.stderr,
-    )
-    return EXIT_INTERNAL
 
 
 def _version_callback(value: bool) -> None:

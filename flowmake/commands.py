@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, TextIO
 
 from .errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
+from .guard import discard_stdout
 from .graph import Graph, build_graph, closure, default_targets, resolve_targets
 from .model import Flowfile
 
@@ -120,7 +120,7 @@ def run_build(
     argv: Sequence[str],
 ) -> int:
     from .build import Build, BuildOptions
-    from .report import make_reporter
+    from .report import make_reporter, shows_fresh_tasks
 
     roots = project.targets(target_names)
     forced = frozenset(resolve_targets(project.flowfile, project.graph, force)) if force else frozenset()
@@ -139,7 +139,7 @@ def run_build(
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names),
             )
             build = Build(project.flowfile, project.graph, state, options, emit=_survive_closed_pipe(reporter),
-                          selection=closure(project.graph, roots))
+                          selection=closure(project.graph, roots), report_fresh=shows_fresh_tasks(reporter))
             try:
                 code = build.run()
             finally:
@@ -152,6 +152,15 @@ def run_build(
     finally:
         if lock is not None:
             lock.release()
+
+
+def run_parsed(args) -> int:
+    """`flowmake run` from fastpath.parse's arguments, without the typer CLI."""
+    project = Project.load(file=Path(args.file) if args.file is not None else None,
+                           directory=Path(args.directory) if args.directory is not None else None)
+    return run_build(project, args.targets, jobs=args.jobs, dry_run=args.dry_run, keep_going=args.keep_going,
+                     always_make=args.always_make, force=args.force, progress=args.progress, wait=args.wait,
+                     quiet=args.quiet, verbose=args.verbose, argv=args.argv)
 
 
 def _survive_closed_pipe(reporter):
@@ -172,14 +181,6 @@ def _survive_closed_pipe(reporter):
             discard_stdout()
 
     return emit
-
-
-def discard_stdout() -> None:
-    """Point stdout at /dev/null once its reader is gone, so no later write or
-    the final flush at exit fails again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 # -- status --------------------------------------------------------------------
@@ -330,6 +331,8 @@ def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait
                 out.write(f"would remove {rel}\n")
                 continue
             if rel.endswith("/") and full.is_dir() and not full.is_symlink():
+                import shutil  # only clean deletes trees; it costs every run 4 ms to import
+
                 shutil.rmtree(full)
             else:
                 full.unlink()

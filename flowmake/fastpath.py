@@ -31,11 +31,16 @@ class _Args:
         self.verbose = False
         self.progress = "auto"
         self.wait = False
+        self.dry_run = False
+        self.keep_going = False
+        self.always_make = False
+        self.force: List[str] = []
         self.argv: Tuple[str, ...] = ()
 
 
 def parse(argv: Sequence[str]) -> Optional[_Args]:
-    """The subset of `flowmake [-f F] [-C D] [run [opts] [targets]]` a no-op can serve."""
+    """`flowmake [-f F] [-C D] [run [opts] [targets]]`, when well-formed; None for
+    anything else (other commands, --help, a bad value), which typer handles."""
     args = _Args()
     args.argv = tuple(argv)
     items = list(argv)
@@ -80,7 +85,16 @@ def parse(argv: Sequence[str]) -> Optional[_Args]:
         elif item in ("-v", "--verbose"):
             args.verbose = True
         elif item in ("-k", "--keep-going"):
-            pass  # no task will run, so no task can fail
+            args.keep_going = True
+        elif item in ("-n", "--dry-run"):
+            args.dry_run = True
+        elif item in ("-B", "--always-make"):
+            args.always_make = True
+        elif item == "--force" or item.startswith("--force="):
+            name = value("--force")
+            if not name:
+                return None
+            args.force.append(name)
         elif item == "--wait":
             args.wait = True
         elif item == "--progress" or item.startswith("--progress="):
@@ -112,7 +126,7 @@ def try_noop(argv: Sequence[str]) -> Optional[int]:
 
 def _try_noop(argv: Sequence[str]) -> Optional[int]:
     args = parse(argv)
-    if args is None:
+    if args is None or args.dry_run or args.always_make or args.force:
         return None
     mode = args.progress
     if mode == "auto":
@@ -132,15 +146,10 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
     from pathlib import Path
 
     snap = snapshots.read(Path(state_dir))
-    if (snap is None or snap.version != __version__ or snap.flowfile != flowfile
-            or tuple(snap.targets) != tuple(args.targets)
+    if (snap is None or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
+                                              environ=os.environ)
             or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)):
         return None
-    if snap.env_inputs:
-        from .plan import env_input_hash
-
-        if any(env_input_hash(name, os.environ) != digest for name, digest in snap.env_inputs.items()):
-            return None
     from .lock import ProjectLock
     from .errors import LockHeldError
 
@@ -151,8 +160,12 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
         return None  # the full path says who holds it, and exits 3
     try:
         # Checked under the lock: no run of ours is writing these files now.
-        os.chdir(root)  # relative stats: no path joining for every file
-        if not snapshots.files_unchanged(snap.files):
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            unchanged = snapshots.files_unchanged(snap.files, root_fd)
+        finally:
+            os.close(root_fd)
+        if not unchanged:
             return None
         return _report_noop(snap, args, mode, Path(root))
     finally:
@@ -168,6 +181,8 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
     except StateError:
         return None  # missing or damaged: the full path sets it aside and says so
     try:
+        if state.identity != snap.state_identity:
+            return None  # the database was started over since: its records are not the ones proven
         if state.running_processes():
             return None  # a killed run left tasks behind: the full path ends them
         from .events import PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus

@@ -28,7 +28,7 @@ class Graph:
     def producer_of(self, path: str) -> Optional[str]:
         """The task whose declared output is `path` or contains it, if any."""
         task = self.producers.get(path)
-        if task is not None:
+        if task is not None or not self.dir_producers:
             return task
         if path in self.dir_producers:
             return self.dir_producers[path]

@@ -23,14 +23,14 @@ import marshal
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 if TYPE_CHECKING:  # the fast path must not pay for importing these
     from .hashing import StatEntry
     from .model import TaskSpec
 
 SNAPSHOT_NAME = "noop.snapshot"
-_FORMAT = 2
+_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Snapshot:
     hooks: Tuple[Optional[str], Optional[str], Optional[str]]  # on_failure, on_success, webhook
     shell: Tuple[str, ...]  # [flow] shell, which the hooks run with
     version: str
+    state_identity: str  # the state database it was proven against (State.identity)
 
 
 def path_in(state_dir: Path) -> Path:
@@ -65,6 +66,7 @@ def write(state_dir: Path, snap: Snapshot) -> None:
     data = (
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
         dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks, snap.files, snap.hooks, snap.shell,
+        snap.state_identity,
     )
     target = path_in(state_dir)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -79,25 +81,56 @@ def read(state_dir: Path) -> Optional[Snapshot]:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(data, tuple) or len(data) != 14 or data[0] != _FORMAT:
+    if not isinstance(data, tuple) or len(data) != 15 or data[0] != _FORMAT:
         return None
     (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks,
-     shell) = data
+     shell, identity) = data
     return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks,
-                    shell, version)
+                    shell, version, identity)
 
 
-def files_unchanged(files: Iterable[Tuple[str, int, int, int]]) -> bool:
-    """True when every file (relative to the current directory) still has the recorded size, mtime and inode."""
+def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[str],
+            environ: Mapping[str, str]) -> bool:
+    """Whether the snapshot was made for this flowmake, Flowfile, targets and env_inputs values.
+
+    The caller still checks the Flowfile's content (by stat or by hash) and the
+    state database's identity.
+    """
+    if snap.version != version or snap.flowfile != flowfile or tuple(snap.targets) != tuple(targets):
+        return False
+    if snap.env_inputs:
+        from .plan import env_input_hash
+
+        return all(env_input_hash(name, environ) == digest for name, digest in snap.env_inputs.items())
+    return True
+
+
+def files_unchanged(files: Iterable[Tuple[str, int, int, int]], root_fd: int) -> bool:
+    """True when every file (relative to `root_fd`) still has the recorded size, mtime and inode."""
     stat = os.stat
     try:
         for path, size, mtime_ns, inode in files:
-            st = stat(path)
+            st = stat(path, dir_fd=root_fd)
             if st.st_mtime_ns != mtime_ns or st.st_size != size or st.st_ino != inode:
                 return False
     except OSError:
         return False
     return True
+
+
+def changed_files(files: Iterable[Tuple[str, int, int, int]], root_fd: int) -> Set[str]:
+    """The files (relative to `root_fd`) whose size, mtime or inode differ from the record, or that are gone."""
+    stat = os.stat
+    changed: Set[str] = set()
+    for path, size, mtime_ns, inode in files:
+        try:
+            st = stat(path, dir_fd=root_fd)
+        except OSError:
+            changed.add(path)
+            continue
+        if st.st_mtime_ns != mtime_ns or st.st_size != size or st.st_ino != inode:
+            changed.add(path)
+    return changed
 
 
 def stat_triple(path: str) -> Optional[Tuple[int, int, int]]:

@@ -44,15 +44,16 @@ def age_all(root: Path, seconds: float = 30) -> None:
             os.utime(path, (past, past))
 
 
-def fresh_project(project: Project) -> None:
+def fresh_project(project: Project, pipeline: str = PIPELINE) -> None:
     """Build, age the files, then one all-fresh run that leaves the snapshot."""
-    project.flowfile(PIPELINE)
+    project.flowfile(pipeline)
     project.write("src.txt", "one\n")
+    project.write("other.txt", "other\n")
     assert project.json_run().returncode == 0
     age_all(project.root)
     result = project.json_run()
     assert result.returncode == 0, result
-    assert sorted(result.tasks_with("fresh")) == ["clean", "extract"]
+    assert sorted(result.tasks_with("fresh")) == sorted(result.statuses)
     assert project.exists(".flowmake/noop.snapshot")
 
 
@@ -177,9 +178,8 @@ def test_a_killed_run_leaves_no_snapshot_behind(project: Project, capsys) -> Non
         (["run"], True),
         (["run", "-j", "4", "-q", "--progress", "plain"], True),
         (["-C", "proj", "run", "--jobs=2", "package"], True),
-        (["run", "-n"], False),
-        (["run", "-B"], False),
-        (["run", "--force", "x"], False),
+        (["run", "-n", "-k", "-B", "--force", "x", "--force=y"], True),
+        (["run", "--force"], False),
         (["status"], False),
         (["-q"], False),
         (["run", "-j", "0"], False),
@@ -188,3 +188,78 @@ def test_a_killed_run_leaves_no_snapshot_behind(project: Project, capsys) -> Non
 )
 def test_only_plain_runs_are_understood(argv, understood) -> None:
     assert (parse(argv) is not None) is understood
+
+
+def test_run_options_are_parsed_as_typer_would() -> None:
+    args = parse(["-f", "F.toml", "run", "-n", "-k", "-B", "--force", "x", "--force=y", "-j3", "-v", "--", "-t"])
+    assert args is not None
+    assert (args.file, args.dry_run, args.keep_going, args.always_make, args.force, args.jobs, args.verbose,
+            args.targets) == ("F.toml", True, True, True, ["x", "y"], 3, True, ["-t"])
+
+
+@pytest.mark.parametrize("option", [["-n"], ["-B"], ["--force", "extract"]])
+def test_dry_and_forced_runs_never_take_the_noop_path(project: Project, capsys, option) -> None:
+    fresh_project(project)
+    assert noop(project, capsys, *option)[0] is None
+    assert noop(project, capsys)[0] == 0
+
+
+# -- the full path plans only the cone below what changed ------------------------
+
+WITH_OTHER = PIPELINE + """
+    [tasks.other]
+    inputs = ["other.txt"]
+    outputs = ["build/o.txt"]
+    run = "cp {inputs} {outputs}"
+"""
+
+
+def proven_fresh(project: Project) -> set:
+    """The tasks a full run would take as fresh from the snapshot, without planning them."""
+    from flowmake.build import Build, BuildOptions
+    from flowmake.commands import Project as Loaded, open_state
+    from flowmake.graph import closure
+
+    loaded = Loaded.load(file=project.path("Flowfile.toml"), directory=None)
+    roots = loaded.targets([])
+    state = open_state(loaded)
+    try:
+        build = Build(loaded.flowfile, loaded.graph, state, BuildOptions(roots=roots), emit=lambda event: None,
+                      selection=closure(loaded.graph, roots))
+        return set(build._proven_fresh())
+    finally:
+        state.close()
+
+
+def test_a_changed_source_leaves_only_the_tasks_below_it_to_plan(project: Project) -> None:
+    fresh_project(project, WITH_OTHER)
+    assert proven_fresh(project) == {"extract", "clean", "other"}
+    project.write("src.txt", "two\n")
+    assert proven_fresh(project) == {"other"}
+    result = project.json_run()
+    assert result.returncode == 0, result
+    assert result.ran == ["clean", "extract"]
+    assert result.statuses["other"] == "fresh"
+    assert project.read("build/b.txt") == "TWO\nhello\n"
+
+
+def test_an_edited_output_puts_its_task_and_those_below_in_the_cone(project: Project) -> None:
+    fresh_project(project, WITH_OTHER)
+    project.write("build/a.txt", "tampered\n")
+    assert proven_fresh(project) == {"other"}
+    result = project.json_run()
+    assert result.ran == ["extract"]  # restores a.txt byte for byte: clean is cut off
+    assert {"kind": "output modified", "path": "build/a.txt"} in [
+        {k: r[k] for k in ("kind", "path")} for r in result.reasons("extract")]
+    assert result.statuses["clean"] == "fresh"
+
+
+def test_a_started_over_state_database_voids_the_snapshot(project: Project, capsys) -> None:
+    fresh_project(project, WITH_OTHER)
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        if project.exists(f".flowmake/{name}"):
+            project.path(f".flowmake/{name}").unlink()
+    assert proven_fresh(project) == set()  # opening it made a new, empty database
+    assert noop(project, capsys)[0] is None
+    result = project.json_run()
+    assert result.ran == ["clean", "extract", "other"]
