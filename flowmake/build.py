@@ -233,6 +233,7 @@ class Build:
         # False for a reporter that ignores fresh tasks' task_finished events
         # (report.shows_fresh_tasks): most of a run over a big graph is them.
         self._report_fresh = report_fresh
+        self._untraced = False  # a task succeeded without a trace: it is not fresh next time
 
     # signal handling: the handler only records and wakes the coordinator
 
@@ -300,7 +301,7 @@ class Build:
         elif self.failed:
             result = RunResult.FAILED
         self._finish_run(result, time.time(), started_monotonic=t0)
-        if result is RunResult.SUCCESS and self.counts[TaskStatus.FRESH.value] == len(self.selection):
+        if result is RunResult.SUCCESS and not self._untraced:
             self._write_snapshot()
         if result is RunResult.INTERRUPTED:
             return _exit_for_signal(self._signal or signal.SIGINT)
@@ -310,7 +311,7 @@ class Build:
         """Selected tasks that the last no-op snapshot still proves fresh.
 
         Its proof holds for every task none of whose files has changed stat
-        since, and that no task with a changed file feeds: planning need only
+        since or is a suspect, and that no task with such a file feeds: planning need only
         look at the cone below the changed files (one edit in 10,000 tasks
         plans a handful, not 10,000).
         """
@@ -329,6 +330,7 @@ class Build:
             changed = snapshots.changed_files(snap.files, root_fd)
         finally:
             os.close(root_fd)
+        changed.update(snap.suspects)
         tasks = self.flowfile.tasks
         touched = [name for name in self.selection
                    if any(p in changed for p in tasks[name].inputs) or any(p in changed for p in tasks[name].outputs)]
@@ -364,19 +366,19 @@ class Build:
             self.emit(Notice(self.run_id, time.time(), warning))
 
     def _write_snapshot(self) -> None:
-        """Everything was fresh: leave the proof that lets the next no-op skip planning."""
+        """Every task is fresh now: leave the proof that lets the next run skip planning."""
         specs = [self.flowfile.tasks[name] for name in self.selection]
         forced = self.options.always_make or bool(self.options.forced)
         if not snapshots.snapshot_allowed(specs, forced=forced, uses_globs=self.flowfile.uses_globs):
             return
         if self.flowfile.has_secrets:
             return  # its hook commands would be copied under .flowmake, where no secret may be
-        entries = self.hasher.entries()
-        files = snapshots.collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)), entries)
+        collected = snapshots.collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)),
+                                            self.hasher.entry)
         flowfile = str(self.flowfile.path)
         ff_stat = snapshots.stat_triple(flowfile)
-        if files is None or ff_stat is None or time.time_ns() - ff_stat[1] <= RACY_WINDOW_NS:
-            return  # some stat is too fresh to vouch for its content yet
+        if collected is None or ff_stat is None or time.time_ns() - ff_stat[1] <= RACY_WINDOW_NS:
+            return  # a file never hashed, or a Flowfile too fresh to vouch for by its stat
         if hash_file(self.flowfile.path) != self.flowfile.source_hash:
             return  # edited while we ran
         env_inputs = {n: env_input_hash(n, self.environ) for spec in specs for n in spec.env_inputs}
@@ -386,7 +388,7 @@ class Build:
             targets=self.options.target_names, env_inputs=env_inputs, flow_name=self.flowfile.name,
             jobs=self.flowfile.jobs, roots=self.options.roots,
             tasks=tuple((n, self.flowfile.tasks[n].group, self._planned[n].deps) for n in self._finish_order),
-            files=tuple(files), hooks=(hooks.on_failure, hooks.on_success, hooks.webhook),
+            files=collected[0], suspects=collected[1], hooks=(hooks.on_failure, hooks.on_success, hooks.webhook),
             shell=self.flowfile.shell,
             version=__version__,
             state_identity=self.state.identity,
@@ -658,6 +660,8 @@ class Build:
                 trace = Trace(spec.name, fingerprint(active.obs), active.obs.command_hash, dict(active.obs.env),
                               {k: v for k, v in active.obs.inputs.items() if v is not None},
                               {k: v for k, v in outputs.items() if v is not None}, self.run_id)
+            else:
+                self._untraced = True
             self._record_attempt(spec, active.attempt, "ok", active.reasons, active.command, done.started,
                                  done.finished, active.obs, outputs, active.log_rel, done.log_hash, None,
                                  trace=trace, pid=done.pid, exit_code=exit_code)

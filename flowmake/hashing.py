@@ -20,9 +20,8 @@ from __future__ import annotations
 import os
 import stat as stat_module
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from blake3 import blake3
 
@@ -47,8 +46,10 @@ def hash_file(path: Path) -> str:
     return _hash_contents(str(path), os.path.getsize(path))
 
 
-@dataclass(frozen=True)
-class StatEntry:
+class StatEntry(NamedTuple):
+    """What a file's stat was when it was hashed. A tuple: a run over a big
+    graph makes tens of thousands, and a frozen dataclass costs 4x as much."""
+
     size: int
     mtime_ns: int
     inode: int
@@ -100,7 +101,7 @@ class FileHasher:
         return self._hash_file(path, full, st)
 
     def _hash_file(self, path: str, full: str, st: os.stat_result) -> Optional[str]:
-        entry = self.updated.get(path) or self._cache.get(path)
+        entry = self.entry(path)
         if entry is not None and entry.matches(st) and entry.trusted:
             return entry.hash
         hashed_at = self._clock_ns()
@@ -114,11 +115,9 @@ class FileHasher:
         self.updated[path] = self._unsaved[path] = entry
         return digest
 
-    def entries(self) -> Mapping[str, StatEntry]:
-        """Every known entry, the ones (re)computed by this hasher winning."""
-        merged = dict(self._cache)
-        merged.update(self.updated)
-        return merged
+    def entry(self, path: str) -> Optional[StatEntry]:
+        """The entry the last hash of `path` was recorded with, if it was ever hashed."""
+        return self.updated.get(path) or self._cache.get(path)
 
     def take_unsaved(self) -> Dict[str, StatEntry]:
         """Entries computed since the last call, for the state store to save."""

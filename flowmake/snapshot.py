@@ -1,29 +1,39 @@
 """The no-op proof: a compact record that lets `flowmake run` say "nothing to do"
 from stat calls alone, without parsing the Flowfile or planning.
 
-A run in which every selected task was fresh writes it: the Flowfile's hash,
-the targets as given, the hashes of the env_inputs' values, and the size,
-mtime and inode of every input and output, each taken from a *trusted* stat
-cache entry (one hashed well after its last modification; see hashing.py).
-If, on the next run, the Flowfile and every one of those stats are the same,
-then every content hash and so every fingerprint is the same, and the full
-planner would find every task fresh again.
+A successful run writes it: the Flowfile's hash, the targets as given, the
+hashes of the env_inputs' values, and the size, mtime and inode of every
+input and output, each taken from the stat cache entry its content hash was
+recorded with. An entry is *trusted* when it was hashed well after the
+file's last modification (see hashing.py); files whose entry is not trusted
+yet (written by this very run, say) are listed as *suspects*. If, on the next
+run, the Flowfile and every trusted stat are the same and there is no
+suspect, then every content hash and so every fingerprint is the same, and
+the full planner would find every task fresh again: the no-op fast path
+(fastpath.py) answers from this alone.
+
+A run that cannot take that path still uses it (build.py): a task none of
+whose files changed stat or is a suspect, and that no such task feeds, is
+proven fresh by the same argument, so only the cone below the changed files
+is planned. That is what makes edit-run-edit-run cheap on a big graph.
 
 Anything it cannot vouch for by stats alone keeps it from being written:
 globs (a new file could match), directory inputs or outputs, `always`
-tasks, tasks with no files (they always run), sensors, forced runs. Any
-other run deletes it before it starts work, so a crash mid-run never leaves
-one behind. Stored with `marshal`: the fastest format the standard library
-reads, and the file is flowmake's own cache, versioned and rebuilt at will.
+tasks, tasks with no files (they always run), sensors, forced runs, a task
+that succeeded without a trace. Any other run deletes it before it starts
+work, so a crash mid-run never leaves one behind. Stored with `marshal`, the
+stats as flat integer arrays: the fastest format the standard library reads,
+and the file is flowmake's own cache, versioned and rebuilt at will.
 """
 
 from __future__ import annotations
 
 import marshal
 import os
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 if TYPE_CHECKING:  # the fast path must not pay for importing these
     from .hashing import StatEntry
@@ -31,6 +41,15 @@ if TYPE_CHECKING:  # the fast path must not pay for importing these
 
 SNAPSHOT_NAME = "noop.snapshot"
 _FORMAT = 3
+
+
+@dataclass(frozen=True)
+class Files:
+    """Recorded stats of many files, kept flat: 20,000 tuples cost more to load than to stat."""
+
+    paths: Sequence[str]
+    size_mtime: Sequence[int]  # size, mtime_ns of each path in turn (signed 64-bit)
+    inodes: Sequence[int]  # unsigned 64-bit
 
 
 @dataclass(frozen=True)
@@ -44,7 +63,8 @@ class Snapshot:
     jobs: Optional[int]
     roots: Tuple[str, ...]
     tasks: Tuple[Tuple[str, str, Tuple[str, ...]], ...]  # (name, group, deps) in order
-    files: Tuple[Tuple[str, int, int, int], ...]  # (path, size, mtime_ns, inode)
+    files: Files  # every input and output with a trusted stat cache entry
+    suspects: Tuple[str, ...]  # inputs and outputs whose entry is not trusted yet
     hooks: Tuple[Optional[str], Optional[str], Optional[str]]  # on_failure, on_success, webhook
     shell: Tuple[str, ...]  # [flow] shell, which the hooks run with
     version: str
@@ -63,10 +83,12 @@ def remove(state_dir: Path) -> None:
 
 
 def write(state_dir: Path, snap: Snapshot) -> None:
+    files = snap.files
     data = (
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
-        dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks, snap.files, snap.hooks, snap.shell,
-        snap.state_identity,
+        dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks,
+        "\0".join(files.paths), array("q", files.size_mtime).tobytes(), array("Q", files.inodes).tobytes(),
+        snap.suspects, snap.hooks, snap.shell, snap.state_identity,
     )
     target = path_in(state_dir)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -79,14 +101,17 @@ def read(state_dir: Path) -> Optional[Snapshot]:
     try:
         with open(path_in(state_dir), "rb") as f:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)
-    except (OSError, EOFError, ValueError, TypeError):
+        if not isinstance(data, tuple) or len(data) != 18 or data[0] != _FORMAT:
+            return None
+        (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, paths, size_mtime,
+         inodes, suspects, hooks, shell, identity) = data
+        files = Files(paths.split("\0") if paths else [], array("q", size_mtime), array("Q", inodes))
+    except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
-    if not isinstance(data, tuple) or len(data) != 15 or data[0] != _FORMAT:
+    if len(files.size_mtime) != 2 * len(files.paths) or len(files.inodes) != len(files.paths):
         return None
-    (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks,
-     shell, identity) = data
-    return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, hooks,
-                    shell, version, identity)
+    return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, suspects,
+                    hooks, shell, version, identity)
 
 
 def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[str],
@@ -105,31 +130,31 @@ def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[st
     return True
 
 
-def files_unchanged(files: Iterable[Tuple[str, int, int, int]], root_fd: int) -> bool:
+def files_unchanged(files: Files, root_fd: int) -> bool:
     """True when every file (relative to `root_fd`) still has the recorded size, mtime and inode."""
-    stat = os.stat
-    try:
-        for path, size, mtime_ns, inode in files:
-            st = stat(path, dir_fd=root_fd)
-            if st.st_mtime_ns != mtime_ns or st.st_size != size or st.st_ino != inode:
-                return False
-    except OSError:
-        return False
-    return True
+    return not _scan(files, root_fd, stop_at_first=True)
 
 
-def changed_files(files: Iterable[Tuple[str, int, int, int]], root_fd: int) -> Set[str]:
+def changed_files(files: Files, root_fd: int) -> Set[str]:
     """The files (relative to `root_fd`) whose size, mtime or inode differ from the record, or that are gone."""
+    return _scan(files, root_fd, stop_at_first=False)
+
+
+def _scan(files: Files, root_fd: int, *, stop_at_first: bool) -> Set[str]:
     stat = os.stat
+    size_mtime, inodes = files.size_mtime, files.inodes
     changed: Set[str] = set()
-    for path, size, mtime_ns, inode in files:
+    for i, path in enumerate(files.paths):
         try:
             st = stat(path, dir_fd=root_fd)
+            same = st.st_size == size_mtime[2 * i] and st.st_mtime_ns == size_mtime[2 * i + 1] \
+                and st.st_ino == inodes[i]
         except OSError:
+            same = False
+        if not same:
             changed.add(path)
-            continue
-        if st.st_mtime_ns != mtime_ns or st.st_size != size or st.st_ino != inode:
-            changed.add(path)
+            if stop_at_first:
+                break
     return changed
 
 
@@ -141,17 +166,28 @@ def stat_triple(path: str) -> Optional[Tuple[int, int, int]]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def collect_files(paths: Iterable[str], entries: Mapping[str, "StatEntry"]) -> Optional[List[Tuple[str, int, int, int]]]:
-    """The recorded stats of these files, or None if any entry is missing or not trusted yet."""
-    out: Dict[str, Tuple[str, int, int, int]] = {}
+def collect_files(paths: Iterable[str], entry_of: Callable[[str], Optional["StatEntry"]]
+                  ) -> Optional[Tuple[Files, Tuple[str, ...]]]:
+    """The recorded stats of these files and the suspects among them; None if any was never hashed."""
+    seen: Set[str] = set()
+    trusted: List[str] = []
+    size_mtime: List[int] = []
+    inodes: List[int] = []
+    suspects: List[str] = []
     for path in paths:
-        if path in out:
+        if path in seen:
             continue
-        entry = entries.get(path)
-        if entry is None or not entry.trusted:
+        seen.add(path)
+        entry = entry_of(path)
+        if entry is None:
             return None
-        out[path] = (path, entry.size, entry.mtime_ns, entry.inode)
-    return list(out.values())
+        if not entry.trusted:
+            suspects.append(path)
+            continue
+        trusted.append(path)
+        size_mtime += (entry.size, entry.mtime_ns)
+        inodes.append(entry.inode)
+    return Files(trusted, size_mtime, inodes), tuple(suspects)
 
 
 def snapshot_allowed(specs: Sequence["TaskSpec"], *, forced: bool, uses_globs: bool) -> bool:
