@@ -234,6 +234,8 @@ class Build:
         # (report.shows_fresh_tasks): most of a run over a big graph is them.
         self._report_fresh = report_fresh
         self._untraced = False  # a task succeeded without a trace: it is not fresh next time
+        # The snapshot _proven_fresh planned from, and the cone it left to plan.
+        self._cone_of_previous: Optional[Tuple[snapshots.Snapshot, Set[str]]] = None
 
     # signal handling: the handler only records and wakes the coordinator
 
@@ -333,8 +335,9 @@ class Build:
         changed.update(snap.suspects)
         tasks = self.flowfile.tasks
         touched = [name for name in self.selection
-                   if any(p in changed for p in tasks[name].inputs) or any(p in changed for p in tasks[name].outputs)]
+                   if not (changed.isdisjoint(tasks[name].inputs) and changed.isdisjoint(tasks[name].outputs))]
         cone = downstream(self.graph, touched).union(touched)
+        self._cone_of_previous = (snap, cone)
         return frozenset(name for name in self.selection if name not in cone)
 
     def _preview_counts(self, pv: Preview) -> Dict[str, int]:
@@ -367,14 +370,24 @@ class Build:
 
     def _write_snapshot(self) -> None:
         """Every task is fresh now: leave the proof that lets the next run skip planning."""
-        specs = [self.flowfile.tasks[name] for name in self.selection]
-        forced = self.options.always_make or bool(self.options.forced)
-        if not snapshots.snapshot_allowed(specs, forced=forced, uses_globs=self.flowfile.uses_globs):
-            return
-        if self.flowfile.has_secrets:
-            return  # its hook commands would be copied under .flowmake, where no secret may be
-        collected = snapshots.collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)),
-                                            self.hasher.entry)
+        tasks = self.flowfile.tasks
+        specs = [tasks[name] for name in self.selection]
+        if self._cone_of_previous is not None:
+            # Planned from the previous snapshot, which this Flowfile and selection
+            # were allowed: outside the cone every file kept its stat and its record.
+            previous, cone = self._cone_of_previous
+            cone_files = [p for name in self.selection if name in cone for p in (*tasks[name].inputs, *tasks[name].outputs)]
+            collected = snapshots.collect_files(cone_files, self.hasher.entry)
+            if collected is not None:
+                collected = (previous.files.without(set(cone_files)).plus(collected[0]), collected[1])
+        else:
+            forced = self.options.always_make or bool(self.options.forced)
+            if not snapshots.snapshot_allowed(specs, forced=forced, uses_globs=self.flowfile.uses_globs):
+                return
+            if self.flowfile.has_secrets:
+                return  # its hook commands would be copied under .flowmake, where no secret may be
+            collected = snapshots.collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)),
+                                                self.hasher.entry)
         flowfile = str(self.flowfile.path)
         ff_stat = snapshots.stat_triple(flowfile)
         if collected is None or ff_stat is None or time.time_ns() - ff_stat[1] <= RACY_WINDOW_NS:

@@ -60,8 +60,8 @@ class Project:
         from .state import state_dir
 
         path = find_flowfile(_enter(directory), file)
-        flowfile = load_cached(path, state_dir(path.parent))
-        return cls(flowfile, build_graph(flowfile))
+        flowfile, graph = load_cached(path, state_dir(path.parent), build_graph)
+        return cls(flowfile, graph)
 
     @property
     def root(self) -> Path:

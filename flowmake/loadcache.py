@@ -8,7 +8,8 @@ result with the hash of the bytes and those disk facts; it is used only when
 the bytes hash the same and every fact still holds (one stat per checked
 path, one listing per globbed directory), so a new file matching a glob or
 a deleted source file sends the load down the full path, with its errors.
-The Flowfile is always read, so an edit is always seen.
+The Flowfile is always read, so an edit is always seen. The graph, a pure
+function of the loaded Flowfile, is kept beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from . import __version__
 from .flowfile import load_observed
@@ -25,40 +26,47 @@ from .model import Flowfile
 from .paths import Disk
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 1
+_FORMAT = 2
+T = TypeVar("T")
 
 
-def load_cached(path: Path, state_dir: Path) -> Flowfile:
+def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) -> Tuple[Flowfile, T]:
+    """The loaded Flowfile and `derive(flowfile)` (the graph), from the cache when it still holds.
+
+    `derive` must be a pure function of the Flowfile; whatever it raises on a
+    fresh load propagates and nothing is cached.
+    """
     path = Path(os.path.abspath(path))
     cache = state_dir / CACHE_NAME
     hit = _lookup(path, cache)
     if hit is not None:
         return hit
     flowfile, disk = load_observed(path)  # raises every problem, as `load` does
+    derived = derive(flowfile)
     kinds, globs = disk.observations()
     key = (_FORMAT, __version__, str(path), flowfile.source_hash)
     if flowfile.has_secrets:
         # A command may embed a secret's value (through a var, say), and nothing
         # under .flowmake may hold one: such Flowfiles are loaded afresh each time.
-        return flowfile
+        return flowfile, derived
     if state_dir.is_dir():  # never create .flowmake just to cache
         tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
         try:
-            tmp.write_bytes(pickle.dumps((key, flowfile, kinds, globs), protocol=pickle.HIGHEST_PROTOCOL))
+            tmp.write_bytes(pickle.dumps((key, flowfile, derived, kinds, globs), protocol=pickle.HIGHEST_PROTOCOL))
             os.replace(tmp, cache)
         except OSError:
             pass  # a read-only project still runs, only slower
-    return flowfile
+    return flowfile, derived
 
 
-def _lookup(path: Path, cache: Path) -> Optional[Flowfile]:
+def _lookup(path: Path, cache: Path) -> Optional[Tuple[Flowfile, Any]]:
     try:
         digest = hash_bytes(path.read_bytes())
-        key, flowfile, kinds, globs = pickle.loads(cache.read_bytes())
+        key, flowfile, derived, kinds, globs = pickle.loads(cache.read_bytes())
     except Exception:  # missing, unreadable or from another version: load afresh
         return None
     if key != (_FORMAT, __version__, str(path), digest) or not isinstance(flowfile, Flowfile):
         return None
     if not Disk(flowfile.root).agrees_with(kinds, globs):
         return None
-    return flowfile
+    return flowfile, derived

@@ -104,6 +104,34 @@ def literal_dir(pattern: str) -> str:
     return head[: head.rfind("/") + 1]
 
 
+_LIST_FROM = 16  # paths in one directory from which listing it beats a stat per path
+
+
+def _listing(root_fd: int, directory: str) -> Optional[Dict[str, "os.DirEntry[str]"]]:
+    try:
+        fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root_fd)
+    except OSError:
+        return None
+    try:
+        with os.scandir(fd) as entries:
+            return {entry.name: entry for entry in entries}
+    finally:
+        os.close(fd)
+
+
+def _kind_at(root_fd: int, rel: str, listed: Optional[Dict[str, "os.DirEntry[str]"]]) -> Optional[str]:
+    if listed is not None:
+        entry = listed.get(posixpath.basename(rel))
+        if entry is None:
+            return None
+        if not entry.is_symlink():  # the listing's own file type: no stat call
+            return "dir" if entry.is_dir(follow_symlinks=False) else "file"
+    try:
+        return "dir" if stat.S_ISDIR(os.stat(rel, dir_fd=root_fd).st_mode) else "file"
+    except (OSError, ValueError):
+        return None
+
+
 class Disk:
     """The project tree as the loader sees it: stats, listings and glob matches, each done once."""
 
@@ -132,21 +160,23 @@ class Disk:
         return self._kinds_agree(kinds) and all(self.glob(pattern) == tuple(hit) for pattern, hit in globs.items())
 
     def _kinds_agree(self, kinds: Dict[str, Optional[str]]) -> bool:
-        # kind() without its memo and path joins: a cached load of 10,000
-        # tasks checks 10,000 paths, and this is most of what it costs.
-        stat_of, isdir = os.stat, stat.S_ISDIR
+        # kind() without its memo and path joins: a cached load of 10,000 tasks
+        # checks 10,000 paths, and this is most of what it costs. A directory
+        # holding many of them is listed once instead (the listing's file types
+        # need no stat call per file).
+        by_dir: Dict[str, List[str]] = {}
+        for rel in kinds:
+            by_dir.setdefault(posixpath.dirname(rel), []).append(rel)
         try:
             root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             return False
         try:
-            for rel, expected in kinds.items():
-                try:
-                    found = "dir" if isdir(stat_of(rel, dir_fd=root_fd).st_mode) else "file"
-                except (OSError, ValueError):
-                    found = None
-                if found != expected:
-                    return False
+            for directory, rels in by_dir.items():
+                listed = _listing(root_fd, directory) if len(rels) >= _LIST_FROM else None
+                for rel in rels:
+                    if _kind_at(root_fd, rel, listed) != kinds[rel]:
+                        return False
         finally:
             os.close(root_fd)
         return True

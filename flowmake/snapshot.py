@@ -51,6 +51,15 @@ class Files:
     size_mtime: Sequence[int]  # size, mtime_ns of each path in turn (signed 64-bit)
     inodes: Sequence[int]  # unsigned 64-bit
 
+    def without(self, leave_out: Set[str]) -> "Files":
+        keep = [i for i, path in enumerate(self.paths) if path not in leave_out]
+        size_mtime = self.size_mtime
+        return Files([self.paths[i] for i in keep], [v for i in keep for v in (size_mtime[2 * i], size_mtime[2 * i + 1])],
+                     [self.inodes[i] for i in keep])
+
+    def plus(self, other: "Files") -> "Files":
+        return Files([*self.paths, *other.paths], [*self.size_mtime, *other.size_mtime], [*self.inodes, *other.inodes])
+
 
 @dataclass(frozen=True)
 class Snapshot:

@@ -280,10 +280,17 @@ def test_a_started_over_state_database_voids_the_snapshot(project: Project, caps
     assert result.ran == ["clean", "extract", "other"]
 
 
-def test_files_a_run_just_wrote_stay_in_the_cone_until_they_can_be_trusted(project: Project) -> None:
+def test_files_a_run_just_wrote_stay_in_the_cone_until_they_can_be_trusted(project: Project, capsys) -> None:
     fresh_project(project, WITH_OTHER)
     project.write("src.txt", "two\n")
     assert project.json_run().ran == ["clean", "extract"]
     assert proven_fresh(project) == {"other"}  # a.txt and b.txt are seconds old: re-checked by content
     result = project.json_run()
     assert sorted(result.tasks_with("fresh")) == ["clean", "extract", "other"]
+    age_all(project.root)
+    assert project.json_run().tasks_with("fresh") == ["clean", "extract", "other"]
+    # The snapshot, rebuilt from the cone and the records kept outside it, covers every file again.
+    snap = snapshot_of(project)
+    assert snap.suspects == () and sorted(snap.files.paths) == [
+        "build/a.txt", "build/b.txt", "build/o.txt", "other.txt", "src.txt"]
+    assert noop(project, capsys)[0] == 0

@@ -9,6 +9,7 @@ from typing import List
 import pytest
 
 from flowmake import loadcache
+from flowmake.graph import build_graph
 from flowmake.errors import FlowfileErrors
 from flowmake.state import ensure_state_dir
 
@@ -52,7 +53,15 @@ def setup(root: Path, *, state_dir: bool = True) -> Path:
 
 
 def load(path: Path):
-    return loadcache.load_cached(path, path.parent / ".flowmake")
+    return loadcache.load_cached(path, path.parent / ".flowmake", build_graph)[0]
+
+
+def test_the_graph_is_cached_beside_the_flowfile(tmp_path: Path, counted: List[Path]) -> None:
+    path = setup(tmp_path)
+    loadcache.load_cached(path, path.parent / ".flowmake", build_graph)
+    flowfile, graph = loadcache.load_cached(path, path.parent / ".flowmake", lambda f: 1 / 0)  # not called on a hit
+    assert len(counted) == 1
+    assert graph == build_graph(flowfile)
 
 
 def test_second_load_comes_from_the_cache_and_is_equal(tmp_path: Path, counted: List[Path]) -> None:
@@ -122,3 +131,41 @@ def test_corrupt_cache_is_ignored(project: Project) -> None:
     project.write(".flowmake/flowfile.cache", "garbage")
     result = project.json_run()
     assert result.returncode == 0 and result.tasks_with("fresh") == ["gather"]
+
+
+MANY = "\n".join(f"""
+[tasks.t{i}]
+inputs = ["src/s{i}.txt"]
+outputs = ["out/t{i}.txt"]
+run = "cp {{inputs}} {{outputs}}"
+""" for i in range(20))
+
+
+@pytest.mark.parametrize("change", ["delete", "replace_with_dir", "dangling_symlink", "symlink_to_file"])
+def test_a_directory_of_many_sources_is_checked_by_listing_it(tmp_path: Path, counted: List[Path],
+                                                              change: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"s{i}.txt").write_text(f"{i}\n")
+    path = tmp_path / "Flowfile.toml"
+    path.write_text(MANY)
+    ensure_state_dir(tmp_path)
+    load(path)
+    load(path)
+    assert len(counted) == 1
+    victim = src / "s7.txt"
+    victim.unlink()
+    if change == "replace_with_dir":
+        victim.mkdir()
+    elif change == "dangling_symlink":
+        victim.symlink_to(src / "nowhere.txt")
+    elif change == "symlink_to_file":
+        victim.symlink_to(src / "s8.txt")
+    if change == "symlink_to_file":
+        assert load(path).tasks["t7"].inputs == ("src/s7.txt",)
+        assert len(counted) == 1  # still a file, as far as loading is concerned
+        return
+    with pytest.raises(FlowfileErrors):
+        load(path)
+    assert len(counted) == 2
