@@ -127,6 +127,13 @@ class _Stream:
                 self.latest = shown
 
 
+@dataclass(frozen=True)
+class _Exited:
+    """Selector data of a pidfd: the task whose process is to be reaped once it exits."""
+
+    stream: _Stream
+
+
 class ProcessRunner:
     """Starts tasks; one pump thread moves every task's output and notices exits.
 
@@ -144,6 +151,7 @@ class ProcessRunner:
         os.set_blocking(self._wake_r, False)
         self._pump: Optional[threading.Thread] = None
         self._log_dirs: set = set()
+        self._executables: Dict[Tuple[str, Optional[str]], Optional[str]] = {}
 
     def start(
         self,
@@ -161,6 +169,7 @@ class ProcessRunner:
             self._log_dirs.add(log_path.parent)
         popen = subprocess.Popen(
             list(argv),
+            executable=self._executable(argv[0], env),
             cwd=str(cwd),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -179,6 +188,21 @@ class ProcessRunner:
             self._pump.start()
         os.write(self._wake_w, b".")
         return proc
+
+    def _executable(self, name: str, env: Mapping[str, str]) -> Optional[str]:
+        """`name` looked up on the task's PATH once per run, not by a failed exec per PATH entry per task."""
+        if "/" in name:
+            return None
+        key = (name, env.get("PATH"))
+        if key not in self._executables:
+            found = None
+            for directory in (env.get("PATH") or os.defpath).split(os.pathsep):
+                candidate = os.path.join(directory or ".", name)
+                if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                    found = candidate
+                    break
+            self._executables[key] = found  # None: let the exec fail and say so, as before
+        return self._executables[key]
 
     def _run_pump(self) -> None:
         selector = selectors.DefaultSelector()
@@ -201,6 +225,11 @@ class ProcessRunner:
                         streams[fd] = stream
                         selector.register(fd, selectors.EVENT_READ, stream)
                     continue
+                if isinstance(key.data, _Exited):
+                    selector.unregister(key.fd)
+                    os.close(key.fd)
+                    self._complete(key.data.stream, key.data.stream.proc._popen.wait())
+                    continue
                 stream = key.data
                 data = os.read(key.fd, 65536)
                 if data:
@@ -208,7 +237,7 @@ class ProcessRunner:
                 else:
                     selector.unregister(key.fd)
                     del streams[key.fd]
-                    self._finish(stream)
+                    self._finish(stream, selector)
             now = time.monotonic()
             for stream in streams.values():
                 if stream.deadline is not None and now >= stream.deadline and not stream.proc.timed_out:
@@ -218,12 +247,19 @@ class ProcessRunner:
                     self._post(OutputLine(stream.proc.task, stream.latest))
                     stream.latest, stream.last_post = None, now
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish(self, stream: _Stream, selector: selectors.BaseSelector) -> None:
         stream.close()
         popen = stream.proc._popen
         if popen.poll() is None:
-            # It closed its output but lives on: wait elsewhere, not in the pump.
-            threading.Thread(target=self._await_exit, args=(stream,), daemon=True).start()
+            # It closed its output but has not exited yet: most often a shell in
+            # its last microseconds. A pidfd turns readable when it exits, so the
+            # pump waits for it like for output; a thread per task cost more.
+            try:
+                pidfd = os.pidfd_open(popen.pid)  # type: ignore[attr-defined]
+            except (AttributeError, OSError):  # not Linux >= 5.3
+                threading.Thread(target=self._await_exit, args=(stream,), daemon=True).start()
+                return
+            selector.register(pidfd, selectors.EVENT_READ, _Exited(stream))
             return
         self._complete(stream, popen.returncode)
 
