@@ -10,7 +10,6 @@ written traceback (exit 70).
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional, TypeVar

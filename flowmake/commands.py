@@ -55,7 +55,7 @@ class Project:
 
     @classmethod
     def load(cls, *, file: Optional[Path], directory: Optional[Path]) -> "Project":
-        from .flowfile import find_flowfile
+        from .layout import find_flowfile
         from .loadcache import load_cached
         from .state import state_dir
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 try:
     import tomllib
@@ -37,7 +37,7 @@ from .drafts import Context, Draft, expand_table, read_table
 from .durations import parse_duration
 from .errors import FlowfileError, FlowfileErrors
 from .hashing import hash_bytes
-from .layout import FLOWFILE_NAME, STATE_DIR, nearest_flowfile
+from .layout import FLOWFILE_NAME, STATE_DIR, find_flowfile
 from .locate import LineIndex, syntax_error
 from .model import Flowfile
 from .paths import Disk, glob_to_regex
@@ -59,28 +59,6 @@ __all__ = [
 
 
 TOP_KEYS = ("flow", "vars", "env", "tasks", "hooks")
-
-
-def find_flowfile(cwd: Path, explicit: Optional[Path] = None) -> Path:
-    """The Flowfile to use: `explicit` (-f, relative to cwd) or the nearest Flowfile.toml upwards."""
-    cwd = Path(os.path.abspath(cwd))
-    if explicit is not None:
-        path = Path(os.path.abspath(cwd / explicit))
-        if path.is_dir():
-            raise FlowfileError(
-                f"{path} is a directory, not a Flowfile",
-                hint=f"pass -f {path / FLOWFILE_NAME}, or -C {path} to run there",
-            )
-        if not path.is_file():
-            raise FlowfileError(f"Flowfile {path} does not exist", hint="check the -f path")
-        return path
-    found = nearest_flowfile(str(cwd))
-    if found is not None:
-        return Path(found)
-    raise FlowfileError(
-        f"no {FLOWFILE_NAME} in {cwd} or any parent",
-        hint="run `flowmake init` to write a starter one, or pass -f PATH",
-    )
 
 
 def _read_toml(path: Path) -> Tuple[Dict[str, Any], str, str]:

@@ -1,13 +1,16 @@
 """Where flowmake's own files are in a project: the Flowfile, `.flowmake/`, run logs.
 
-A leaf with nothing but `os`, so that the no-op fast path can find the
-project without importing the loader.
+Light (nothing but `os`, `pathlib` and the error types), so that the fast
+paths can find the project without importing the loader.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
+
+from .errors import FlowfileError
 
 FLOWFILE_NAME = "Flowfile.toml"
 STATE_DIR = ".flowmake"
@@ -24,6 +27,28 @@ def nearest_flowfile(cwd: str) -> Optional[str]:
         if parent == here:
             return None
         here = parent
+
+
+def find_flowfile(cwd: Path, explicit: Optional[Path] = None) -> Path:
+    """The Flowfile to use: `explicit` (-f, relative to cwd) or the nearest Flowfile.toml upwards."""
+    cwd = Path(os.path.abspath(cwd))
+    if explicit is not None:
+        path = Path(os.path.abspath(cwd / explicit))
+        if path.is_dir():
+            raise FlowfileError(
+                f"{path} is a directory, not a Flowfile",
+                hint=f"pass -f {path / FLOWFILE_NAME}, or -C {path} to run there",
+            )
+        if not path.is_file():
+            raise FlowfileError(f"Flowfile {path} does not exist", hint="check the -f path")
+        return path
+    found = nearest_flowfile(str(cwd))
+    if found is not None:
+        return Path(found)
+    raise FlowfileError(
+        f"no {FLOWFILE_NAME} in {cwd} or any parent",
+        hint="run `flowmake init` to write a starter one, or pass -f PATH",
+    )
 
 
 def run_log_dir(run_id: str) -> str:

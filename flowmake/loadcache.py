@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from . import __version__
-from .flowfile import load_observed
 from .hashing import hash_bytes
 from .model import Flowfile
 from .paths import Disk
@@ -41,6 +40,8 @@ def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) ->
     hit = _lookup(path, cache)
     if hit is not None:
         return hit
+    from .flowfile import load_observed  # the whole loader: imported only on a miss
+
     flowfile, disk = load_observed(path)  # raises every problem, as `load` does
     derived = derive(flowfile)
     kinds, globs = disk.observations()

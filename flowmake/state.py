@@ -22,7 +22,7 @@ from collections import abc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Generic, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from .errors import TrailDamagedError
 from .hashing import HASH_ALGORITHM, StatEntry, hash_text

@@ -31,13 +31,15 @@ run = "cat {inputs} > {outputs}; echo {greeting} >> {outputs}"
 def counted(monkeypatch: pytest.MonkeyPatch) -> List[Path]:
     """Records every full (uncached) load."""
     calls: List[Path] = []
-    real = loadcache.load_observed
+    import flowmake.flowfile as loader  # load_cached imports load_observed from there on a miss
+
+    real = loader.load_observed
 
     def spy(path: Path):
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(loadcache, "load_observed", spy)
+    monkeypatch.setattr(loader, "load_observed", spy)
     return calls
 
 
