@@ -6,7 +6,8 @@ loader learnt from the disk: which paths exist and as what (plain inputs
 must exist or be produced), and what each glob matched. The cache keeps the
 result with the hash of the bytes and those disk facts; it is used only when
 the bytes hash the same and every fact still holds (one stat per checked
-path, one listing per globbed directory), so a new file matching a glob or
+directory whose entries have not changed, else one per checked path, and
+one listing per globbed directory), so a new file matching a glob or
 a deleted source file sends the load down the full path, with its errors.
 The Flowfile is always read, so an edit is always seen. The graph, a pure
 function of the loaded Flowfile, is kept beside it.
@@ -20,12 +21,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from . import __version__
-from .hashing import hash_bytes
+from .hashing import RACY_WINDOW_NS, hash_bytes
 from .model import Flowfile
-from .paths import Disk
+from .paths import Disk, kinds_by_dir
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 2
+_FORMAT = 3
 T = TypeVar("T")
 
 
@@ -45,6 +46,8 @@ def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) ->
     flowfile, disk = load_observed(path)  # raises every problem, as `load` does
     derived = derive(flowfile)
     kinds, globs = disk.observations()
+    grouped = kinds_by_dir(kinds)
+    stamps = disk.stamps(grouped, racy_window_ns=RACY_WINDOW_NS)
     key = (_FORMAT, __version__, str(path), flowfile.source_hash)
     if flowfile.has_secrets:
         # A command may embed a secret's value (through a var, say), and nothing
@@ -53,7 +56,7 @@ def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) ->
     if state_dir.is_dir():  # never create .flowmake just to cache
         tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
         try:
-            tmp.write_bytes(pickle.dumps((key, flowfile, derived, kinds, globs), protocol=pickle.HIGHEST_PROTOCOL))
+            tmp.write_bytes(pickle.dumps((key, flowfile, derived, grouped, stamps, globs), protocol=pickle.HIGHEST_PROTOCOL))
             os.replace(tmp, cache)
         except OSError:
             pass  # a read-only project still runs, only slower
@@ -63,11 +66,11 @@ def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) ->
 def _lookup(path: Path, cache: Path) -> Optional[Tuple[Flowfile, Any]]:
     try:
         digest = hash_bytes(path.read_bytes())
-        key, flowfile, derived, kinds, globs = pickle.loads(cache.read_bytes())
+        key, flowfile, derived, grouped, stamps, globs = pickle.loads(cache.read_bytes())
     except Exception:  # missing, unreadable or from another version: load afresh
         return None
     if key != (_FORMAT, __version__, str(path), digest) or not isinstance(flowfile, Flowfile):
         return None
-    if not Disk(flowfile.root).agrees_with(kinds, globs):
+    if not Disk(flowfile.root).agrees_with(grouped, stamps, globs):
         return None
     return flowfile, derived

@@ -17,6 +17,7 @@ import os
 import posixpath
 import re
 import stat
+import time
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -104,28 +105,20 @@ def literal_dir(pattern: str) -> str:
     return head[: head.rfind("/") + 1]
 
 
-_LIST_FROM = 16  # paths in one directory from which listing it beats a stat per path
+# Directory (project-relative, "" for the root) -> {path: kind} of the checked paths in it.
+KindsByDir = Dict[str, Dict[str, Optional[str]]]
+# Directory -> (inode, mtime_ns) when its entries were last seen as recorded.
+DirStamps = Dict[str, Tuple[int, int]]
 
 
-def _listing(root_fd: int, directory: str) -> Optional[Dict[str, "os.DirEntry[str]"]]:
-    try:
-        fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root_fd)
-    except OSError:
-        return None
-    try:
-        with os.scandir(fd) as entries:
-            return {entry.name: entry for entry in entries}
-    finally:
-        os.close(fd)
+def kinds_by_dir(kinds: Dict[str, Optional[str]]) -> KindsByDir:
+    out: KindsByDir = {}
+    for rel, found in kinds.items():
+        out.setdefault(posixpath.dirname(rel), {})[rel] = found
+    return out
 
 
-def _kind_at(root_fd: int, rel: str, listed: Optional[Dict[str, "os.DirEntry[str]"]]) -> Optional[str]:
-    if listed is not None:
-        entry = listed.get(posixpath.basename(rel))
-        if entry is None:
-            return None
-        if not entry.is_symlink():  # the listing's own file type: no stat call
-            return "dir" if entry.is_dir(follow_symlinks=False) else "file"
+def _kind_at(root_fd: int, rel: str) -> Optional[str]:
     try:
         return "dir" if stat.S_ISDIR(os.stat(rel, dir_fd=root_fd).st_mode) else "file"
     except (OSError, ValueError):
@@ -155,27 +148,54 @@ class Disk:
         """Every fact about the disk that loading depended on: path kinds and glob matches."""
         return dict(self._kinds), dict(self._globs)
 
-    def agrees_with(self, kinds: Dict[str, Optional[str]], globs: Dict[str, Tuple[str, ...]]) -> bool:
-        """Whether the disk still gives the same answers (so a cached load still holds)."""
-        return self._kinds_agree(kinds) and all(self.glob(pattern) == tuple(hit) for pattern, hit in globs.items())
+    def stamps(self, grouped: KindsByDir, *, racy_window_ns: int) -> DirStamps:
+        """The directories whose inode and mtime can vouch for the kinds of the paths in them.
 
-    def _kinds_agree(self, kinds: Dict[str, Optional[str]]) -> bool:
-        # kind() without its memo and path joins: a cached load of 10,000 tasks
-        # checks 10,000 paths, and this is most of what it costs. A directory
-        # holding many of them is listed once instead (the listing's file types
-        # need no stat call per file).
-        by_dir: Dict[str, List[str]] = {}
-        for rel in kinds:
-            by_dir.setdefault(posixpath.dirname(rel), []).append(rel)
+        A path changes kind (appears, goes, becomes a directory) only by an
+        entry of its directory changing, which moves that directory's mtime;
+        so while the directory's inode and mtime hold, its paths need no stat.
+        Not for a directory modified within `racy_window_ns` (a change in the
+        same timestamp tick would not show), nor one where a checked path is a
+        symlink (its target can go without its directory noticing).
+        """
+        now = time.time_ns()
+        out: DirStamps = {}
+        for directory, in_dir in grouped.items():
+            try:
+                st = os.stat(os.path.join(self.root, directory))
+            except OSError:
+                continue
+            if now - st.st_mtime_ns <= racy_window_ns:
+                continue
+            if any(os.path.islink(os.path.join(self.root, rel)) for rel in in_dir):
+                continue
+            out[directory] = (st.st_ino, st.st_mtime_ns)
+        return out
+
+    def agrees_with(self, grouped: KindsByDir, stamps: DirStamps, globs: Dict[str, Tuple[str, ...]]) -> bool:
+        """Whether the disk still gives the same answers (so a cached load still holds)."""
+        return self._kinds_agree(grouped, stamps) and all(
+            self.glob(pattern) == tuple(hit) for pattern, hit in globs.items())
+
+    def _kinds_agree(self, grouped: KindsByDir, stamps: DirStamps) -> bool:
+        # One stat per unchanged directory rather than one per path: a cached
+        # load of 10,000 tasks checks 10,000 sources, most often in a few directories.
         try:
             root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             return False
         try:
-            for directory, rels in by_dir.items():
-                listed = _listing(root_fd, directory) if len(rels) >= _LIST_FROM else None
-                for rel in rels:
-                    if _kind_at(root_fd, rel, listed) != kinds[rel]:
+            for directory, in_dir in grouped.items():
+                stamp = stamps.get(directory)
+                if stamp is not None:
+                    try:
+                        st = os.stat(directory or ".", dir_fd=root_fd)
+                        if (st.st_ino, st.st_mtime_ns) == tuple(stamp):
+                            continue
+                    except OSError:
+                        pass
+                for rel, expected in in_dir.items():
+                    if _kind_at(root_fd, rel) != expected:
                         return False
         finally:
             os.close(root_fd)

@@ -3,6 +3,9 @@ disk fact the loader relied on are unchanged; the CLI sees no difference."""
 
 from __future__ import annotations
 
+import os
+import pickle
+import time
 from pathlib import Path
 from typing import List
 
@@ -143,17 +146,26 @@ run = "cp {{inputs}} {{outputs}}"
 """ for i in range(20))
 
 
+def cached_stamps(root: Path) -> dict:
+    return pickle.loads((root / ".flowmake" / loadcache.CACHE_NAME).read_bytes())[4]
+
+
+@pytest.mark.parametrize("aged", [True, False], ids=["dir-stamped", "dir-too-recent"])
 @pytest.mark.parametrize("change", ["delete", "replace_with_dir", "dangling_symlink", "symlink_to_file"])
-def test_a_directory_of_many_sources_is_checked_by_listing_it(tmp_path: Path, counted: List[Path],
-                                                              change: str) -> None:
+def test_a_source_directory_vouches_for_its_files_until_its_entries_change(
+        tmp_path: Path, counted: List[Path], change: str, aged: bool) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for i in range(20):
         (src / f"s{i}.txt").write_text(f"{i}\n")
+    if aged:
+        past = time.time() - 60
+        os.utime(src, (past, past))
     path = tmp_path / "Flowfile.toml"
     path.write_text(MANY)
     ensure_state_dir(tmp_path)
     load(path)
+    assert ("src" in cached_stamps(tmp_path)) is aged
     load(path)
     assert len(counted) == 1
     victim = src / "s7.txt"
@@ -171,3 +183,23 @@ def test_a_directory_of_many_sources_is_checked_by_listing_it(tmp_path: Path, co
     with pytest.raises(FlowfileErrors):
         load(path)
     assert len(counted) == 2
+
+
+def test_a_directory_with_a_symlinked_source_is_never_stamped(tmp_path: Path, counted: List[Path]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (tmp_path / "real.txt").write_text("r\n")
+    for i in range(20):
+        (src / f"s{i}.txt").write_text(f"{i}\n")
+    (src / "s3.txt").unlink()
+    (src / "s3.txt").symlink_to(tmp_path / "real.txt")
+    past = time.time() - 60
+    os.utime(src, (past, past))
+    path = tmp_path / "Flowfile.toml"
+    path.write_text(MANY)
+    ensure_state_dir(tmp_path)
+    load(path)
+    assert "src" not in cached_stamps(tmp_path)
+    (tmp_path / "real.txt").unlink()  # the link dangles; src's own mtime does not move
+    with pytest.raises(FlowfileErrors):
+        load(path)
