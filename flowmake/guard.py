@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import traceback
 from typing import Callable, Optional
 
 from . import __version__
@@ -38,6 +36,9 @@ def exit_code_of(command: Callable[[], Optional[int]]) -> Optional[int]:
 
 
 def internal_error() -> int:
+    import tempfile  # only a bug gets here: these cost every run 4 ms to import
+    import traceback
+
     fd, path = tempfile.mkstemp(prefix="flowmake-crash-", suffix=".txt")
     with os.fdopen(fd, "w") as f:
         f.write(f"flowmake {__version__}\nargv: {sys.argv!r}\n\n")
