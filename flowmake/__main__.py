@@ -34,7 +34,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             # commands, --help and bad arguments go to the CLI below.
             from .commands import run_parsed
 
-            return exit_code_of(lambda: run_parsed(parsed))
+            code = exit_code_of(lambda: run_parsed(parsed))
+            return code if code is not None else 0
     from .cli import main as cli_main
 
     return cli_main(argv)

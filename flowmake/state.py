@@ -328,7 +328,7 @@ class State:
                     self._conn.execute("DELETE FROM files WHERE substr(path, 1, ?) = ?", (len(p), p))
 
 
-class _Rows(abc.Mapping):
+class _Rows(Mapping[str, T]):
     """Rows keyed by their first column, made into objects only when looked up.
 
     A run over 10,000 tasks of which a few changed looks up a few traces and
@@ -344,7 +344,7 @@ class _Rows(abc.Mapping):
     def __getitem__(self, key: str) -> T:
         return self._make(self._rows[key])
 
-    def get(self, key: str, default: object = None) -> object:
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
         row = self._rows.get(key)
         return default if row is None else self._make(row)
 
