@@ -34,9 +34,11 @@ sys.path.insert(0, str(HERE))
 import generate  # noqa: E402
 
 RACY_SETTLE_S = 2.1
-_OPEN = re.compile(r'\bopen(?:at)?\((?:AT_FDCWD(?:<[^>]*>)?, )?"([^"]+)", ([A-Z_|]+)')
+# A path may be relative to a directory fd (flowmake stats relative to the
+# project root's): with -y strace prints that fd's path, group 1.
+_OPEN = re.compile(r'\bopen(?:at)?\((?:(?:AT_FDCWD|\d+)(?:<([^>]*)>)?, )?"([^"]+)", ([A-Z_|]+)')
 _READ = re.compile(r"\b(?:read|pread64|readv)\(\d+<([^>]+)>")
-_STAT = re.compile(r'\b(?:newfstatat|statx|stat|lstat)\((?:AT_FDCWD(?:<[^>]*>)?, )?"([^"]+)"')
+_STAT = re.compile(r'\b(?:newfstatat|statx|stat|lstat)\((?:(?:AT_FDCWD|\d+)(?:<([^>]*)>)?, )?"([^"]+)"')
 
 
 @dataclass
@@ -48,8 +50,8 @@ class Counts:
     example: str = ""
 
 
-def _under(path: str, root: Path) -> bool:
-    full = path if os.path.isabs(path) else os.path.join(root, path)
+def _under(path: str, root: Path, base: Optional[str] = None) -> bool:
+    full = path if os.path.isabs(path) else os.path.join(base or root, path)
     full = os.path.normpath(full)
     return any(full.startswith(str(root / d) + os.sep) for d in ("src", "out"))
 
@@ -63,7 +65,7 @@ def trace_with_strace(argv: Sequence[str], root: Path, env: Dict[str, str]) -> C
     example = ""
     for line in log.read_text(errors="replace").splitlines():
         m = _OPEN.search(line)
-        if m and "O_DIRECTORY" not in m.group(2) and _under(m.group(1), root) and "= -1" not in line:
+        if m and "O_DIRECTORY" not in m.group(3) and _under(m.group(2), root, m.group(1)) and "= -1" not in line:
             opens += 1
             example = example or line.strip()
             continue
@@ -73,7 +75,7 @@ def trace_with_strace(argv: Sequence[str], root: Path, env: Dict[str, str]) -> C
             example = example or line.strip()
             continue
         m = _STAT.search(line)
-        if m and _under(m.group(1), root):
+        if m and _under(m.group(2), root, m.group(1)):
             stats += 1
     return Counts(opens, reads, stats, "strace", example)
 

@@ -310,12 +310,12 @@ class Build:
         return EXIT_TASK_FAILED if result is RunResult.FAILED else EXIT_OK
 
     def _proven_fresh(self) -> FrozenSet[str]:
-        """Selected tasks that the last no-op snapshot still proves fresh.
+        """Selected tasks that the last run's snapshot still proves fresh.
 
         Its proof holds for every task none of whose files has changed stat
-        since or is a suspect, and that no task with such a file feeds: planning need only
-        look at the cone below the changed files (one edit in 10,000 tasks
-        plans a handful, not 10,000).
+        since or is a suspect, and that no task with such a file feeds:
+        planning need only look at the cone below the changed files (one edit
+        in 10,000 tasks plans a handful, not 10,000).
         """
         opts = self.options
         if opts.always_make or opts.forced:
@@ -376,7 +376,8 @@ class Build:
             # Planned from the previous snapshot, which this Flowfile and selection
             # were allowed: outside the cone every file kept its stat and its record.
             previous, cone = self._cone_of_previous
-            cone_files = [p for name in self.selection if name in cone for p in (*tasks[name].inputs, *tasks[name].outputs)]
+            cone_files = [p for name in self.selection if name in cone
+                          for p in (*tasks[name].inputs, *tasks[name].outputs)]
             collected = snapshots.collect_files(cone_files, self.hasher.entry)
             if collected is not None:
                 collected = (previous.files.without(set(cone_files)).plus(collected[0]), collected[1])

@@ -146,10 +146,11 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
     from pathlib import Path
 
     snap = snapshots.read(Path(state_dir))
-    if (snap is None or snap.suspects or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
-                                              environ=os.environ)
+    if (snap is None or snap.suspects
+            or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
+                                     environ=os.environ)
             or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)):
-        return None
+        return None  # a suspect's content cannot be vouched for by its stat
     from .lock import ProjectLock
     from .errors import LockHeldError
 

@@ -56,7 +56,8 @@ def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) ->
     if state_dir.is_dir():  # never create .flowmake just to cache
         tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
         try:
-            tmp.write_bytes(pickle.dumps((key, flowfile, derived, grouped, stamps, globs), protocol=pickle.HIGHEST_PROTOCOL))
+            entry = (key, flowfile, derived, grouped, stamps, globs)
+            tmp.write_bytes(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
             os.replace(tmp, cache)
         except OSError:
             pass  # a read-only project still runs, only slower

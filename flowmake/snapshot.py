@@ -54,7 +54,8 @@ class Files:
     def without(self, leave_out: Set[str]) -> "Files":
         keep = [i for i, path in enumerate(self.paths) if path not in leave_out]
         size_mtime = self.size_mtime
-        return Files([self.paths[i] for i in keep], [v for i in keep for v in (size_mtime[2 * i], size_mtime[2 * i + 1])],
+        return Files([self.paths[i] for i in keep],
+                     [v for i in keep for v in (size_mtime[2 * i], size_mtime[2 * i + 1])],
                      [self.inodes[i] for i in keep])
 
     def plus(self, other: "Files") -> "Files":
