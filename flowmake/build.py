@@ -219,6 +219,7 @@ class Build:
         self.selection = tuple(selection)
         self.run_id = new_run_id()
         self.root = flowfile.root
+        self._root_dir = str(flowfile.root)  # for os.path on the per-task path: pathlib costs more
         # SimpleQueue: its put() is reentrant, so the signal handler may call it
         # while the coordinator is inside get() (queue.Queue could deadlock).
         self._queue: "queue.SimpleQueue[object]" = queue.SimpleQueue()
@@ -615,7 +616,9 @@ class Build:
         for out in spec.outputs:
             parent = os.path.dirname(out.rstrip("/"))
             if parent:
-                os.makedirs(self.root / parent, exist_ok=True)
+                full = os.path.join(self._root_dir, parent)
+                if not os.path.isdir(full):  # one stat, where makedirs fails a mkdir first
+                    os.makedirs(full, exist_ok=True)
         suffix = "" if attempt == 1 else f".attempt{attempt}"
         log_rel = f"{run_log_dir(self.run_id)}/{name}{suffix}.log"
         env = dict(self.environ)
@@ -630,8 +633,8 @@ class Build:
             self.emit(event)
         try:
             proc = self._runner.start(
-                name, list(spec.shell) + [spec.command or ""], cwd=self.root, env=env,
-                log_path=self.root / log_rel, secrets=secret_values, timeout=spec.timeout,
+                name, list(spec.shell) + [spec.command or ""], cwd=self._root_dir, env=env,
+                log_path=os.path.join(self._root_dir, log_rel), secrets=secret_values, timeout=spec.timeout,
             )
         except OSError as exc:
             message = f"could not start {spec.shell[0]!r}: {exc.strerror or exc}"
@@ -646,7 +649,7 @@ class Build:
         """The cheap part of the verdict: exit 0, in time, every output there."""
         if done.returncode != 0 or done.timed_out:
             return False
-        return all(_exists(self.root, o) for o in self._active[done.task].spec.outputs)
+        return all(_exists(self._root_dir, o) for o in self._active[done.task].spec.outputs)
 
     def _complete(self, done: Completion) -> Optional[Tuple[float, int]]:
         active = self._active.pop(done.task)
@@ -662,7 +665,7 @@ class Build:
             message = f"exit code {done.returncode}"
         outputs: Dict[str, Optional[str]] = {}
         if message is None:
-            missing = [o for o in spec.outputs if not _exists(self.root, o)]
+            missing = [o for o in spec.outputs if not _exists(self._root_dir, o)]
             if missing:
                 message = "did not produce " + ", ".join(missing)
             else:
@@ -748,8 +751,8 @@ def _stat_pair(path: Path) -> Optional[Tuple[int, int]]:
     return (st.st_size, st.st_mtime_ns)
 
 
-def _exists(root: Path, output: str) -> bool:
-    path = os.path.join(root, output.rstrip("/"))  # os.path: pathlib costs more per task
+def _exists(root: str, output: str) -> bool:
+    path = os.path.join(root, output.rstrip("/"))
     return os.path.isdir(path) if output.endswith("/") else os.path.isfile(path)
 
 

@@ -78,7 +78,7 @@ def mask_bytes(data: bytes, secrets: Sequence[bytes]) -> bytes:
 class _Stream:
     """One running task's output on its way to the log: lines, tail, hash."""
 
-    def __init__(self, proc: RunningProcess, log_path: Path, secrets: Sequence[str],
+    def __init__(self, proc: RunningProcess, log_path: str, secrets: Sequence[str],
                  deadline: Optional[float]) -> None:
         self.proc = proc
         # Created by the pump thread, off the coordinator's path: creating a
@@ -161,19 +161,20 @@ class ProcessRunner:
         task: str,
         argv: Sequence[str],
         *,
-        cwd: Path,
+        cwd: str,
         env: Mapping[str, str],
-        log_path: Path,
+        log_path: str,
         secrets: Sequence[str] = (),
         timeout: Optional[float] = None,
     ) -> RunningProcess:
-        if log_path.parent not in self._log_dirs:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_dirs.add(log_path.parent)
+        log_dir = os.path.dirname(log_path)
+        if log_dir not in self._log_dirs:
+            os.makedirs(log_dir, exist_ok=True)
+            self._log_dirs.add(log_dir)
         popen = subprocess.Popen(
             list(argv),
             executable=self._executable(argv[0], env),
-            cwd=str(cwd),
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
