@@ -115,34 +115,41 @@ def run_measured(
             pid = os.posix_spawn(exe, list(argv), env, file_actions=actions, setsid=True)
         finally:
             os.chdir(previous)
-        fired = threading.Event()
-
-        def kill() -> None:
-            fired.set()
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-        timer = threading.Timer(timeout, kill)
-        timer.daemon = True
-        timer.start()
-        try:
-            _, status, usage = os.wait4(pid, 0)
-        except BaseException:  # Ctrl-C or SIGTERM: take the child's whole group down with us
-            kill()
-            os.wait4(pid, 0)
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            timer.cancel()
+        status, _, timed_out = reap(pid, timeout)
+        elapsed = time.perf_counter() - start
     maxrss: Optional[int] = None
     if rss:
         try:  # GNU time writes "Command exited with non-zero status N" first on failure
             maxrss = int(rss_file.read_text().split()[-1])
         except (OSError, ValueError, IndexError):
             maxrss = None
-    return Measurement(elapsed, maxrss, os.waitstatus_to_exitcode(status), fired.is_set())
+    return Measurement(elapsed, maxrss, os.waitstatus_to_exitcode(status), timed_out)
+
+
+def reap(pid: int, timeout: float) -> Tuple[int, "os.struct_rusage", bool]:  # type: ignore[name-defined]
+    """wait4 for a child that leads its own session, killing its whole group
+    after `timeout` seconds (or on Ctrl-C): (status, rusage, timed out)."""
+    fired = threading.Event()
+
+    def kill() -> None:
+        fired.set()
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        _, status, usage = os.wait4(pid, 0)
+    except BaseException:  # Ctrl-C or SIGTERM: take the child's whole group down with us
+        kill()
+        os.wait4(pid, 0)
+        raise
+    finally:
+        timer.cancel()
+    return status, usage, fired.is_set()
 
 
 # ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import generate  # noqa: E402  (sibling module)
+from run import fmt_seconds, reap, table  # noqa: E402  (shared with the suite)
 
 MODES = ("tree", "json", "plain")
 ROWS, COLS = 50, 160
@@ -96,29 +97,10 @@ def run_build(argv: Sequence[str], cwd: Path, env: Dict[str, str], mode: str, ti
             )
         os.close(write_fd)  # the child holds the only copy now: EOF / EIO once it (and its children) exit
         write_fd = -1
-        fired = threading.Event()
-
-        def kill() -> None:
-            fired.set()
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-        timer = threading.Timer(timeout, kill)
-        timer.daemon = True
-        timer.start()
-        try:
-            # wait4, not proc.wait(): its rusage covers flowmake and the task commands it reaped.
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:  # Ctrl-C or SIGTERM: take the child's group down with us
-            kill()
-            os.wait4(proc.pid, 0)
-            raise
-        finally:
-            timer.cancel()
+        # wait4, not proc.wait(): its rusage covers flowmake and the task commands it reaped.
+        status, usage, timed_out = reap(proc.pid, timeout)
         elapsed = time.perf_counter() - start
-        proc.returncode = code = -1 if fired.is_set() else os.waitstatus_to_exitcode(status)
+        proc.returncode = code = -1 if timed_out else os.waitstatus_to_exitcode(status)
         reader.join(timeout=30)
     finally:
         if write_fd >= 0:
@@ -128,23 +110,12 @@ def run_build(argv: Sequence[str], cwd: Path, env: Dict[str, str], mode: str, ti
     return elapsed, usage.ru_utime + usage.ru_stime, counter[0], code
 
 
-def fmt_seconds(value: float) -> str:
-    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
-
-
 def fmt_bytes(value: float) -> str:
     for unit in ("B", "KB", "MB"):
         if value < 1024 or unit == "MB":
             return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     return f"{value:.1f}MB"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

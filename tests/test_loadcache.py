@@ -7,7 +7,7 @@ import os
 import pickle
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -146,6 +146,25 @@ run = "cp {{inputs}} {{outputs}}"
 """ for i in range(20))
 
 
+def many_sources(root: Path, *, aged: bool, linked: Optional[Dict[str, Path]] = None) -> Path:
+    """The MANY project: 20 sources in src/ (some symlinks), src/ last modified a minute ago if `aged`."""
+    src = root / "src"
+    src.mkdir()
+    for i in range(20):
+        name = f"s{i}.txt"
+        if linked and name in linked:
+            (src / name).symlink_to(linked[name])
+        else:
+            (src / name).write_text(f"{i}\n")
+    if aged:
+        past = time.time() - 60
+        os.utime(src, (past, past))
+    path = root / "Flowfile.toml"
+    path.write_text(MANY)
+    ensure_state_dir(root)
+    return path
+
+
 def cached_stamps(root: Path) -> dict:
     return pickle.loads((root / ".flowmake" / loadcache.CACHE_NAME).read_bytes())[4]
 
@@ -154,16 +173,8 @@ def cached_stamps(root: Path) -> dict:
 @pytest.mark.parametrize("change", ["delete", "replace_with_dir", "dangling_symlink", "symlink_to_file"])
 def test_a_source_directory_vouches_for_its_files_until_its_entries_change(
         tmp_path: Path, counted: List[Path], change: str, aged: bool) -> None:
+    path = many_sources(tmp_path, aged=aged)
     src = tmp_path / "src"
-    src.mkdir()
-    for i in range(20):
-        (src / f"s{i}.txt").write_text(f"{i}\n")
-    if aged:
-        past = time.time() - 60
-        os.utime(src, (past, past))
-    path = tmp_path / "Flowfile.toml"
-    path.write_text(MANY)
-    ensure_state_dir(tmp_path)
     load(path)
     assert ("src" in cached_stamps(tmp_path)) is aged
     load(path)
@@ -186,18 +197,8 @@ def test_a_source_directory_vouches_for_its_files_until_its_entries_change(
 
 
 def test_a_directory_with_a_symlinked_source_is_never_stamped(tmp_path: Path, counted: List[Path]) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
     (tmp_path / "real.txt").write_text("r\n")
-    for i in range(20):
-        (src / f"s{i}.txt").write_text(f"{i}\n")
-    (src / "s3.txt").unlink()
-    (src / "s3.txt").symlink_to(tmp_path / "real.txt")
-    past = time.time() - 60
-    os.utime(src, (past, past))
-    path = tmp_path / "Flowfile.toml"
-    path.write_text(MANY)
-    ensure_state_dir(tmp_path)
+    path = many_sources(tmp_path, aged=True, linked={"s3.txt": tmp_path / "real.txt"})
     load(path)
     assert "src" not in cached_stamps(tmp_path)
     (tmp_path / "real.txt").unlink()  # the link dangles; src's own mtime does not move
