@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, TextIO
 
 from .errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
-from .guard import discard_stdout
+from .guard import survive_closed_pipe
 from .graph import Graph, build_graph, closure, default_targets, resolve_targets
 from .model import Flowfile
 
@@ -138,7 +138,7 @@ def run_build(
                 roots=roots, jobs=jobs, keep_going=keep_going, dry_run=dry_run, always_make=always_make,
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names),
             )
-            build = Build(project.flowfile, project.graph, state, options, emit=_survive_closed_pipe(reporter),
+            build = Build(project.flowfile, project.graph, state, options, emit=survive_closed_pipe(reporter),
                           selection=closure(project.graph, roots), report_fresh=shows_fresh_tasks(reporter))
             try:
                 code = build.run()
@@ -161,26 +161,6 @@ def run_parsed(args) -> int:
     return run_build(project, args.targets, jobs=args.jobs, dry_run=args.dry_run, keep_going=args.keep_going,
                      always_make=args.always_make, force=args.force, progress=args.progress, wait=args.wait,
                      quiet=args.quiet, verbose=args.verbose, argv=args.argv)
-
-
-def _survive_closed_pipe(reporter):
-    """Wrap a reporter so a reader that goes away (`| head`) doesn't stop the run.
-
-    The tasks still finish and are recorded; only the progress output is lost.
-    """
-    closed = False
-
-    def emit(event) -> None:
-        nonlocal closed
-        if closed:
-            return
-        try:
-            reporter.handle(event)
-        except BrokenPipeError:
-            closed = True
-            discard_stdout()
-
-    return emit
 
 
 # -- status --------------------------------------------------------------------

@@ -188,6 +188,7 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
             return None  # a killed run left tasks behind: the full path ends them
         from .events import PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
         from .model import RunRecord
+        from .guard import survive_closed_pipe
         from .report import make_reporter, shows_fresh_tasks
 
         run_id = new_run_id()
@@ -197,13 +198,14 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
         state.begin_run(RunRecord(run_id, started, current_user(), host_name(), __version__,
                                   snap.flowfile_hash, args.argv, tuple(snap.roots)))
         reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
+        emit = survive_closed_pipe(reporter)  # as the full path: a reader gone never leaves the run unrecorded
         try:
             planned = tuple(PlannedTask(name, group, False, (), (), tuple(deps)) for name, group, deps in snap.tasks)
-            reporter.handle(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
+            emit(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
             if shows_fresh_tasks(reporter):
                 now = time.time()
                 for name, _group, _deps in snap.tasks:
-                    reporter.handle(TaskFinished(run_id, now, name, TaskStatus.FRESH))
+                    emit(TaskFinished(run_id, now, name, TaskStatus.FRESH))
             finished = time.time()
             counts = {s.value: 0 for s in TaskStatus}
             counts[TaskStatus.FRESH.value] = len(snap.tasks)
@@ -219,8 +221,8 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
                                      run_log_dir(run_id))
                 for warning in fire(Hooks(on_failure, on_success, webhook), summary, root=root,
                                     shell=tuple(snap.shell), environ=os.environ):
-                    reporter.handle(Notice(run_id, time.time(), warning))
-            reporter.handle(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))
+                    emit(Notice(run_id, time.time(), warning))
+            emit(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))
         finally:
             reporter.close()
         return 0

@@ -52,6 +52,26 @@ def internal_error() -> int:
     return EXIT_INTERNAL
 
 
+def survive_closed_pipe(reporter):  # type: ignore[no-untyped-def]
+    """The reporter's handle(), for a run that must go on when its reader goes away (`| head`).
+
+    The tasks still finish and are recorded; only the progress output is lost.
+    """
+    closed = False
+
+    def emit(event) -> None:  # type: ignore[no-untyped-def]
+        nonlocal closed
+        if closed:
+            return
+        try:
+            reporter.handle(event)
+        except BrokenPipeError:
+            closed = True
+            discard_stdout()
+
+    return emit
+
+
 def discard_stdout() -> None:
     """Point stdout at /dev/null once its reader is gone, so no later write or
     the final flush at exit fails again."""

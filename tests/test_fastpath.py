@@ -294,3 +294,24 @@ def test_files_a_run_just_wrote_stay_in_the_cone_until_they_can_be_trusted(proje
     assert snap.suspects == () and sorted(snap.files.paths) == [
         "build/a.txt", "build/b.txt", "build/o.txt", "other.txt", "src.txt"]
     assert noop(project, capsys)[0] == 0
+
+
+def test_a_reader_gone_before_the_noop_is_reported_leaves_it_recorded(project: Project) -> None:
+    import subprocess
+
+    from conftest import FLOWMAKE
+
+    fresh_project(project)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write flowmake makes gets EPIPE
+    try:
+        done = subprocess.run(FLOWMAKE + ["run", "--progress", "json"], cwd=project.root, env=project.env(),
+                              stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    runs = json.loads(project.run("log", "--json").stdout)
+    assert runs[0]["result"] == "success"  # its end is in the journal, as a full run's would be
+    assert project.run("audit", "verify").returncode == 0
