@@ -118,9 +118,10 @@ def kinds_by_dir(kinds: Dict[str, Optional[str]]) -> KindsByDir:
     return out
 
 
-def _kind_at(root_fd: int, rel: str) -> Optional[str]:
+def _kind_at(root_fd: Optional[int], path: str) -> Optional[str]:
+    """ "dir", "file" or None (missing) for `path`, relative to `root_fd` if given."""
     try:
-        return "dir" if stat.S_ISDIR(os.stat(rel, dir_fd=root_fd).st_mode) else "file"
+        return "dir" if stat.S_ISDIR(os.stat(path, dir_fd=root_fd).st_mode) else "file"
     except (OSError, ValueError):
         return None
 
@@ -137,11 +138,7 @@ class Disk:
     def kind(self, rel: str) -> Optional[str]:
         """ "dir", "file" or None (missing) for a project-relative path."""
         if rel not in self._kinds:
-            try:
-                mode = os.stat(os.path.join(self.root, rel)).st_mode
-                self._kinds[rel] = "dir" if stat.S_ISDIR(mode) else "file"
-            except (OSError, ValueError):
-                self._kinds[rel] = None
+            self._kinds[rel] = _kind_at(None, os.path.join(self.root, rel))
         return self._kinds[rel]
 
     def observations(self) -> Tuple[Dict[str, Optional[str]], Dict[str, Tuple[str, ...]]]:

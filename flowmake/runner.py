@@ -199,13 +199,10 @@ class ProcessRunner:
             return None
         key = (name, env.get("PATH"))
         if key not in self._executables:
-            found = None
-            for directory in (env.get("PATH") or os.defpath).split(os.pathsep):
-                candidate = os.path.join(directory or ".", name)
-                if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                    found = candidate
-                    break
-            self._executables[key] = found  # None: let the exec fail and say so, as before
+            import shutil  # once per run: not worth its import on every start-up
+
+            # None: let the exec fail and say so, as before.
+            self._executables[key] = shutil.which(name, path=env.get("PATH", os.defpath))
         return self._executables[key]
 
     def _run_pump(self) -> None:
