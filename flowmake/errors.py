@@ -8,9 +8,8 @@ error's `exit_code`. Anything that is not a `FlowError` is a bug (exit 70).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 EXIT_OK = 0
 EXIT_TASK_FAILED = 1
@@ -23,8 +22,7 @@ EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     file: Optional[Path] = None
     line: Optional[int] = None
     col: Optional[int] = None

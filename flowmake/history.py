@@ -258,13 +258,13 @@ def audit_verify(project: Project, out: TextIO = sys.stdout) -> int:
         assert bad is not None
         what = f"{bad.kind} record #{bad.seq} (run {bad.run_id}" + (f", task {bad.task})" if bad.task else ")")
         print(f"audit: FAILED at {what}: {report.problem}", file=sys.stderr)
-        print(f"audit: the {report.count - 1} records before it are intact (head {report.head})", file=sys.stderr)
+        print(f"audit: the {report.records - 1} records before it are intact (head {report.head})", file=sys.stderr)
         return 1
     for p in log_problems:
         print(f"audit: FAILED: log of {p.task} in run {p.run_id} ({p.log}): {p.problem}", file=sys.stderr)
     if log_problems:
         return 1
-    out.write(f"audit: ok: {report.count} records, hash chain intact, kept logs match their hashes\n")
+    out.write(f"audit: ok: {report.records} records, hash chain intact, kept logs match their hashes\n")
     out.write(f"audit: head {report.head}\n")
     return 0
 

@@ -31,9 +31,8 @@ from __future__ import annotations
 import marshal
 import os
 from array import array
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 if TYPE_CHECKING:  # the fast path must not pay for importing these
     from .hashing import StatEntry
@@ -43,8 +42,7 @@ SNAPSHOT_NAME = "noop.snapshot"
 _FORMAT = 3
 
 
-@dataclass(frozen=True)
-class Files:
+class Files(NamedTuple):
     """Recorded stats of many files, kept flat: 20,000 tuples cost more to load than to stat."""
 
     paths: Sequence[str]
@@ -62,8 +60,7 @@ class Files:
         return Files([*self.paths, *other.paths], [*self.size_mtime, *other.size_mtime], [*self.inodes, *other.inodes])
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     flowfile: str  # absolute path
     flowfile_stat: Tuple[int, int, int]
     flowfile_hash: str

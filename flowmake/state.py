@@ -20,9 +20,8 @@ import os
 import sqlite3
 from collections import abc
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from .errors import TrailDamagedError
 from .hashing import HASH_ALGORITHM, StatEntry, hash_text
@@ -58,8 +57,7 @@ T = TypeVar("T")
 GENESIS = "0" * 64  # prev_hash of the first journal record
 
 
-@dataclass(frozen=True)
-class JournalEntry:
+class JournalEntry(NamedTuple):
     seq: int
     kind: str  # "run", "attempt", "run_end", "prune"
     run_id: str
@@ -69,10 +67,9 @@ class JournalEntry:
     hash: str
 
 
-@dataclass(frozen=True)
-class ChainReport:
+class ChainReport(NamedTuple):
     ok: bool
-    count: int
+    records: int  # how many were checked
     head: str  # hash of the last good record
     bad: Optional[JournalEntry] = None
     problem: Optional[str] = None
@@ -239,10 +236,10 @@ class State:
             elif _entry_hash(entry.seq, entry.kind, entry.run_id, entry.task, entry.body, entry.prev_hash) != entry.hash:
                 problem = "its content does not match its hash: edited"
             if problem:
-                return ChainReport(ok=False, count=count, head=prev, bad=entry, problem=problem)
+                return ChainReport(ok=False, records=count, head=prev, bad=entry, problem=problem)
             prev = entry.hash
             expected_seq += 1
-        return ChainReport(ok=True, count=count, head=prev)
+        return ChainReport(ok=True, records=count, head=prev)
 
     # -- writing -----------------------------------------------------------
 

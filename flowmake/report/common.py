@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Sequence, Tuple
 
 from ..events import PlannedTask, RunFinished, RunResult, TaskFinished, TaskStatus
 from ..model import Reason, ReasonKind
@@ -217,8 +216,7 @@ class PlanState(str, enum.Enum):
     FRESH = "fresh"
 
 
-@dataclass(frozen=True)
-class PlanEntry:
+class PlanEntry(NamedTuple):
     task: PlannedTask
     state: PlanState
     reasons: Tuple[Reason, ...]  # without the 'upstream stale' ones: blocked_by says it
@@ -262,8 +260,7 @@ def dry_run_summary(counts: Mapping[PlanState, int]) -> str:
     return f"dry run: {plan_counts_text(counts)} (nothing was run)"
 
 
-@dataclass(frozen=True)
-class TaskGroups:
+class TaskGroups(NamedTuple):
     """Which selected tasks are variants of which group, both ways, built once per run."""
 
     variants: Mapping[str, Sequence[str]]
