@@ -8,8 +8,10 @@ error's `exit_code`. Anything that is not a `FlowError` is a bug (exit 70).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, NamedTuple, Optional, Sequence
+
+if TYPE_CHECKING:  # annotations only: the no-op path does not import pathlib (~2 ms)
+    from pathlib import Path
 
 EXIT_OK = 0
 EXIT_TASK_FAILED = 1
@@ -23,7 +25,7 @@ EXIT_SIGTERM = 143
 
 
 class Location(NamedTuple):
-    file: Optional[Path] = None
+    file: str | Path | None = None
     line: Optional[int] = None
     col: Optional[int] = None
 
@@ -45,7 +47,7 @@ class FlowError(Exception):
         self,
         message: str,
         *,
-        file: Optional[Path] = None,
+        file: str | Path | None = None,
         line: Optional[int] = None,
         col: Optional[int] = None,
         hint: Optional[str] = None,

@@ -143,9 +143,7 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
         return None
     root = os.path.dirname(flowfile)
     state_dir = os.path.join(root, STATE_DIR)
-    from pathlib import Path
-
-    snap = snapshots.read(Path(state_dir))
+    snap = snapshots.read(state_dir)
     if (snap is None or snap.suspects
             or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
                                      environ=os.environ)
@@ -154,7 +152,7 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
     from .lock import ProjectLock
     from .errors import LockHeldError
 
-    lock = ProjectLock(Path(state_dir) / "lock")
+    lock = ProjectLock(os.path.join(state_dir, "lock"))
     try:
         lock.acquire(wait=args.wait)
     except LockHeldError:
@@ -168,12 +166,12 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
             os.close(root_fd)
         if not unchanged:
             return None
-        return _report_noop(snap, args, mode, Path(root))
+        return _report_noop(snap, args, mode, root)
     finally:
         lock.release()
 
 
-def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Optional[int]:
+def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) -> Optional[int]:
     from .identity import current_user, host_name, new_run_id
     from .state import State, StateError
 
@@ -212,6 +210,8 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
             state.finish_run(run_id, finished=finished, result=RunResult.SUCCESS.value)
             on_failure, on_success, webhook = snap.hooks
             if on_success:
+                from pathlib import Path
+
                 from .events import Notice
                 from .hooks import RunSummary, fire
                 from .model import Hooks
@@ -219,7 +219,7 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root) -> Op
                 # No task has secrets here: such Flowfiles never get a snapshot.
                 summary = RunSummary(run_id, snap.flow_name, RunResult.SUCCESS, started, finished, counts, (),
                                      run_log_dir(run_id))
-                for warning in fire(Hooks(on_failure, on_success, webhook), summary, root=root,
+                for warning in fire(Hooks(on_failure, on_success, webhook), summary, root=Path(root),
                                     shell=tuple(snap.shell), environ=os.environ):
                     emit(Notice(run_id, time.time(), warning))
             emit(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))

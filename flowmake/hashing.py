@@ -20,10 +20,12 @@ from __future__ import annotations
 import os
 import stat as stat_module
 import time
-from pathlib import Path
-from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from blake3 import blake3
+
+if TYPE_CHECKING:  # annotations only: the no-op path does not import pathlib (~2 ms)
+    from pathlib import Path
 
 HASH_ALGORITHM = "blake3"
 # Coarser than any common filesystem's timestamp granularity (FAT: 2 s) and

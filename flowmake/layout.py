@@ -7,10 +7,12 @@ paths can find the project without importing the loader.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .errors import FlowfileError
+
+if TYPE_CHECKING:  # annotations only: the no-op path does not import pathlib (~2 ms)
+    from pathlib import Path
 
 FLOWFILE_NAME = "Flowfile.toml"
 STATE_DIR = ".flowmake"
@@ -31,6 +33,8 @@ def nearest_flowfile(cwd: str) -> Optional[str]:
 
 def find_flowfile(cwd: Path, explicit: Optional[Path] = None) -> Path:
     """The Flowfile to use: `explicit` (-f, relative to cwd) or the nearest Flowfile.toml upwards."""
+    from pathlib import Path  # here, not at the top: the no-op path uses this module without it
+
     cwd = Path(os.path.abspath(cwd))
     if explicit is not None:
         path = Path(os.path.abspath(cwd / explicit))

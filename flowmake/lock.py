@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import fcntl
 import os
-from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .errors import LockHeldError
 
+if TYPE_CHECKING:  # annotations only: the no-op path does not import pathlib (~2 ms)
+    from pathlib import Path
+
 
 class ProjectLock:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = path
         self._fd: Optional[int] = None
 

@@ -31,10 +31,11 @@ from __future__ import annotations
 import marshal
 import os
 from array import array
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 if TYPE_CHECKING:  # the fast path must not pay for importing these
+    from pathlib import Path
+
     from .hashing import StatEntry
     from .model import TaskSpec
 
@@ -78,18 +79,18 @@ class Snapshot(NamedTuple):
     state_identity: str  # the state database it was proven against (State.identity)
 
 
-def path_in(state_dir: Path) -> Path:
-    return state_dir / SNAPSHOT_NAME
+def path_in(state_dir: str | Path) -> str:
+    return os.path.join(state_dir, SNAPSHOT_NAME)
 
 
-def remove(state_dir: Path) -> None:
+def remove(state_dir: str | Path) -> None:
     try:
         os.unlink(path_in(state_dir))
     except FileNotFoundError:
         pass
 
 
-def write(state_dir: Path, snap: Snapshot) -> None:
+def write(state_dir: str | Path, snap: Snapshot) -> None:
     files = snap.files
     data = (
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
@@ -98,13 +99,13 @@ def write(state_dir: Path, snap: Snapshot) -> None:
         snap.suspects, snap.hooks, snap.shell, snap.state_identity,
     )
     target = path_in(state_dir)
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    tmp = f"{target}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         marshal.dump(data, f)
     os.replace(tmp, target)  # readers see the old file or the new one, never half of one
 
 
-def read(state_dir: Path) -> Optional[Snapshot]:
+def read(state_dir: str | Path) -> Optional[Snapshot]:
     try:
         with open(path_in(state_dir), "rb") as f:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)

@@ -20,13 +20,15 @@ import os
 import sqlite3
 from collections import abc
 import time
-from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from .errors import TrailDamagedError
 from .hashing import HASH_ALGORITHM, StatEntry, hash_text
 from .layout import STATE_DIR
 from .model import INVALIDATED, AttemptRecord, Reason, ReasonKind, RunRecord, Trace
+
+if TYPE_CHECKING:  # annotations only: the no-op path does not import pathlib (~2 ms)
+    from pathlib import Path
 
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
@@ -93,7 +95,7 @@ def ensure_state_dir(root: Path) -> Path:
 
 
 class State:
-    def __init__(self, conn: sqlite3.Connection, identity: str, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, identity: str, path: str | Path) -> None:
         self._conn = conn
         self.path = path
         # When this database was created: one set aside and started over gets
@@ -126,13 +128,13 @@ class State:
         return cls(*_create(path), path)
 
     @classmethod
-    def open_existing(cls, root: Path) -> "State":
+    def open_existing(cls, root: str | Path) -> "State":
         """Open a database that must already exist and be sound; StateError otherwise.
 
         For the no-op fast path, which leaves every repair to the full path.
         """
-        path = state_dir(root) / DB_NAME
-        if not path.exists():
+        path = os.path.join(root, STATE_DIR, DB_NAME)
+        if not os.path.exists(path):
             raise StateError("no state database")
         try:
             return cls(*_connect_existing(path), path)
@@ -438,7 +440,7 @@ def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout=5000")
 
 
-def _connect_existing(path: Path) -> Tuple[sqlite3.Connection, str]:
+def _connect_existing(path: str | Path) -> Tuple[sqlite3.Connection, str]:
     """The connection and the database's identity (its creation stamp)."""
     conn = sqlite3.connect(str(path), check_same_thread=False)
     try:
@@ -462,9 +464,9 @@ def _create(path: Path) -> Tuple[sqlite3.Connection, str]:
     # Build in a temporary file and rename into place, so a kill during
     # creation never leaves a half-made database behind.
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        if leftover.exists():
-            leftover.unlink()
+    for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
     conn = sqlite3.connect(str(tmp))
     conn.executescript(_SCHEMA)
     conn.executemany(
@@ -486,7 +488,7 @@ def _set_aside(path: Path) -> Path:
         aside = path.with_name(f"{path.name}.unreadable-{stamp}-{n}")
     os.replace(path, aside)
     for suffix in ("-wal", "-shm"):
-        side = Path(f"{path}{suffix}")
-        if side.exists():
-            os.replace(side, Path(f"{aside}{suffix}"))
+        side = f"{path}{suffix}"
+        if os.path.exists(side):
+            os.replace(side, f"{aside}{suffix}")
     return aside
