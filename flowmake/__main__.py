@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import List, Optional
+
+from .records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+    from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -16,12 +16,11 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import __version__
 from .errors import EXIT_OK, EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED
 from .events import (
-    Event,
     Notice,
     PlannedTask,
     RunFinished,
@@ -44,6 +43,9 @@ from .schedule import Schedule
 from .layout import run_log_dir
 from .state import State, state_dir
 
+if TYPE_CHECKING:  # events.Event is a name for type checkers only
+    from .events import Event
+
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 _EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_SIGTERM,
                     int(signal.SIGHUP): EXIT_SIGHUP}
@@ -52,7 +54,7 @@ _EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_S
 def _exit_for_signal(signum: int) -> int:
     return _EXIT_FOR_SIGNAL.get(int(signum), EXIT_SIGINT)
 
-Emit = Callable[[Event], None]
+Emit = Callable[["Event"], None]
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
 
 from . import __version__
 from . import snapshot as snapshots
 from .layout import STATE_DIR, nearest_flowfile, run_log_dir
+from .records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+    from typing import List, Optional, Sequence, Tuple
 
 class _Args:
     def __init__(self) -> None:
@@ -149,8 +152,8 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
                                      environ=os.environ)
             or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)):
         return None  # a suspect's content cannot be vouched for by its stat
-    from .lock import ProjectLock
     from .errors import LockHeldError
+    from .lock import ProjectLock
 
     lock = ProjectLock(os.path.join(state_dir, "lock"))
     try:
@@ -184,9 +187,16 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
             return None  # the database was started over since: its records are not the ones proven
         if state.running_processes():
             return None  # a killed run left tasks behind: the full path ends them
-        from .events import PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
-        from .model import RunRecord
+        from .events import (
+            PlannedTask,
+            RunFinished,
+            RunResult,
+            RunStarted,
+            TaskFinished,
+            TaskStatus,
+        )
         from .guard import survive_closed_pipe
+        from .model import RunRecord
         from .report import make_reporter, shows_fresh_tasks
 
         run_id = new_run_id()

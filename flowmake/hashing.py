@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 import stat as stat_module
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from blake3 import blake3
 
-if TYPE_CHECKING:  # annotations only: the no-op path does not import pathlib (~2 ms)
+from .records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
+    from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 HASH_ALGORITHM = "blake3"
 # Coarser than any common filesystem's timestamp granularity (FAT: 2 s) and

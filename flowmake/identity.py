@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional
+
+from .records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+    from typing import Optional
 
 
 def new_run_id(now: Optional[float] = None) -> str:

@@ -12,10 +12,12 @@ tuple is four times as fast to build. The loader (`flowfile.py`) is the only pro
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Mapping, NamedTuple, Optional, Tuple
 
-if TYPE_CHECKING:  # annotations only: the no-op path does not import pathlib (~2 ms)
+from .records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
+    from typing import Mapping, Optional, Tuple
 
 DEFAULT_SHELL: Tuple[str, ...] = ("sh", "-c")
 

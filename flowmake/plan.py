@@ -8,10 +8,12 @@ the preview and again just before a task starts, which gives early cutoff),
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence, Tuple
-
 from .hashing import hash_text
 from .model import INVALIDATED, Observation, Reason, ReasonKind, TaskSpec, Trace
+from .records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py); it hashes env_inputs here
+    from typing import List, Mapping, Optional, Sequence, Tuple
 
 UNSET = "\0unset"  # an env_input that is not set differs from one set to ""
 

@@ -18,17 +18,20 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections import abc
 import time
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
+from collections import abc
 
 from .errors import TrailDamagedError
 from .hashing import HASH_ALGORITHM, StatEntry, hash_text
 from .layout import STATE_DIR
 from .model import INVALIDATED, AttemptRecord, Reason, ReasonKind, RunRecord, Trace
+from .records import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # annotations only: the no-op path does not import pathlib (~2 ms)
+if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
+    from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+
+    T = TypeVar("T")
 
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
@@ -55,7 +58,6 @@ CREATE TABLE running (
 """
 
 
-T = TypeVar("T")
 GENESIS = "0" * 64  # prev_hash of the first journal record
 
 
@@ -327,7 +329,7 @@ class State:
                     self._conn.execute("DELETE FROM files WHERE substr(path, 1, ?) = ?", (len(p), p))
 
 
-class _Rows(Mapping[str, T]):
+class _Rows(abc.Mapping):
     """Rows keyed by their first column, made into objects only when looked up.
 
     A run over 10,000 tasks of which a few changed looks up a few traces and
@@ -336,11 +338,11 @@ class _Rows(Mapping[str, T]):
 
     __slots__ = ("_rows", "_make")
 
-    def __init__(self, rows: Iterable[tuple], make: Callable[[tuple], T]) -> None:
+    def __init__(self, rows: Iterable[tuple], make: Callable[[tuple], Any]) -> None:
         self._rows = {r[0]: r for r in rows}
         self._make = make
 
-    def __getitem__(self, key: str) -> T:
+    def __getitem__(self, key: str) -> Any:
         return self._make(self._rows[key])
 
     def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
@@ -382,7 +384,7 @@ class _LazyJSON(abc.Mapping):
         return len(self._get())
 
     def __eq__(self, other: object) -> bool:
-        return self._get() == (dict(other) if isinstance(other, Mapping) else other)
+        return self._get() == (dict(other) if isinstance(other, abc.Mapping) else other)
 
     def __repr__(self) -> str:
         return repr(self._get())

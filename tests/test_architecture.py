@@ -9,8 +9,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "flowmake"
 
-# module -> flowmake modules it must never import
+# module -> flowmake modules it must never import. `records` (NamedTuple
+# without typing) is a language shim below every layer: anyone may import it.
+SHIM = "records"
 FORBIDDEN = {
+    "records": {"*"},
     "errors": {"*"},
     "model": {"flowfile", "graph", "state", "build", "runner", "report", "cli", "commands", "history"},
     "events": {"flowfile", "graph", "state", "build", "runner", "report", "cli", "commands", "history"},
@@ -62,6 +65,7 @@ def module_files():
 def test_imports_point_one_way(name: str, path: Path) -> None:
     own = imports_of(path)
     internal = {i.split(".")[1] for i in own if i.startswith("flowmake.") and i.count(".") >= 1 and i != "flowmake."}
+    internal.discard(SHIM)
     forbidden = FORBIDDEN.get(name, set())
     if "*" in forbidden:
         assert not internal, f"{name} must be a leaf but imports {internal}"
@@ -76,4 +80,4 @@ def test_imports_point_one_way(name: str, path: Path) -> None:
 def test_reporters_see_only_events() -> None:
     for path in (PACKAGE / "report").glob("*.py"):
         internal = {i.split(".")[1] for i in imports_of(path) if i.startswith("flowmake.") and i != "flowmake."}
-        assert internal <= {"events", "model", "report", "errors"}, f"{path.name} imports {internal}"
+        assert internal <= {"events", "model", "report", "errors", SHIM}, f"{path.name} imports {internal}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -315,3 +317,22 @@ def test_a_reader_gone_before_the_noop_is_reported_leaves_it_recorded(project: P
     runs = json.loads(project.run("log", "--json").stdout)
     assert runs[0]["result"] == "success"  # its end is in the journal, as a full run's would be
     assert project.run("audit", "verify").returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["plain", "json"])
+def test_a_noop_imports_no_typing_dataclasses_or_pathlib(project: Project, mode: str) -> None:
+    # Each of these cost the no-op path milliseconds on every run (records.py).
+    fresh_project(project)
+    # Only what flowmake imports counts: an editable install's finder, say,
+    # imports pathlib as the interpreter starts.
+    probe = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "from flowmake.fastpath import try_noop\n"
+        f"code = try_noop(['run', '--progress', '{mode}'])\n"
+        "heavy = ('typing', 'dataclasses', 'inspect', 'pathlib', 'typer', 'rich')\n"
+        "print(code, [m for m in heavy if m in sys.modules and m not in before], file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project.root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "0 []", done.stderr

@@ -11,14 +11,13 @@ import io
 import json
 import subprocess
 import sys
-from typing import List, Sequence
+from typing import TYPE_CHECKING, List, Sequence
 
 import pytest
 from rich.console import Console
 from rich.tree import Tree
 
 from flowmake.events import (
-    Event,
     Notice,
     PlannedTask,
     RunFinished,
@@ -34,6 +33,9 @@ from flowmake.model import Reason, ReasonKind
 from flowmake.report import make_reporter, use_color
 from flowmake.report.common import clean_line, format_clock, format_duration
 from flowmake.report.tree import TreeReporter
+
+if TYPE_CHECKING:  # events.Event is a name for type checkers only
+    from flowmake.events import Event
 
 RUN = "20261124T120000123Z-ab12"
 T0 = 1_764_000_000.0

@@ -11,10 +11,14 @@ stderr should still see warnings). Never imports rich.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, TextIO
 
-from ..events import Event, Notice, RunStarted
+from ..events import Notice, RunStarted
+from ..records import TYPE_CHECKING
 from .common import plan_entries
+
+if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+    from ..events import Event
+    from typing import Any, Dict, List, TextIO
 
 
 def plan_json(event: RunStarted) -> List[Dict[str, Any]]:

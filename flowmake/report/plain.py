@@ -10,10 +10,7 @@ never imports rich, which keeps start-up fast.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, TextIO, Tuple
-
 from ..events import (
-    Event,
     Notice,
     RunFinished,
     RunStarted,
@@ -23,6 +20,7 @@ from ..events import (
     TaskStatus,
     TaskWaiting,
 )
+from ..records import TYPE_CHECKING
 from .common import (
     PlanEntry,
     PlanState,
@@ -40,6 +38,10 @@ from .common import (
     summary_text,
     tail_report,
 )
+
+if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+    from ..events import Event
+    from typing import Dict, List, Optional, TextIO, Tuple
 
 # Width of the status word column: fits "FAILED"; "waiting" would not, hence "wait".
 WORD_WIDTH = 6

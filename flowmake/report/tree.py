@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
@@ -24,7 +24,6 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..events import (
-    Event,
     Notice,
     RunFinished,
     RunResult,
@@ -58,6 +57,9 @@ from .common import (
     summary_text,
     tail_report,
 )
+
+if TYPE_CHECKING:  # events.Event is a name for type checkers only
+    from ..events import Event
 
 REFRESH_PER_SECOND = 8
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
