@@ -86,3 +86,28 @@ def test_database_from_unknown_schema_version_is_set_aside(tmp_path: Path) -> No
     warnings: list = []
     open_state(tmp_path, warnings).close()
     assert "schema version 999" in warnings[0]
+
+
+def test_stat_cache_reads_rows_as_looked_up_and_keeps_the_first_read(tmp_path: Path) -> None:
+    s = open_state(tmp_path, [])
+    s.save_stat_entries({f"f{i}": StatEntry(i, i, i, f"h{i}", i) for i in range(3)})
+    cache = s.stat_cache()
+    assert cache["f1"].hash == "h1" and "f2" in cache and "nope" not in cache and cache.get("nope") is None
+    s.save_stat_entries({"f1": StatEntry(9, 9, 9, "changed", 9), "nope": StatEntry(1, 1, 1, "new", 1)})
+    # Keys already looked up answer as they first did; the rest are read as they are now.
+    assert cache["f1"].hash == "h1" and "nope" not in cache
+    assert sorted(cache) == ["f0", "f1", "f2"] and len(cache) == 3
+    assert s.stat_cache()["f1"].hash == "changed"
+    s.close()
+
+
+def test_stat_cache_past_the_bulk_threshold_reads_the_whole_table_once(tmp_path: Path, monkeypatch) -> None:
+    from flowmake import state as state_module
+
+    monkeypatch.setattr(state_module._Rows, "_BULK_AFTER", 3)
+    s = open_state(tmp_path, [])
+    s.save_stat_entries({f"f{i}": StatEntry(i, i, i, f"h{i}", i) for i in range(10)})
+    cache = s.stat_cache()
+    assert [cache[f"f{i}"].hash for i in range(10)] == [f"h{i}" for i in range(10)]
+    assert cache.get("f10") is None and len(cache) == 10
+    s.close()
