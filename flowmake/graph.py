@@ -192,8 +192,10 @@ def default_targets(flowfile: Flowfile, graph: Graph) -> Tuple[str, ...]:
 
 def closure(graph: Graph, roots: Iterable[str]) -> Tuple[str, ...]:
     """The roots and everything they need, in topological order."""
-    wanted: Set[str] = set()
     stack = list(roots)
+    if len(set(stack)) == len(graph.order):  # every task (the usual default): nothing to walk
+        return tuple(graph.order)
+    wanted: Set[str] = set()
     while stack:
         name = stack.pop()
         if name in wanted:
