@@ -14,11 +14,22 @@ import os
 import queue
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Dict,
+    FrozenSet,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from . import __version__
+from . import snapshot as snapshots
 from .errors import EXIT_OK, EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED
 from .events import (
     Notice,
@@ -27,20 +38,36 @@ from .events import (
     RunResult,
     RunStarted,
     TaskFinished,
-    TaskStarted,
     TaskOutput,
-    TaskWaiting,
+    TaskStarted,
     TaskStatus,
+    TaskWaiting,
 )
-from . import snapshot as snapshots
 from .graph import Graph, downstream
 from .hashing import RACY_WINDOW_NS, FileHasher, hash_file
 from .identity import current_user, host_name, new_run_id
-from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
-from .plan import command_hash, decide, env_hashes, env_input_hash, fingerprint
-from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
-from .schedule import Schedule
 from .layout import run_log_dir
+from .model import (
+    AttemptRecord,
+    Flowfile,
+    Observation,
+    Reason,
+    ReasonKind,
+    RunRecord,
+    TaskSpec,
+    Trace,
+)
+from .plan import command_hash, decide, env_hashes, env_input_hash, fingerprint
+from .records import NamedTuple
+from .runner import (
+    Completion,
+    OutputLine,
+    ProcessRunner,
+    RunningProcess,
+    end_orphans,
+    mask,
+)
+from .schedule import Schedule
 from .state import State, state_dir
 
 if TYPE_CHECKING:  # events.Event is a name for type checkers only
@@ -57,8 +84,7 @@ def _exit_for_signal(signum: int) -> int:
 Emit = Callable[["Event"], None]
 
 
-@dataclass(frozen=True)
-class BuildOptions:
+class BuildOptions(NamedTuple):
     roots: Tuple[str, ...]  # resolved task names
     jobs: int = 1
     keep_going: bool = False
@@ -113,10 +139,12 @@ def task_reasons(
 PROVISIONAL = frozenset({ReasonKind.INPUT_CHANGED, ReasonKind.INPUTS_ADDED_REMOVED})
 
 
-@dataclass
 class Preview:
-    planned: List[PlannedTask]
-    observations: Dict[str, Observation] = field(default_factory=dict)
+    __slots__ = ("planned", "observations")
+
+    def __init__(self) -> None:
+        self.planned: List[PlannedTask] = []
+        self.observations: Dict[str, Observation] = {}
 
     def by_name(self) -> Dict[str, PlannedTask]:
         return {p.name: p for p in self.planned}
@@ -142,7 +170,7 @@ def preview(
     """
     selected = set(selection)
     everything = len(selected) == len(graph.deps)  # then every dependency is selected too
-    result = Preview([])
+    result = Preview()
     memo: Dict[str, Optional[str]] = {}
     unsettled: Set[str] = set()  # stale or blocked
     for name in selection:
@@ -173,24 +201,25 @@ def preview(
 # -- the run -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Signal:
+class _Signal(NamedTuple):
     signum: int
 
 
-@dataclass
 class _Sensor:
     """A `wait_for` task waiting for its files to arrive and hold still."""
 
-    deadline: float  # monotonic
-    next_poll: float
-    seen: Dict[str, Optional[Tuple[int, int]]]  # path -> (size, mtime_ns) at the last poll
-    pending: Tuple[str, ...]  # not yet arrived, as last reported
-    started: float  # wall clock
+    __slots__ = ("deadline", "next_poll", "seen", "pending", "started")
+
+    def __init__(self, *, deadline: float, next_poll: float, seen: Dict[str, Optional[Tuple[int, int]]],
+                 pending: Tuple[str, ...], started: float) -> None:
+        self.deadline = deadline  # monotonic
+        self.next_poll = next_poll
+        self.seen = seen  # path -> (size, mtime_ns) at the last poll
+        self.pending = pending  # not yet arrived, as last reported
+        self.started = started  # wall clock
 
 
-@dataclass
-class _Active:
+class _Active(NamedTuple):
     spec: TaskSpec
     proc: RunningProcess
     reasons: Tuple[Reason, ...]

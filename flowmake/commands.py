@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, TextIO
 
 from .errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
-from .guard import survive_closed_pipe
 from .graph import Graph, build_graph, closure, default_targets, resolve_targets
+from .guard import survive_closed_pipe
 from .model import Flowfile
+from .records import NamedTuple
 
 STARTER = '''\
 # Flowfile.toml: the tasks of this project, for flowmake.
@@ -48,8 +48,7 @@ run = "echo 'hello from flowmake' > {{outputs[0]}}"
 '''
 
 
-@dataclass
-class Project:
+class Project(NamedTuple):
     flowfile: Flowfile
     graph: Graph
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import heapq
 import posixpath
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .errors import FlowfileError, FlowfileErrors, UsageError, did_you_mean
 from .model import Flowfile
+from .records import NamedTuple
 
 
-@dataclass(frozen=True)
-class Graph:
+class Graph(NamedTuple):
     order: Tuple[str, ...]  # topological, declaration order breaking ties
     deps: Mapping[str, Tuple[str, ...]]
     dependents: Mapping[str, Tuple[str, ...]]

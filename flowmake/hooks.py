@@ -12,20 +12,19 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .events import RunResult, TaskFinished, iso_time
 from .model import Hooks
+from .records import NamedTuple
 from .runner import run_hook
 
 HOOK_TIMEOUT = 300.0  # seconds: a hook is an alert, not a pipeline step
 WEBHOOK_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class RunSummary:
+class RunSummary(NamedTuple):
     run_id: str
     flow: str
     result: RunResult

@@ -26,7 +26,7 @@ from .model import Flowfile
 from .paths import Disk, kinds_by_dir
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 4  # 4: the model's records became NamedTuples
+_FORMAT = 5  # 4, 5: the model's records, then the graph, became NamedTuples
 T = TypeVar("T")
 
 

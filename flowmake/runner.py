@@ -17,25 +17,34 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    BinaryIO,
+    Callable,
+    Deque,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from blake3 import blake3
+
+from .records import NamedTuple
 
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task
 MAX_PARTIAL = 1 << 16  # a line longer than this is written before its end arrives
 
 
-@dataclass(frozen=True)
-class OutputLine:
+class OutputLine(NamedTuple):
     task: str
     line: str
 
 
-@dataclass(frozen=True)
-class Completion:
+class Completion(NamedTuple):
     task: str
     pid: int
     returncode: int  # negative: killed by that signal
@@ -46,13 +55,15 @@ class Completion:
     log_hash: str
 
 
-@dataclass
 class RunningProcess:
-    task: str
-    pid: int
-    started: float
-    _popen: "subprocess.Popen[bytes]" = field(repr=False)
-    timed_out: bool = False
+    __slots__ = ("task", "pid", "started", "_popen", "timed_out")
+
+    def __init__(self, task: str, pid: int, started: float, popen: "subprocess.Popen[bytes]") -> None:
+        self.task = task
+        self.pid = pid
+        self.started = started
+        self._popen = popen
+        self.timed_out = False
 
     def signal_group(self, sig: int) -> None:
         try:
@@ -130,8 +141,7 @@ class _Stream:
                 self.latest = shown
 
 
-@dataclass(frozen=True)
-class _Exited:
+class _Exited(NamedTuple):
     """Selector data of a pidfd: the task whose process is to be reaped once it exits."""
 
     stream: _Stream

@@ -17,8 +17,9 @@ from ..records import TYPE_CHECKING
 from .common import plan_entries
 
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
-    from ..events import Event
     from typing import Any, Dict, List, TextIO
+
+    from ..events import Event
 
 
 def plan_json(event: RunStarted) -> List[Dict[str, Any]]:

@@ -40,8 +40,9 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
-    from ..events import Event
     from typing import Dict, List, Optional, TextIO, Tuple
+
+    from ..events import Event
 
 # Width of the status word column: fits "FAILED"; "waiting" would not, hence "wait".
 WORD_WIDTH = 6
