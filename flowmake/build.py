@@ -415,7 +415,9 @@ class Build:
                           for p in (*tasks[name].inputs, *tasks[name].outputs)]
             collected = snapshots.collect_files(cone_files, self.hasher.entry)
             if collected is not None:
-                collected = (previous.files.without(set(cone_files)).plus(collected[0]), collected[1])
+                # The cone's files first: in an edit-run-edit-run loop they are the
+                # ones that change next, and the no-op path stops at the first change.
+                collected = (collected[0].plus(previous.files.without(set(cone_files))), collected[1])
         else:
             forced = self.options.always_make or bool(self.options.forced)
             if not snapshots.snapshot_allowed(specs, forced=forced, uses_globs=self.flowfile.uses_globs):
