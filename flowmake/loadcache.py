@@ -18,16 +18,20 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from . import __version__
 from .hashing import RACY_WINDOW_NS, hash_bytes
 from .model import Flowfile
 from .paths import Disk, kinds_by_dir
+from .records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
+    from typing import Any, Callable, Optional, Tuple, TypeVar
+
+    T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
 _FORMAT = 5  # 4, 5: the model's records, then the graph, became NamedTuples
-T = TypeVar("T")
 
 
 def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) -> Tuple[Flowfile, T]:

@@ -18,21 +18,23 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import (
-    BinaryIO,
-    Callable,
-    Deque,
-    Dict,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-)
 
 from blake3 import blake3
 
-from .records import NamedTuple
+from .records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
+    from typing import (
+        BinaryIO,
+        Callable,
+        Deque,
+        Dict,
+        List,
+        Mapping,
+        Optional,
+        Sequence,
+        Tuple,
+    )
 
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task

@@ -320,18 +320,19 @@ def test_a_reader_gone_before_the_noop_is_reported_leaves_it_recorded(project: P
 
 
 @pytest.mark.parametrize("mode", ["plain", "json"])
-def test_a_noop_imports_no_typing_dataclasses_or_pathlib(project: Project, mode: str) -> None:
-    # Each of these cost the no-op path milliseconds on every run (records.py).
+@pytest.mark.parametrize("work", [False, True], ids=["noop", "one-change"])
+def test_a_run_imports_no_typing_or_dataclasses(project: Project, mode: str, work: bool) -> None:
+    # Each cost every run milliseconds (records.py); the no-op path does without pathlib too.
     fresh_project(project)
-    # Only what flowmake imports counts: an editable install's finder, say,
-    # imports pathlib as the interpreter starts.
+    if work:
+        project.write("src.txt", "changed\n")
+    heavy = ["typing", "dataclasses", "inspect", "typer", "rich"] + ([] if work else ["pathlib"])
     probe = (
         "import sys\n"
-        "before = set(sys.modules)\n"
-        "from flowmake.fastpath import try_noop\n"
-        f"code = try_noop(['run', '--progress', '{mode}'])\n"
-        "heavy = ('typing', 'dataclasses', 'inspect', 'pathlib', 'typer', 'rich')\n"
-        "print(code, [m for m in heavy if m in sys.modules and m not in before], file=sys.stderr)\n"
+        "before = set(sys.modules)\n"  # an editable install's finder imports pathlib as Python starts
+        "from flowmake.__main__ import main\n"
+        f"code = main(['run', '--progress', '{mode}'])\n"
+        f"print(code, [m for m in {heavy!r} if m in sys.modules and m not in before], file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=project.root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
