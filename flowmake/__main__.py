@@ -10,6 +10,8 @@ from .records import TYPE_CHECKING
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
     from typing import List, Optional
 
+    from .snapshot import Prescan
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     # Loading and planning make hundreds of thousands of long-lived objects and
@@ -29,17 +31,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .fastpath import parse, try_noop
         from .guard import exit_code_of
 
-        code = exit_code_of(lambda: try_noop(args))
+        prescans: List[Prescan] = []  # the no-op path's scan of changed files, for the full path
+        code = exit_code_of(lambda: try_noop(args, hand_over=prescans))
         if code is not None:
             return code
         parsed = parse(args)
-        if parsed is not None:
-            # A well-formed `run` needs no typer (~15 ms to import); other
-            # commands, --help and bad arguments go to the CLI below.
-            from .commands import run_parsed
+        try:
+            if parsed is not None:
+                # A well-formed `run` needs no typer (~15 ms to import); other
+                # commands, --help and bad arguments go to the CLI below.
+                from .commands import run_parsed
 
-            code = exit_code_of(lambda: run_parsed(parsed))
-            return code if code is not None else 0
+                code = exit_code_of(lambda: run_parsed(parsed, prescan=prescans[0] if prescans else None))
+                return code if code is not None else 0
+        finally:
+            for prescan in prescans:
+                prescan.close()
     from .cli import main as cli_main
 
     return cli_main(argv)

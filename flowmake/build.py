@@ -242,6 +242,7 @@ class Build:
         environ: Optional[Mapping[str, str]] = None,
         selection: Sequence[str],
         report_fresh: bool = True,
+        prescan: Optional[snapshots.Prescan] = None,
     ) -> None:
         self.flowfile = flowfile
         self.graph = graph
@@ -271,6 +272,7 @@ class Build:
         # The snapshot _proven_fresh planned from, and the cone it left to plan.
         self._cone_of_previous: Optional[Tuple[snapshots.Snapshot, Set[str]]] = None
         self._proven: FrozenSet[str] = frozenset()  # tasks that snapshot proves fresh
+        self._prescan = prescan  # the no-op path's scan of that snapshot's files, if it started one
 
     # signal handling: the handler only records and wakes the coordinator
 
@@ -363,11 +365,13 @@ class Build:
                                          targets=opts.target_names, environ=self.environ)
                 or {task[0] for task in snap.tasks} != set(self.selection)):
             return frozenset()
-        root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            changed = snapshots.changed_files(snap.files, root_fd)
-        finally:
-            os.close(root_fd)
+        changed = self._prescan.changed(snap.files) if self._prescan is not None else None
+        if changed is None:
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                changed = snapshots.changed_files(snap.files, root_fd)
+            finally:
+                os.close(root_fd)
         changed.update(snap.suspects)
         tasks = self.flowfile.tasks
         touched = [name for name in self.selection

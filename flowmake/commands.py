@@ -23,6 +23,8 @@ from .records import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     from typing import List, Optional, Sequence, TextIO
 
+    from .snapshot import Prescan
+
 STARTER = '''\
 # Flowfile.toml: the tasks of this project, for flowmake.
 # Every path is relative to this file's directory. See `flowmake --help`.
@@ -119,6 +121,7 @@ def run_build(
     quiet: bool,
     verbose: bool,
     argv: Sequence[str],
+    prescan: Optional[Prescan] = None,
 ) -> int:
     from .build import Build, BuildOptions
     from .report import make_reporter, shows_fresh_tasks
@@ -140,7 +143,8 @@ def run_build(
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names),
             )
             build = Build(project.flowfile, project.graph, state, options, emit=survive_closed_pipe(reporter),
-                          selection=closure(project.graph, roots), report_fresh=shows_fresh_tasks(reporter))
+                          selection=closure(project.graph, roots), report_fresh=shows_fresh_tasks(reporter),
+                          prescan=prescan)
             try:
                 code = build.run()
             finally:
@@ -155,13 +159,13 @@ def run_build(
             lock.release()
 
 
-def run_parsed(args) -> int:
+def run_parsed(args, *, prescan: Optional[Prescan] = None) -> int:
     """`flowmake run` from fastpath.parse's arguments, without the typer CLI."""
     project = Project.load(file=Path(args.file) if args.file is not None else None,
                            directory=Path(args.directory) if args.directory is not None else None)
     return run_build(project, args.targets, jobs=args.jobs, dry_run=args.dry_run, keep_going=args.keep_going,
                      always_make=args.always_make, force=args.force, progress=args.progress, wait=args.wait,
-                     quiet=args.quiet, verbose=args.verbose, argv=args.argv)
+                     quiet=args.quiet, verbose=args.verbose, argv=args.argv, prescan=prescan)
 
 
 # -- status --------------------------------------------------------------------

@@ -24,6 +24,10 @@ from .records import TYPE_CHECKING
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
     from typing import List, Optional, Sequence, Tuple
 
+# Below this many files a scan costs a few ms, no more than the fork that would overlap it.
+PRESCAN_MIN_FILES = 2000
+
+
 class _Args:
     def __init__(self) -> None:
         self.file: Optional[str] = None
@@ -118,16 +122,20 @@ def _find_flowfile(args: _Args) -> Optional[str]:
     return nearest_flowfile(os.getcwd())
 
 
-def try_noop(argv: Sequence[str]) -> Optional[int]:
-    """Exit code of a proven no-op run, or None to take the full path."""
+def try_noop(argv: Sequence[str], *, hand_over: Optional[List[snapshots.Prescan]] = None) -> Optional[int]:
+    """Exit code of a proven no-op run, or None to take the full path.
+
+    With `hand_over`, a decline because files changed (or are suspects)
+    leaves there the scan of them it started for the full path (snapshot.Prescan).
+    """
     cwd = os.getcwd()
-    code = _try_noop(argv)
+    code = _try_noop(argv, hand_over)
     if code is None:
         os.chdir(cwd)  # the full path applies -C itself
     return code
 
 
-def _try_noop(argv: Sequence[str]) -> Optional[int]:
+def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]]) -> Optional[int]:
     args = parse(argv)
     if args is None or args.dry_run or args.always_make or args.force:
         return None
@@ -147,10 +155,13 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
     root = os.path.dirname(flowfile)
     state_dir = os.path.join(root, STATE_DIR)
     snap = snapshots.read(state_dir)
-    if (snap is None or snap.suspects
+    if (snap is None
             or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
                                      environ=os.environ)
             or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)):
+        return None
+    if snap.suspects:
+        _start_prescan(snap, root, hand_over)
         return None  # a suspect's content cannot be vouched for by its stat
     from .errors import LockHeldError
     from .lock import ProjectLock
@@ -168,10 +179,19 @@ def _try_noop(argv: Sequence[str]) -> Optional[int]:
         finally:
             os.close(root_fd)
         if not unchanged:
+            lock.release()  # before the fork: the child must not share a held lock
+            _start_prescan(snap, root, hand_over)
             return None
         return _report_noop(snap, args, mode, root)
     finally:
         lock.release()
+
+
+def _start_prescan(snap: snapshots.Snapshot, root: str, hand_over: Optional[List[snapshots.Prescan]]) -> None:
+    if hand_over is not None and len(snap.files.paths) >= PRESCAN_MIN_FILES:
+        prescan = snapshots.start_prescan(snap.files, root)
+        if prescan is not None:
+            hand_over.append(prescan)
 
 
 def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) -> Optional[int]:

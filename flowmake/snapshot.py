@@ -168,6 +168,85 @@ def _scan(files: Files, root_fd: int, *, stop_at_first: bool) -> Set[str]:
     return changed
 
 
+class Prescan:
+    """`changed_files` of a snapshot, computed by a forked child while this process goes on.
+
+    When the no-op path finds a suspect or a changed file, the run that
+    follows plans the cone below the changes (build.py) and needs every
+    changed file; on 20,000 files that scan takes as long as the imports and
+    the Flowfile load it then overlaps on the other core. Its answer is used
+    only for the very records it scanned (a run in between rewrites or
+    removes the snapshot), and is no older than a scan the run makes itself
+    before planning would be, by a few milliseconds.
+    """
+
+    def __init__(self, files: Files, pid: int, fd: int) -> None:
+        self.files = files
+        self._pid: Optional[int] = pid
+        self._fd = fd
+
+    def changed(self, files: Files) -> Optional[Set[str]]:
+        """The changed files among `files`, if those are the ones scanned and the scan succeeded."""
+        if self._pid is None or files != self.files:
+            self.close()
+            return None
+        chunks = []
+        while True:
+            chunk = os.read(self._fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        pid, self._pid = self._pid, None
+        os.close(self._fd)
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            return None
+        text = b"".join(chunks).decode("utf-8", "surrogateescape")
+        return set(text.split("\0")) if text else set()
+
+    def close(self) -> None:
+        """End the child if its answer was not taken (safe to call again)."""
+        if self._pid is not None:
+            pid, self._pid = self._pid, None
+            os.close(self._fd)
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+
+
+def start_prescan(files: Files, root: str) -> Optional[Prescan]:
+    """Fork a child that writes the changed files (NUL-separated) to a pipe; None if it cannot."""
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
+    if pid == 0:  # the child: scan, write, leave without running any of the parent's cleanup
+        status = 1
+        try:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly, with the run
+            os.close(read_fd)
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            data = "\0".join(sorted(changed_files(files, root_fd))).encode("utf-8", "surrogateescape")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    return Prescan(files, pid, read_fd)
+
+
 def stat_triple(path: str) -> Optional[Tuple[int, int, int]]:
     try:
         st = os.stat(path)

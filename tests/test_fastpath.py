@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from flowmake import snapshot as snapshots
 from flowmake.fastpath import parse, try_noop
 
 from conftest import Project, kinds, wait_for_file
@@ -337,3 +338,49 @@ def test_a_run_imports_no_typing_or_dataclasses(project: Project, mode: str, wor
     done = subprocess.run([sys.executable, "-c", probe], cwd=project.root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "0 []", done.stderr
+
+
+def test_a_prescan_finds_the_files_changed_since_the_snapshot(project: Project) -> None:
+    fresh_project(project)
+    snap = snapshots.read(project.root / ".flowmake")
+    assert snap is not None and "src.txt" in snap.files.paths
+    project.write("src.txt", "edited\n")
+    os.remove(project.root / "build" / "b.txt")
+    prescan = snapshots.start_prescan(snap.files, str(project.root))
+    assert prescan is not None
+    assert prescan.changed(snap.files) == {"src.txt", "build/b.txt"}
+    prescan.close()  # already taken: nothing left to end
+
+
+def test_a_prescan_answers_only_for_the_records_it_scanned(project: Project) -> None:
+    fresh_project(project)
+    snap = snapshots.read(project.root / ".flowmake")
+    assert snap is not None
+    prescan = snapshots.start_prescan(snap.files, str(project.root))
+    assert prescan is not None
+    other = snap.files.without({"src.txt"})
+    assert prescan.changed(other) is None  # a run in between rewrote the snapshot, say
+    assert prescan.changed(snap.files) is None  # and the child is gone
+
+
+def test_a_run_after_an_edit_plans_from_the_no_op_paths_scan(project: Project, monkeypatch, capsys) -> None:
+    from flowmake import fastpath
+    from flowmake.__main__ import main
+
+    fresh_project(project)
+    project.write("src.txt", "edited\n")
+    monkeypatch.chdir(project.root)  # main applies -C to this process
+    monkeypatch.setattr(fastpath, "PRESCAN_MIN_FILES", 0)
+    answers = []
+    real_changed = snapshots.Prescan.changed
+
+    def spy(self, files):
+        answers.append(real_changed(self, files))
+        return answers[-1]
+
+    monkeypatch.setattr(snapshots.Prescan, "changed", spy)
+    assert main(["-C", str(project.root), "run", "--progress", "json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert answers == [{"src.txt"}]
+    assert {e["task"]: e["status"] for e in events if e["event"] == "task_finished"} == {
+        "extract": "ok", "clean": "ok"}
