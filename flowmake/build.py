@@ -443,7 +443,7 @@ class Build:
             flowfile=flowfile, flowfile_stat=ff_stat, flowfile_hash=self.flowfile.source_hash,
             targets=self.options.target_names, env_inputs=env_inputs, flow_name=self.flowfile.name,
             jobs=self.flowfile.jobs, roots=self.options.roots,
-            tasks=tuple((n, self.flowfile.tasks[n].group, self._planned[n].deps) for n in self._finish_order),
+            tasks=tuple((p.name, p.group, p.deps) for p in map(self._planned.__getitem__, self._finish_order)),
             files=collected[0], suspects=collected[1], hooks=(hooks.on_failure, hooks.on_success, hooks.webhook),
             shell=self.flowfile.shell,
             version=__version__,
