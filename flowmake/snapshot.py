@@ -53,14 +53,22 @@ class Files(NamedTuple):
     inodes: Sequence[int]  # unsigned 64-bit
 
     def without(self, leave_out: Set[str]) -> "Files":
-        keep = [i for i, path in enumerate(self.paths) if path not in leave_out]
-        size_mtime = self.size_mtime
-        return Files([self.paths[i] for i in keep],
-                     [v for i in keep for v in (size_mtime[2 * i], size_mtime[2 * i + 1])],
-                     [self.inodes[i] for i in keep])
+        drop = [i for i, path in enumerate(self.paths) if path in leave_out]
+        paths, size_mtime, inodes = list(self.paths), array("q", self.size_mtime), array("Q", self.inodes)
+        if len(drop) <= 64:
+            # The usual edit leaves out a few: delete those in place (C copies)
+            # rather than rebuild 20,000 entries in Python.
+            for i in reversed(drop):
+                del paths[i], size_mtime[2 * i:2 * i + 2], inodes[i]
+            return Files(paths, size_mtime, inodes)
+        dropped = set(drop)
+        keep = [i for i in range(len(paths)) if i not in dropped]
+        return Files([paths[i] for i in keep], array("q", [v for i in keep for v in size_mtime[2 * i:2 * i + 2]]),
+                     array("Q", [inodes[i] for i in keep]))
 
     def plus(self, other: "Files") -> "Files":
-        return Files([*self.paths, *other.paths], [*self.size_mtime, *other.size_mtime], [*self.inodes, *other.inodes])
+        return Files([*self.paths, *other.paths], array("q", self.size_mtime) + array("q", other.size_mtime),
+                     array("Q", self.inodes) + array("Q", other.inodes))
 
 
 class Snapshot(NamedTuple):
