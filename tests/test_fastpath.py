@@ -384,3 +384,23 @@ def test_a_run_after_an_edit_plans_from_the_no_op_paths_scan(project: Project, m
     assert answers == [{"src.txt"}]
     assert {e["task"]: e["status"] for e in events if e["event"] == "task_finished"} == {
         "extract": "ok", "clean": "ok"}
+
+
+@pytest.mark.parametrize("changed", [None, "first", "last"])
+def test_a_split_scan_finds_a_change_in_either_half(project: Project, monkeypatch, changed) -> None:
+    # With many files the check stats half of them in a forked child.
+    for i in range(6):
+        project.write(f"f{i}.txt", f"{i}\n")
+    names = [f"f{i}.txt" for i in range(6)]
+    records = snapshots.Files(names, [v for n in names for v in (os.stat(project.root / n).st_size,
+                                                                    os.stat(project.root / n).st_mtime_ns)],
+                              [os.stat(project.root / n).st_ino for n in names])
+    if changed is not None:
+        project.write(names[0] if changed == "first" else names[-1], "a different size\n")
+    monkeypatch.setattr(snapshots, "SPLIT_SCAN_MIN_FILES", 2)
+    monkeypatch.setattr(snapshots, "_cpus", lambda: 2)
+    root_fd = os.open(project.root, os.O_RDONLY)
+    try:
+        assert snapshots.files_unchanged(records, root_fd) is (changed is None)
+    finally:
+        os.close(root_fd)
