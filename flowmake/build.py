@@ -411,11 +411,13 @@ class Build:
     def _write_snapshot(self) -> None:
         """Every task is fresh now: leave the proof that lets the next run skip planning."""
         tasks = self.flowfile.tasks
-        specs = [tasks[name] for name in self.selection]
         if self._cone_of_previous is not None:
             # Planned from the previous snapshot, which this Flowfile and selection
-            # were allowed: outside the cone every file kept its stat and its record.
+            # were allowed: outside the cone every file kept its stat and its record,
+            # and its task rows and env_inputs hashes (checked against this
+            # environment) hold as they are.
             previous, cone = self._cone_of_previous
+            env_inputs, task_rows = dict(previous.env_inputs), tuple(previous.tasks)
             cone_files = [p for name in self.selection if name in cone
                           for p in (*tasks[name].inputs, *tasks[name].outputs)]
             collected = snapshots.collect_files(cone_files, self.hasher.entry)
@@ -424,6 +426,9 @@ class Build:
                 # ones that change next, and the no-op path stops at the first change.
                 collected = (collected[0].plus(previous.files.without(set(cone_files))), collected[1])
         else:
+            specs = [tasks[name] for name in self.selection]
+            env_inputs = {n: env_input_hash(n, self.environ) for spec in specs for n in spec.env_inputs}
+            task_rows = tuple((p.name, p.group, p.deps) for p in map(self._planned.__getitem__, self._finish_order))
             forced = self.options.always_make or bool(self.options.forced)
             if not snapshots.snapshot_allowed(specs, forced=forced, uses_globs=self.flowfile.uses_globs):
                 return
@@ -437,13 +442,12 @@ class Build:
             return  # a file never hashed, or a Flowfile too fresh to vouch for by its stat
         if hash_file(self.flowfile.path) != self.flowfile.source_hash:
             return  # edited while we ran
-        env_inputs = {n: env_input_hash(n, self.environ) for spec in specs for n in spec.env_inputs}
         hooks = self.flowfile.hooks
         snapshots.write(state_dir(self.root), snapshots.Snapshot(
             flowfile=flowfile, flowfile_stat=ff_stat, flowfile_hash=self.flowfile.source_hash,
             targets=self.options.target_names, env_inputs=env_inputs, flow_name=self.flowfile.name,
             jobs=self.flowfile.jobs, roots=self.options.roots,
-            tasks=tuple((p.name, p.group, p.deps) for p in map(self._planned.__getitem__, self._finish_order)),
+            tasks=task_rows,
             files=collected[0], suspects=collected[1], hooks=(hooks.on_failure, hooks.on_success, hooks.webhook),
             shell=self.flowfile.shell,
             version=__version__,
