@@ -35,41 +35,15 @@ from .graph import Graph, downstream
 from .hashing import RACY_WINDOW_NS, FileHasher, hash_file
 from .identity import current_user, host_name, new_run_id
 from .layout import run_log_dir
-from .model import (
-    AttemptRecord,
-    Flowfile,
-    Observation,
-    Reason,
-    ReasonKind,
-    RunRecord,
-    TaskSpec,
-    Trace,
-)
+from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
 from .plan import command_hash, decide, env_hashes, env_input_hash, fingerprint
 from .records import TYPE_CHECKING, NamedTuple
-from .runner import (
-    Completion,
-    OutputLine,
-    ProcessRunner,
-    RunningProcess,
-    end_orphans,
-    mask,
-)
+from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
 from .schedule import Schedule
 from .state import State, state_dir
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); events.Event is a type only
-    from typing import (
-        Callable,
-        Dict,
-        FrozenSet,
-        List,
-        Mapping,
-        Optional,
-        Sequence,
-        Set,
-        Tuple,
-    )
+    from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
     from .events import Event
 

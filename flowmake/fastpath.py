@@ -207,14 +207,7 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
             return None  # the database was started over since: its records are not the ones proven
         if state.running_processes():
             return None  # a killed run left tasks behind: the full path ends them
-        from .events import (
-            PlannedTask,
-            RunFinished,
-            RunResult,
-            RunStarted,
-            TaskFinished,
-            TaskStatus,
-        )
+        from .events import PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
         from .guard import survive_closed_pipe
         from .model import RunRecord
         from .report import make_reporter, shows_fresh_tasks

@@ -24,17 +24,7 @@ from blake3 import blake3
 from .records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import (
-        BinaryIO,
-        Callable,
-        Deque,
-        Dict,
-        List,
-        Mapping,
-        Optional,
-        Sequence,
-        Tuple,
-    )
+    from typing import BinaryIO, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task

@@ -29,19 +29,7 @@ from .records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
-    from typing import (
-        Any,
-        Callable,
-        Dict,
-        Iterable,
-        Iterator,
-        List,
-        Mapping,
-        Optional,
-        Sequence,
-        Tuple,
-        TypeVar,
-    )
+    from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
     T = TypeVar("T")
 

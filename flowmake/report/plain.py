@@ -10,16 +10,7 @@ never imports rich, which keeps start-up fast.
 
 from __future__ import annotations
 
-from ..events import (
-    Notice,
-    RunFinished,
-    RunStarted,
-    TaskFinished,
-    TaskOutput,
-    TaskStarted,
-    TaskStatus,
-    TaskWaiting,
-)
+from ..events import Notice, RunFinished, RunStarted, TaskFinished, TaskOutput, TaskStarted, TaskStatus, TaskWaiting
 from ..records import TYPE_CHECKING
 from .common import (
     PlanEntry,
