@@ -158,20 +158,10 @@ def files_unchanged(files: Files, root_fd: int) -> bool:
     half = len(files.paths) // 2
     if half * 2 < SPLIT_SCAN_MIN_FILES or _cpus() < 2:
         return not _scan(files, root_fd, stop_at_first=True)
-    try:
-        pid = os.fork()
-    except OSError:
+    second = Files(files.paths[half:], files.size_mtime[2 * half:], files.inodes[half:])
+    pid = _in_child(lambda: 1 if _scan(second, root_fd, stop_at_first=True) else 0)  # answers by exit status
+    if pid is None:
         return not _scan(files, root_fd, stop_at_first=True)
-    if pid == 0:  # the child: the second half, answered by exit status
-        status = 2
-        try:
-            import signal
-
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly, with the run
-            second = Files(files.paths[half:], files.size_mtime[2 * half:], files.inodes[half:])
-            status = 1 if _scan(second, root_fd, stop_at_first=True) else 0
-        finally:
-            os._exit(status)
     # The first half here: a snapshot lists first the files the last edit
     # touched, so a change is usually found at once, and the child is ended.
     first = Files(files.paths[:half], files.size_mtime[:2 * half], files.inodes[:half])
@@ -183,6 +173,25 @@ def files_unchanged(files: Files, root_fd: int) -> bool:
             pass
     _, status = os.waitpid(pid, 0)
     return unchanged and status == 0
+
+
+def _in_child(work: Callable[[], int]) -> Optional[int]:
+    """Fork a child that runs `work` and exits with its result, skipping the
+    parent's cleanup; its pid, or None if there is no fork to be had."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:
+        status = 2
+        try:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly, with the run
+            status = work()
+        finally:
+            os._exit(status)
+    return pid
 
 
 def _cpus() -> int:
@@ -269,28 +278,20 @@ def start_prescan(files: Files, root: str) -> Optional[Prescan]:
         read_fd, write_fd = os.pipe()
     except OSError:
         return None
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
-        return None
-    if pid == 0:  # the child: scan, write, leave without running any of the parent's cleanup
-        status = 1
-        try:
-            import signal
 
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly, with the run
-            os.close(read_fd)
-            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-            data = "\0".join(sorted(changed_files(files, root_fd))).encode("utf-8", "surrogateescape")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(write_fd, view):]
-            status = 0
-        finally:
-            os._exit(status)
+    def report() -> int:
+        os.close(read_fd)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        view = memoryview("\0".join(sorted(changed_files(files, root_fd))).encode("utf-8", "surrogateescape"))
+        while view:
+            view = view[os.write(write_fd, view):]
+        return 0
+
+    pid = _in_child(report)
     os.close(write_fd)
+    if pid is None:
+        os.close(read_fd)
+        return None
     return Prescan(files, pid, read_fd)
 
 
