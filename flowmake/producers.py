@@ -18,7 +18,7 @@ from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence,
 
 from .drafts import Context, Draft
 from .errors import did_you_mean
-from .model import TaskSpec
+from .model import NO_GROUPS, TaskSpec
 from .paths import Disk, glob_to_regex, is_glob, literal_dir, merge, unique
 from .problems import Problems
 from .sections import Flow
@@ -118,9 +118,9 @@ def finish(draft: Draft, *, producers: Producers, disk: Disk, names: TaskNames, 
         group=table.name,
         command=command,
         inputs=inputs,
-        input_groups=input_groups,
+        input_groups=input_groups or NO_GROUPS,
         outputs=draft.outputs,
-        output_groups=draft.output_groups,
+        output_groups=draft.output_groups or NO_GROUPS,
         after=_resolve_after(draft, names=names, problems=ctx.problems) if draft.after else (),
         matrix=draft.matrix,
         wait_for=draft.wait_for,
