@@ -24,9 +24,6 @@ from .records import TYPE_CHECKING
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
     from typing import List, Optional, Sequence, Tuple
 
-# Below this many files a scan costs a few ms, no more than the fork that would overlap it.
-PRESCAN_MIN_FILES = 2000
-
 
 class _Args:
     def __init__(self) -> None:
@@ -188,7 +185,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]])
 
 
 def _start_prescan(snap: snapshots.Snapshot, root: str, hand_over: Optional[List[snapshots.Prescan]]) -> None:
-    if hand_over is not None and len(snap.files.paths) >= PRESCAN_MIN_FILES:
+    if hand_over is not None:
         prescan = snapshots.start_prescan(snap.files, root)
         if prescan is not None:
             hand_over.append(prescan)

@@ -66,6 +66,10 @@ class Files(NamedTuple):
         return Files([paths[i] for i in keep], array("q", [v for i in keep for v in size_mtime[2 * i:2 * i + 2]]),
                      array("Q", [inodes[i] for i in keep]))
 
+    def part(self, start: int, stop: int) -> "Files":
+        """Entries start..stop-1."""
+        return Files(self.paths[start:stop], self.size_mtime[2 * start:2 * stop], self.inodes[start:stop])
+
     def plus(self, other: "Files") -> "Files":
         return Files([*self.paths, *other.paths], array("q", self.size_mtime) + array("q", other.size_mtime),
                      array("Q", self.inodes) + array("Q", other.inodes))
@@ -158,13 +162,13 @@ def files_unchanged(files: Files, root_fd: int) -> bool:
     half = len(files.paths) // 2
     if half * 2 < SPLIT_SCAN_MIN_FILES or _cpus() < 2:
         return not _scan(files, root_fd, stop_at_first=True)
-    second = Files(files.paths[half:], files.size_mtime[2 * half:], files.inodes[half:])
+    second = files.part(half, len(files.paths))
     pid = _in_child(lambda: 1 if _scan(second, root_fd, stop_at_first=True) else 0)  # answers by exit status
     if pid is None:
         return not _scan(files, root_fd, stop_at_first=True)
     # The first half here: a snapshot lists first the files the last edit
     # touched, so a change is usually found at once, and the child is ended.
-    first = Files(files.paths[:half], files.size_mtime[:2 * half], files.inodes[:half])
+    first = files.part(0, half)
     unchanged = not _scan(first, root_fd, stop_at_first=True)
     if not unchanged:
         try:
@@ -272,8 +276,15 @@ class Prescan:
             os.waitpid(pid, 0)
 
 
+# Below this many files a scan costs a few ms, no more than the fork that would overlap it.
+PRESCAN_MIN_FILES = 2000
+
+
 def start_prescan(files: Files, root: str) -> Optional[Prescan]:
-    """Fork a child that writes the changed files (NUL-separated) to a pipe; None if it cannot."""
+    """Fork a child that writes the changed files (NUL-separated) to a pipe; None if
+    it cannot, or if there are too few files to be worth a process."""
+    if len(files.paths) < PRESCAN_MIN_FILES:
+        return None
     try:
         read_fd, write_fd = os.pipe()
     except OSError:

@@ -340,7 +340,8 @@ def test_a_run_imports_no_typing_or_dataclasses(project: Project, mode: str, wor
     assert done.stderr.strip().splitlines()[-1] == "0 []", done.stderr
 
 
-def test_a_prescan_finds_the_files_changed_since_the_snapshot(project: Project) -> None:
+def test_a_prescan_finds_the_files_changed_since_the_snapshot(project: Project, monkeypatch) -> None:
+    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
     fresh_project(project)
     snap = snapshots.read(project.root / ".flowmake")
     assert snap is not None and "src.txt" in snap.files.paths
@@ -352,7 +353,8 @@ def test_a_prescan_finds_the_files_changed_since_the_snapshot(project: Project) 
     prescan.close()  # already taken: nothing left to end
 
 
-def test_a_prescan_answers_only_for_the_records_it_scanned(project: Project) -> None:
+def test_a_prescan_answers_only_for_the_records_it_scanned(project: Project, monkeypatch) -> None:
+    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
     fresh_project(project)
     snap = snapshots.read(project.root / ".flowmake")
     assert snap is not None
@@ -364,13 +366,12 @@ def test_a_prescan_answers_only_for_the_records_it_scanned(project: Project) -> 
 
 
 def test_a_run_after_an_edit_plans_from_the_no_op_paths_scan(project: Project, monkeypatch, capsys) -> None:
-    from flowmake import fastpath
     from flowmake.__main__ import main
 
     fresh_project(project)
     project.write("src.txt", "edited\n")
     monkeypatch.chdir(project.root)  # main applies -C to this process
-    monkeypatch.setattr(fastpath, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
     answers = []
     real_changed = snapshots.Prescan.changed
 
