@@ -429,13 +429,13 @@ class Build:
         ))
 
     def _reap_orphans(self) -> None:
-        rows = self.state.running_processes()
-        if not rows:
+        dead = self.state.unfinished_runs()
+        if not dead:
             return
-        ended = end_orphans(rows)
-        self.state.forget_processes([r[0] for r in rows])
+        ended = end_orphans(dead)
+        self.state.forget_runs(dead)
         if ended:
-            names = ", ".join(sorted({r[2] for r in rows if r[0] in ended}))
+            names = ", ".join(sorted(set(ended.values())))
             self.emit(Notice(self.run_id, time.time(),
                              f"ended {len(ended)} task process group(s) left running by a killed run ({names})"))
 
@@ -611,7 +611,7 @@ class Build:
                 message = f"wait_for timed out after {_fmt_seconds(spec.wait_timeout)}: {detail}"
                 self._record_attempt(spec, 1, "failed", self._planned[name].reasons, spec.command,
                                      sensor.started, None, Observation("", {}, {}, {}), {}, None, None, message,
-                                     trace=None, pid=None)
+                                     trace=None)
                 self._fail(name, exit_code=None, message=message, duration=time.time() - sensor.started,
                            log=None, tail=(), attempt=1)
                 continue
@@ -638,7 +638,7 @@ class Build:
             message = "secret " + ", ".join(unset) + " is not set in the environment"
             self.emit(TaskStarted(self.run_id, time.time(), name, reasons, shown_command, attempt))
             self._record_attempt(spec, attempt, "failed", reasons, shown_command, time.time(), None, obs, {},
-                                 None, None, message, trace=None, pid=None)
+                                 None, None, message, trace=None)
             self._fail(name, exit_code=None, message=message, duration=0.0, log=None, tail=(), attempt=attempt)
             return
         for out in spec.outputs:
@@ -667,10 +667,9 @@ class Build:
         except OSError as exc:
             message = f"could not start {spec.shell[0]!r}: {exc.strerror or exc}"
             self._record_attempt(spec, attempt, "failed", reasons, shown_command, started, None, obs, {},
-                                 log_rel, None, message, trace=None, pid=None)
-            self._fail(name, exit_code=None, message=message, duration=0.0, log=log_rel, tail=(), attempt=attempt)
+                                 None, None, message, trace=None)
+            self._fail(name, exit_code=None, message=message, duration=0.0, log=None, tail=(), attempt=attempt)
             return
-        self.state.task_started(name, pid=proc.pid, run_id=self.run_id)
         self._active[name] = _Active(spec, proc, reasons, obs, attempt, log_rel, shown_command)
 
     def _succeeded(self, done: Completion) -> bool:
@@ -683,6 +682,7 @@ class Build:
         active = self._active.pop(done.task)
         spec = active.spec
         duration = done.finished - done.started
+        log = active.log_rel if done.log_hash is not None else None  # it printed nothing: no log file
         interrupted = self._signal is not None
         message: Optional[str] = None
         if done.timed_out:
@@ -708,38 +708,37 @@ class Build:
             else:
                 self._untraced = True
             self._record_attempt(spec, active.attempt, "ok", active.reasons, active.command, done.started,
-                                 done.finished, active.obs, outputs, active.log_rel, done.log_hash, None,
-                                 trace=trace, pid=done.pid, exit_code=exit_code)
+                                 done.finished, active.obs, outputs, log, done.log_hash, None,
+                                 trace=trace, exit_code=exit_code)
             self._finish_task(spec.name, TaskStatus.OK, duration=duration, exit_code=exit_code,
-                              log=active.log_rel, attempt=active.attempt)
+                              log=log, attempt=active.attempt)
             self._sched.succeeded(spec.name)
             return None
         if message is None:
             message = "interrupted"
         status = "interrupted" if interrupted else "failed"
         self._record_attempt(spec, active.attempt, status, active.reasons, active.command, done.started,
-                             done.finished, active.obs, outputs, active.log_rel, done.log_hash, message,
-                             trace=None, pid=done.pid, exit_code=exit_code)
+                             done.finished, active.obs, outputs, log, done.log_hash, message,
+                             trace=None, exit_code=exit_code)
         if not interrupted and active.attempt <= spec.retries and not self._sched.stopped:
             self.emit(TaskFinished(self.run_id, time.time(), spec.name, TaskStatus.FAILED, duration, exit_code,
-                                   message, active.log_rel, tuple(done.tail), active.attempt, will_retry=True))
+                                   message, log, tuple(done.tail), active.attempt, will_retry=True))
             return (time.monotonic() + spec.retry_delay, active.attempt + 1)
-        self._fail(spec.name, exit_code=exit_code, message=message, duration=duration, log=active.log_rel,
+        self._fail(spec.name, exit_code=exit_code, message=message, duration=duration, log=log,
                    tail=tuple(done.tail), attempt=active.attempt)
         return None
 
     def _record_attempt(self, spec: TaskSpec, attempt: int, status: str, reasons: Tuple[Reason, ...],
                         command: Optional[str], started: float, finished: Optional[float], obs: Observation,
                         outputs: Mapping[str, Optional[str]], log: Optional[str], log_hash: Optional[str],
-                        message: Optional[str], *, trace: Optional[Trace], pid: Optional[int],
-                        exit_code: Optional[int] = None) -> None:
+                        message: Optional[str], *, trace: Optional[Trace], exit_code: Optional[int] = None) -> None:
         record = AttemptRecord(
             run_id=self.run_id, task=spec.name, attempt=attempt, status=status, reasons=reasons,
             command=command, started=started, finished=finished if finished is not None else time.time(),
             exit_code=exit_code, inputs=dict(obs.inputs), outputs=dict(outputs), log=log, log_hash=log_hash,
             message=message,
         )
-        self.state.task_finished(record, pid=pid, trace=trace, stat_entries=self.hasher.take_unsaved())
+        self.state.task_finished(record, trace=trace, stat_entries=self.hasher.take_unsaved())
 
     def _fail(self, name: str, *, exit_code: Optional[int], message: str, duration: float,
               log: Optional[str], tail: Tuple[str, ...], attempt: int) -> None:

@@ -202,7 +202,7 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
     try:
         if state.identity != snap.state_identity:
             return None  # the database was started over since: its records are not the ones proven
-        if state.running_processes():
+        if state.unfinished_runs():
             return None  # a killed run left tasks behind: the full path ends them
         from .events import PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
         from .guard import survive_closed_pipe
@@ -214,7 +214,7 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
         t0 = time.monotonic()
         jobs = args.jobs or snap.jobs or os.cpu_count() or 1
         state.begin_run(RunRecord(run_id, started, current_user(), host_name(), __version__,
-                                  snap.flowfile_hash, args.argv, tuple(snap.roots)))
+                                  snap.flowfile_hash, args.argv, tuple(snap.roots)), starts_tasks=False)
         reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
         emit = survive_closed_pipe(reporter)  # as the full path: a reader gone never leaves the run unrecorded
         try:

@@ -93,6 +93,8 @@ def show_log(project: Project, run_id: Optional[str], *, as_json: bool, limit: i
                 out.write(f"    {digest or '(missing)'}  {path}\n")
         if a.log:
             out.write(f"  log         {a.log} ({a.log_hash or 'no hash'})\n")
+        elif a.exit_code is not None:
+            out.write("  log         - (it printed nothing)\n")
     return 0
 
 

@@ -44,7 +44,7 @@ class Completion(NamedTuple):
     started: float
     finished: float
     tail: List[str]
-    log_hash: str
+    log_hash: Optional[str]  # None: the task printed nothing, and has no log file
 
 
 class RunningProcess:
@@ -111,12 +111,11 @@ class _Stream:
         if self.partial:
             self._write(self.partial)
             self.partial = b""
-        if self.log is None:
-            # A task with no output still has its (empty) log; a bare create
-            # costs less than a buffered file object nobody writes to.
-            os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
-            return
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
+        # A task that printed nothing gets no log file: creating 10,000 empty
+        # files was a tenth of a build's CPU, and a file system without a
+        # journal makes each create dearer the more files were just deleted.
 
     def _write(self, chunk: bytes) -> None:
         if self.secrets:
@@ -274,7 +273,7 @@ class ProcessRunner:
         stream.proc._popen.stdout.close()
         proc = stream.proc
         self._post(Completion(proc.task, proc.pid, returncode, proc.timed_out, proc.started, time.time(),
-                              list(stream.tail), stream.digest.hexdigest()))
+                              list(stream.tail), stream.digest.hexdigest() if stream.log is not None else None))
 
     def finished(self, task: str) -> None:
         self.running.pop(task, None)
@@ -284,38 +283,51 @@ class ProcessRunner:
             proc.signal_group(sig)
 
 
-def end_orphans(processes: Sequence[Tuple[int, str, str]]) -> List[int]:
-    """Kill the process groups of a dead run's tasks that are still alive.
+def end_orphans(run_ids: Sequence[str]) -> Dict[int, str]:
+    """Kill the process groups still running tasks of these (dead) runs; {group: task} of those ended.
 
-    A group is ours when one of its live members carries that run's
-    FLOWMAKE_RUN_ID in its environment (every task is started with it): a
-    pid reused since by an unrelated process never does, so it is left
-    alone. Needs /proc (Linux); elsewhere nothing is killed.
+    Every task is started with FLOWMAKE_RUN_ID and FLOWMAKE_TASK in its
+    environment, which its processes inherit: a live process that carries a
+    dead run's id belongs to one of its tasks, and a pid reused since by an
+    unrelated process never does. Needs /proc (Linux); elsewhere nothing is
+    killed.
     """
-    ended: List[int] = []
-    if not os.path.isdir("/proc"):
+    ended: Dict[int, str] = {}
+    if not run_ids or not os.path.isdir("/proc"):
         return ended
-    members = _live_process_groups()
-    for pid, run_id, *_ in processes:
-        marker = f"FLOWMAKE_RUN_ID={run_id}".encode()
-        if not any(_environ_has(member, marker) for member in members.get(pid, ())):
+    markers = {f"FLOWMAKE_RUN_ID={run_id}".encode() for run_id in run_ids}
+    own_group = os.getpgrp()
+    for group, members in _live_process_groups().items():
+        if group == own_group or group in ended:
             continue
+        for member in members:
+            task = _task_of(member, markers)
+            if task is not None:
+                ended[group] = task
+                break
+    for group in list(ended):
         try:
-            os.killpg(pid, signal.SIGKILL)
-            ended.append(pid)
+            os.killpg(group, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            pass
+            del ended[group]
     if ended:
         _wait_until_gone(set(ended))
     return ended
 
 
-def _environ_has(pid: int, marker: bytes) -> bool:
+def _task_of(pid: int, markers: set) -> Optional[str]:
+    """FLOWMAKE_TASK of a process whose environment carries one of `markers`, else None."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            return marker in f.read().split(b"\0")
+            entries = f.read().split(b"\0")
     except OSError:
-        return False
+        return None  # gone, or another user's: not ours either way
+    if markers.isdisjoint(entries):
+        return None
+    for entry in entries:
+        if entry.startswith(b"FLOWMAKE_TASK="):
+            return entry[len(b"FLOWMAKE_TASK="):].decode("utf-8", "replace")
+    return "?"
 
 
 def _wait_until_gone(groups: set, timeout: float = 5.0) -> None:

@@ -2,15 +2,16 @@
 
 Four kinds of records: the stat cache of file hashes, the trace of each
 task's last success (what the rebuilder compares against), the run and
-attempt history (the audit trail), and the process groups of running tasks
-(so that a later run can end the orphans of a killed one).
+attempt history (the audit trail), and the runs in progress (so that a
+later run can end the orphans of a killed one).
 
-Crash safety comes from ordering, not from cleanup: a task's trace is deleted
-in the same transaction that records its process as started, and written
-again only in the transaction that records its success. A flowmake killed at
-any moment therefore leaves either the old trace (task never started) or
-none (task runs again). The database is a cache of facts: an unreadable or
-incompatible one is set aside (never deleted) and rebuilt.
+Crash safety comes from ordering, not from cleanup: a task's trace is
+replaced only in the transaction that records its success, and freshness
+compares the outputs' content with that trace. A flowmake killed at any
+moment therefore leaves the old trace, against which whatever the killed
+task half-wrote shows as changed, so the task runs again. The database is a
+cache of facts: an unreadable or incompatible one is set aside (never
+deleted) and rebuilt.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ CREATE TABLE journal (
 );
 CREATE INDEX journal_by_run ON journal (run_id, kind);
 CREATE INDEX journal_by_task ON journal (task) WHERE task IS NOT NULL;
-CREATE TABLE running (
+CREATE TABLE running (  -- runs in progress: flowmake's pid, the run, '' (a task's name in older versions)
     pid INTEGER PRIMARY KEY, run_id TEXT NOT NULL, task TEXT NOT NULL
 );
 """
@@ -157,9 +158,9 @@ class State:
         return _Rows(self._conn, "SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces",
                      "task", lambda r: Trace(r[0], r[1], r[2], _LazyJSON(r[3]), _LazyJSON(r[4]), _LazyJSON(r[5]), r[6]))
 
-    def running_processes(self) -> List[Tuple[int, str, str]]:
-        """(pid, run id, task) of each task process group started and not yet finished."""
-        return list(self._conn.execute("SELECT pid, run_id, task FROM running"))
+    def unfinished_runs(self) -> List[str]:
+        """Ids of the runs that may have started tasks and did not finish: killed, or running now."""
+        return [row[0] for row in self._conn.execute("SELECT DISTINCT run_id FROM running")]
 
     def runs(self, limit: Optional[int] = None) -> List[RunRecord]:
         """Recorded runs, newest first."""
@@ -231,15 +232,25 @@ class State:
 
     # -- writing -----------------------------------------------------------
 
-    def begin_run(self, run: RunRecord) -> None:
+    def begin_run(self, run: RunRecord, *, starts_tasks: bool = True) -> None:
+        """The run's record; one that may start tasks is also listed in `running` until it finishes.
+
+        One row per run, not per task: its tasks carry the run's id in their
+        environment, which is how a later run finds them (runner.end_orphans)
+        without a transaction per task start.
+        """
         body = {"id": run.id, "started": run.started, "user": run.user, "host": run.host, "version": run.version,
                 "flowfile_hash": run.flowfile_hash, "argv": list(run.argv), "targets": list(run.targets)}
         with self._conn:
             self._append("run", run.id, None, body)
+            if starts_tasks:
+                self._conn.execute("INSERT OR REPLACE INTO running (pid, run_id, task) VALUES (?, ?, '')",
+                                   (os.getpid(), run.id))
 
     def finish_run(self, run_id: str, *, finished: float, result: str) -> None:
         with self._conn:
             self._append("run_end", run_id, None, {"finished": finished, "result": result})
+            self._conn.execute("DELETE FROM running WHERE run_id = ?", (run_id,))
 
     def record_prune(self, run_id: str, pruned: Sequence[str], *, when: float) -> None:
         """Logs of these runs were deleted on purpose: verification must not flag them."""
@@ -257,24 +268,10 @@ class State:
             (seq, kind, run_id, task, text, prev, digest),
         )
 
-    def task_started(self, task: str, *, pid: int, run_id: str) -> None:
-        """The task's old trace no longer holds once its process may write.
-
-        It is invalidated, not deleted: its parts still say *what* changed
-        since the last success, next to the fact that an attempt failed.
-        """
-        with self._conn:
-            self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?", (INVALIDATED, task))
-            self._conn.execute(
-                "INSERT OR REPLACE INTO running (pid, run_id, task) VALUES (?, ?, ?)",
-                (pid, run_id, task),
-            )
-
     def task_finished(
         self,
         attempt: AttemptRecord,
         *,
-        pid: Optional[int],
         trace: Optional[Trace],
         stat_entries: Mapping[str, StatEntry],
     ) -> None:
@@ -290,8 +287,6 @@ class State:
                 )
             else:
                 self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?", (INVALIDATED, attempt.task))
-            if pid is not None:
-                self._conn.execute("DELETE FROM running WHERE pid = ?", (pid,))
             _save_stat_entries(self._conn, stat_entries)
 
     def save_stat_entries(self, entries: Mapping[str, StatEntry]) -> None:
@@ -299,9 +294,10 @@ class State:
             with self._conn:
                 _save_stat_entries(self._conn, entries)
 
-    def forget_processes(self, pids: Iterable[int]) -> None:
+    def forget_runs(self, run_ids: Iterable[str]) -> None:
+        """These runs' orphans are ended: no later run need look for them again."""
         with self._conn:
-            self._conn.executemany("DELETE FROM running WHERE pid = ?", [(p,) for p in pids])
+            self._conn.executemany("DELETE FROM running WHERE run_id = ?", [(r,) for r in run_ids])
 
     def forget_tasks(self, tasks: Sequence[str], paths: Sequence[str]) -> None:
         """Drop the traces of tasks (and cached hashes of their outputs): `clean`."""

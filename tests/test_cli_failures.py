@@ -7,6 +7,8 @@ files and the tail printed on stderr, and that a failed task runs again.
 
 from __future__ import annotations
 
+import json
+
 from conftest import Project
 
 FAIL_CHAIN = """\
@@ -209,3 +211,24 @@ def test_each_task_log_is_in_flowmake_logs_run_id_task_log(project: Project) -> 
     assert result.events  # every stdout line is still JSON
     assert "to-stderr" not in result.stderr
 
+
+
+def test_a_task_that_prints_nothing_gets_no_log_file(project: Project) -> None:
+    project.flowfile("""\
+        [tasks.silent]
+        outputs = ["out.txt"]
+        run = "echo x > out.txt"
+        [tasks.mute_failure]
+        run = "exit 3"
+    """)
+    result = project.json_run("-k")
+    assert result.returncode == 1, result
+    run_dir = project.path(f".flowmake/logs/{result.run_id}")
+    assert not run_dir.exists() or list(run_dir.iterdir()) == []
+    assert "log" not in result.finished_event("silent")
+    assert "log" not in result.finished_event("mute_failure")
+    attempts = json.loads(project.run("log", result.run_id, "--json").stdout)["attempts"]
+    assert {a["task"]: a["log"] for a in attempts} == {"silent": None, "mute_failure": None}
+    assert project.run("audit", "verify").returncode == 0
+    plain = project.run("run", "--progress", "plain", "-k")
+    assert "--- mute_failure failed (exit code 3), no output" in plain.stderr, plain

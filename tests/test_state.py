@@ -27,37 +27,49 @@ def test_state_dir_is_created_with_a_gitignore(tmp_path: Path) -> None:
 def test_trace_attempt_and_stat_cache_survive_reopen(tmp_path: Path) -> None:
     s = open_state(tmp_path, [])
     s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
-    s.task_started("t", pid=123, run_id="r1")
     trace = Trace("t", "fp", "ch", {"TZ": "x"}, {"a": "h"}, {"b": "o"}, "r1")
-    s.task_finished(attempt("t"), pid=123, trace=trace, stat_entries={"a": StatEntry(1, 2, 3, "h", 4)})
+    s.task_finished(attempt("t"), trace=trace, stat_entries={"a": StatEntry(1, 2, 3, "h", 4)})
     s.finish_run("r1", finished=3.0, result="success")
     s.close()
     s = open_state(tmp_path, [])
     assert s.traces()["t"] == trace
     assert s.stat_cache()["a"].hash == "h"
-    assert s.running_processes() == []
+    assert s.unfinished_runs() == []
     (run,) = s.runs()
     assert (run.id, run.result) == ("r1", "success")
     assert s.attempts("r1")[0].reasons[0].kind is ReasonKind.NEVER_RUN
 
 
-def test_starting_a_task_invalidates_its_trace(tmp_path: Path) -> None:
-    # A crash while the task runs must leave it stale: the trace is voided first,
-    # keeping its parts so the next run can still say what changed.
+def test_a_run_that_starts_tasks_stays_listed_as_unfinished_until_it_finishes(tmp_path: Path) -> None:
+    # A killed run never finishes: the next run finds it here and ends its orphans.
     s = open_state(tmp_path, [])
-    s.task_finished(attempt("t"), pid=None, trace=Trace("t", "fp", "ch", {}, {"a": "h"}, {}, "r0"), stat_entries={})
-    s.task_started("t", pid=99, run_id="r1")
+    s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
+    s.begin_run(RunRecord("r2", 2.0, "u", "h", "0.1", "ff", ("run",), ("t",)), starts_tasks=False)
     s.close()
     s = open_state(tmp_path, [])
-    assert s.traces()["t"].fingerprint == INVALIDATED
-    assert s.traces()["t"].inputs == {"a": "h"}
-    assert s.running_processes() == [(99, "r1", "t")]
+    assert s.unfinished_runs() == ["r1"]  # r2 (a no-op) starts no task: nothing to look for
+    s.finish_run("r1", finished=3.0, result="success")
+    assert s.unfinished_runs() == []
+    s.begin_run(RunRecord("r3", 4.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
+    s.forget_runs(["r3"])
+    assert s.unfinished_runs() == []
+
+
+def test_a_started_attempt_leaves_the_trace_until_its_record(tmp_path: Path) -> None:
+    # No write at a task's start: a killed attempt leaves the last success's
+    # trace, against which its half-written outputs show as changed.
+    s = open_state(tmp_path, [])
+    trace = Trace("t", "fp", "ch", {}, {"a": "h"}, {"b": "o"}, "r0")
+    s.task_finished(attempt("t"), trace=trace, stat_entries={})
+    s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
+    s.close()
+    assert open_state(tmp_path, []).traces()["t"] == trace
 
 
 def test_failed_attempt_leaves_an_invalid_trace(tmp_path: Path) -> None:
     s = open_state(tmp_path, [])
-    s.task_finished(attempt("t"), pid=None, trace=Trace("t", "fp", "ch", {}, {}, {}, "r0"), stat_entries={})
-    s.task_finished(attempt("t", "failed"), pid=None, trace=None, stat_entries={})
+    s.task_finished(attempt("t"), trace=Trace("t", "fp", "ch", {}, {}, {}, "r0"), stat_entries={})
+    s.task_finished(attempt("t", "failed"), trace=None, stat_entries={})
     assert s.traces()["t"].fingerprint == INVALIDATED
 
 

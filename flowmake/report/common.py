@@ -174,7 +174,9 @@ def tail_report(event: TaskFinished) -> List[str]:
     """The lines printed on stderr for a failed task: a header and the log's tail."""
     what = failure_text(event)
     n = len(event.tail)
-    if event.log is None:
+    if event.log is None and event.exit_code is not None:
+        header = f"--- {event.task} failed ({what}), no output"  # a task that printed nothing has no log file
+    elif event.log is None:
         header = f"--- {event.task} failed ({what})"
     elif n == 0:
         header = f"--- {event.task} failed ({what}), no output in {event.log}"

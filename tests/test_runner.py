@@ -1,0 +1,63 @@
+"""The process seam: ending the orphans of a killed run, identified by the run id in their environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import Iterator, List
+
+import pytest
+
+from conftest import pid_alive, wait_for
+from flowmake.runner import end_orphans
+
+
+@pytest.fixture
+def sessions() -> Iterator[List[subprocess.Popen]]:
+    started: List[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def start_task(sessions: List[subprocess.Popen], run_id: str, task: str) -> subprocess.Popen:
+    """A task as flowmake starts one: its own session, the run and task named in its environment."""
+    env = dict(os.environ, FLOWMAKE_RUN_ID=run_id, FLOWMAKE_TASK=task)
+    proc = subprocess.Popen(["sh", "-c", "sleep 30 & wait"], env=env, start_new_session=True)
+    sessions.append(proc)
+    return proc
+
+
+def test_end_orphans_kills_the_groups_of_a_dead_runs_tasks_and_names_them(sessions) -> None:
+    orphan = start_task(sessions, "run-dead", "extract")
+    wait_for(lambda: len(_group_members(orphan.pid)) == 2, timeout=5, what="the task's sleep to start")
+    members = _group_members(orphan.pid)
+    assert end_orphans(["run-dead"]) == {orphan.pid: "extract"}
+    orphan.wait(timeout=5)
+    assert not any(pid_alive(pid) for pid in members)  # the shell and its child: the whole group
+
+
+def test_end_orphans_leaves_processes_of_other_runs_and_without_a_run_id_alone(sessions) -> None:
+    other = start_task(sessions, "run-other", "extract")
+    plain = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    sessions.append(plain)
+    assert end_orphans(["run-dead"]) == {}
+    assert end_orphans([]) == {}
+    assert pid_alive(other.pid) and pid_alive(plain.pid)
+
+
+def _group_members(group: int) -> List[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == group and pid_alive(int(entry)):
+                    members.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return members
