@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); events
     Emit = Callable[[Event], None]
 
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
+MAX_UNRECORDED = 32  # finished attempts committed together at most, when completions queue up
 _EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_SIGTERM,
                     int(signal.SIGHUP): EXIT_SIGHUP}
 
@@ -238,6 +239,8 @@ class Build:
         self._failures: List[TaskFinished] = []
         self._begun = False  # the run is recorded in the journal
         self._hold_started: Optional[List[TaskStarted]] = None
+        # Finished attempts not yet committed: see _record_attempt.
+        self._unrecorded: List[Tuple[AttemptRecord, Optional[Trace]]] = []
         self._finish_order: List[str] = []
         # False for a reporter that ignores fresh tasks' task_finished events
         # (report.shows_fresh_tasks): most of a run over a big graph is them.
@@ -308,7 +311,10 @@ class Build:
             RunRecord(self.run_id, self.started, current_user(), host_name(), __version__,
                       self.flowfile.source_hash, opts.argv, opts.roots)
         )
-        self._loop(pv)
+        try:
+            self._loop(pv)
+        finally:
+            self._commit_attempts()
         result = RunResult.SUCCESS
         if self._signal is not None:
             result = RunResult.INTERRUPTED
@@ -496,6 +502,8 @@ class Build:
                 timeout = max(0.0, min(soonest - time.monotonic(), timeout))
             if kill_deadline is not None:
                 timeout = max(0.0, min(kill_deadline - time.monotonic(), timeout))
+            if self._unrecorded and (len(self._unrecorded) >= MAX_UNRECORDED or self._queue.empty()):
+                self._commit_attempts()
             try:
                 msg = self._queue.get(timeout=timeout)
             except queue.Empty:
@@ -738,7 +746,16 @@ class Build:
             exit_code=exit_code, inputs=dict(obs.inputs), outputs=dict(outputs), log=log, log_hash=log_hash,
             message=message,
         )
-        self.state.task_finished(record, trace=trace, stat_entries=self.hasher.take_unsaved())
+        # Committed by _commit_attempts once the tasks this one made ready have
+        # started (and together with any others that finished meanwhile), not
+        # on the critical path between a task and the next. A kill before the
+        # commit only means the task is not recorded, so it runs again.
+        self._unrecorded.append((record, trace))
+
+    def _commit_attempts(self) -> None:
+        if self._unrecorded:
+            finished, self._unrecorded = self._unrecorded, []
+            self.state.record_attempts(finished, self.hasher.take_unsaved())
 
     def _fail(self, name: str, *, exit_code: Optional[int], message: str, duration: float,
               log: Optional[str], tail: Tuple[str, ...], attempt: int) -> None:

@@ -275,18 +275,24 @@ class State:
         trace: Optional[Trace],
         stat_entries: Mapping[str, StatEntry],
     ) -> None:
-        """One transaction per finished attempt: history, trace (on success), cache."""
+        self.record_attempts([(attempt, trace)], stat_entries)
+
+    def record_attempts(self, finished: Sequence[Tuple[AttemptRecord, Optional[Trace]]],
+                        stat_entries: Mapping[str, StatEntry]) -> None:
+        """One transaction for finished attempts: history, trace (a new one on success, else invalid), cache."""
         with self._conn:
-            self._append("attempt", attempt.run_id, attempt.task, _attempt_to_json(attempt))
-            if trace is not None:
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO traces (task, fingerprint, command_hash, env, inputs, outputs, run_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (trace.task, trace.fingerprint, trace.command_hash, _dumps(trace.env),
-                     _dumps(trace.inputs), _dumps(trace.outputs), trace.run_id),
-                )
-            else:
-                self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?", (INVALIDATED, attempt.task))
+            for attempt, trace in finished:
+                self._append("attempt", attempt.run_id, attempt.task, _attempt_to_json(attempt))
+                if trace is not None:
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO traces (task, fingerprint, command_hash, env, inputs, outputs, run_id)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (trace.task, trace.fingerprint, trace.command_hash, _dumps(trace.env),
+                         _dumps(trace.inputs), _dumps(trace.outputs), trace.run_id),
+                    )
+                else:
+                    self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?",
+                                       (INVALIDATED, attempt.task))
             _save_stat_entries(self._conn, stat_entries)
 
     def save_stat_entries(self, entries: Mapping[str, StatEntry]) -> None:
