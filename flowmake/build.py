@@ -239,6 +239,7 @@ class Build:
         self._failures: List[TaskFinished] = []
         self._begun = False  # the run is recorded in the journal
         self._hold_started: Optional[List[TaskStarted]] = None
+        self._runner: Optional[ProcessRunner] = None
         # Finished attempts not yet committed: see _record_attempt.
         self._unrecorded: List[Tuple[AttemptRecord, Optional[Trace]]] = []
         self._finish_order: List[str] = []
@@ -314,6 +315,8 @@ class Build:
         try:
             self._loop(pv)
         finally:
+            if self._runner is not None:
+                self._runner.close()
             self._commit_attempts()
         result = RunResult.SUCCESS
         if self._signal is not None:
@@ -667,6 +670,7 @@ class Build:
             self._hold_started.append(event)  # shown after the finish that freed its slot
         else:
             self.emit(event)
+        assert self._runner is not None  # made by _loop, the only caller
         try:
             proc = self._runner.start(
                 name, list(spec.shell) + [spec.command or ""], cwd=self._root_dir, env=env,

@@ -11,10 +11,10 @@ or the schedule.
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import selectors
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -48,14 +48,22 @@ class Completion(NamedTuple):
 
 
 class RunningProcess:
-    __slots__ = ("task", "pid", "started", "_popen", "timed_out")
+    __slots__ = ("task", "pid", "started", "output_fd", "timed_out")
 
-    def __init__(self, task: str, pid: int, started: float, popen: "subprocess.Popen[bytes]") -> None:
+    def __init__(self, task: str, pid: int, started: float, output_fd: int) -> None:
         self.task = task
         self.pid = pid
         self.started = started
-        self._popen = popen
+        self.output_fd = output_fd  # read end of the pipe that is its stdout and stderr
         self.timed_out = False
+
+    def poll(self) -> Optional[int]:
+        """Its exit code (negative: the signal that killed it) once it exited, else None."""
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        return os.waitstatus_to_exitcode(status) if pid else None
+
+    def wait(self) -> int:
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
 
     def signal_group(self, sig: int) -> None:
         try:
@@ -156,6 +164,9 @@ class ProcessRunner:
         self._pump: Optional[threading.Thread] = None
         self._log_dirs: set = set()
         self._executables: Dict[Tuple[str, Optional[str]], Optional[str]] = {}
+        self._devnull: Optional[int] = None
+        self._home: Optional[str] = None  # the directory to go back to
+        self._cwd: Optional[str] = None  # the directory the coordinator moved into
 
     def start(
         self,
@@ -172,37 +183,72 @@ class ProcessRunner:
         if log_dir not in self._log_dirs:
             os.makedirs(log_dir, exist_ok=True)
             self._log_dirs.add(log_dir)
-        popen = subprocess.Popen(
-            list(argv),
-            executable=self._executable(argv[0], env),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc = RunningProcess(task, popen.pid, time.time(), popen)
+        pid, output_fd = self._spawn(argv, cwd, env)
+        proc = RunningProcess(task, pid, time.time(), output_fd)
         self.running[task] = proc
         deadline = time.monotonic() + timeout if timeout is not None else None
-        assert popen.stdout is not None
         with self._lock:
-            self._incoming.append((popen.stdout.fileno(), _Stream(proc, log_path, secrets, deadline)))
+            self._incoming.append((output_fd, _Stream(proc, log_path, secrets, deadline)))
         if self._pump is None:
             self._pump = threading.Thread(target=self._run_pump, name="flowmake output", daemon=True)
             self._pump.start()
         os.write(self._wake_w, b".")
         return proc
 
+    def _spawn(self, argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> Tuple[int, int]:
+        """Start argv in a new session, stdin /dev/null, stdout and stderr into a new pipe: (pid, its read end).
+
+        posix_spawn (vfork and exec, in libc) takes the coordinator half
+        the time Popen does, whose Python-side set-up and error pipe were
+        most of what starting a trivial task cost. In Python 3.11 it cannot
+        set the working directory, so the coordinator moves into the
+        project root for the run (`close` moves it back: every path flowmake
+        itself uses is absolute); nor does it close inherited descriptors,
+        so those from flowmake's caller are made close-on-exec once, as
+        flowmake's own always are.
+        """
+        if self._devnull is None:
+            _close_inherited_descriptors()
+            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            self._home = os.getcwd()
+        if cwd != self._cwd:
+            os.chdir(cwd)
+            self._cwd = cwd
+        executable = self._executable(argv[0], env)
+        if executable is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.posix_spawn(executable, list(argv), env, file_actions=[
+                (os.POSIX_SPAWN_DUP2, self._devnull, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 1),
+                (os.POSIX_SPAWN_DUP2, write_end, 2),
+            ], setsid=True, setsigdef=_RESTORED_SIGNALS)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        return pid, read_end
+
+    def close(self) -> None:
+        """Back to the directory flowmake started in, once the run's tasks are done."""
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
+        if self._home is not None and self._cwd is not None:
+            os.chdir(self._home)
+            self._cwd = None
+
     def _executable(self, name: str, env: Mapping[str, str]) -> Optional[str]:
         """`name` looked up on the task's PATH once per run, not by a failed exec per PATH entry per task."""
         if "/" in name:
-            return None
+            return name
         key = (name, env.get("PATH"))
         if key not in self._executables:
             import shutil  # once per run: not worth its import on every start-up
 
-            # None: let the exec fail and say so, as before.
+            # None: not found, which the caller reports as exec would.
             self._executables[key] = shutil.which(name, path=env.get("PATH", os.defpath))
         return self._executables[key]
 
@@ -230,7 +276,7 @@ class ProcessRunner:
                 if isinstance(key.data, _Exited):
                     selector.unregister(key.fd)
                     os.close(key.fd)
-                    self._complete(key.data.stream, key.data.stream.proc._popen.wait())
+                    self._complete(key.data.stream, key.data.stream.proc.wait())
                     continue
                 stream = key.data
                 data = os.read(key.fd, 65536)
@@ -251,26 +297,26 @@ class ProcessRunner:
 
     def _finish(self, stream: _Stream, selector: selectors.BaseSelector) -> None:
         stream.close()
-        popen = stream.proc._popen
-        if popen.poll() is None:
+        proc = stream.proc
+        returncode = proc.poll()
+        if returncode is None:
             # It closed its output but has not exited yet: most often a shell in
             # its last microseconds. A pidfd turns readable when it exits, so the
             # pump waits for it like for output; a thread per task cost more.
             try:
-                pidfd = os.pidfd_open(popen.pid)  # type: ignore[attr-defined]
+                pidfd = os.pidfd_open(proc.pid)  # type: ignore[attr-defined]
             except (AttributeError, OSError):  # not Linux >= 5.3
                 threading.Thread(target=self._await_exit, args=(stream,), daemon=True).start()
                 return
             selector.register(pidfd, selectors.EVENT_READ, _Exited(stream))
             return
-        self._complete(stream, popen.returncode)
+        self._complete(stream, returncode)
 
     def _await_exit(self, stream: _Stream) -> None:
-        self._complete(stream, stream.proc._popen.wait())
+        self._complete(stream, stream.proc.wait())
 
     def _complete(self, stream: _Stream, returncode: int) -> None:
-        assert stream.proc._popen.stdout is not None
-        stream.proc._popen.stdout.close()
+        os.close(stream.proc.output_fd)
         proc = stream.proc
         self._post(Completion(proc.task, proc.pid, returncode, proc.timed_out, proc.started, time.time(),
                               list(stream.tail), stream.digest.hexdigest() if stream.log is not None else None))
@@ -281,6 +327,24 @@ class ProcessRunner:
     def signal_all(self, sig: int) -> None:
         for proc in list(self.running.values()):
             proc.signal_group(sig)
+
+
+# Python ignores these; a task starts with their defaults, as Popen's restore_signals gives.
+_RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+
+
+def _close_inherited_descriptors() -> None:
+    """Make every descriptor above stderr close-on-exec: a task inherits none from flowmake's caller."""
+    try:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: the usual range at least
+        fds = list(range(3, 256))
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, closed since
 
 
 def end_orphans(run_ids: Sequence[str]) -> Dict[int, str]:
@@ -363,6 +427,8 @@ def _live_process_groups() -> Dict[int, List[int]]:
 def run_hook(command: str, *, shell: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
              timeout: float, secrets: Sequence[str] = ()) -> Tuple[Optional[int], str]:
     """Run a hook command to completion, output (masked) to its log; (exit code or None on timeout, last line)."""
+    import subprocess  # hooks are rare: not worth its import on every run
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(list(shell) + [command], cwd=str(cwd), env=dict(env), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

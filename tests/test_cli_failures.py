@@ -232,3 +232,20 @@ def test_a_task_that_prints_nothing_gets_no_log_file(project: Project) -> None:
     assert project.run("audit", "verify").returncode == 0
     plain = project.run("run", "--progress", "plain", "-k")
     assert "--- mute_failure failed (exit code 3), no output" in plain.stderr, plain
+
+
+def test_a_shell_that_does_not_exist_fails_the_task_saying_so(project: Project) -> None:
+    project.flowfile("""\
+        [tasks.by_name]
+        shell = "no-such-shell-here -c"
+        outputs = ["a.txt"]
+        run = "echo a > a.txt"
+        [tasks.by_path]
+        shell = "/no/such/dir/sh -c"
+        outputs = ["b.txt"]
+        run = "echo b > b.txt"
+    """)
+    result = project.json_run("-k")
+    assert result.returncode == 1, result
+    assert result.finished_event("by_name")["message"] == "could not start 'no-such-shell-here': No such file or directory"
+    assert result.finished_event("by_path")["message"] == "could not start '/no/such/dir/sh': No such file or directory"

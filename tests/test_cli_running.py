@@ -6,9 +6,12 @@ read inside each command), not from flowmake's own events alone.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 
-from conftest import Project, Result, wait_for_file
+from conftest import FLOWMAKE, Project, Result, wait_for_file
 
 SLEEPERS = """\
     [tasks.left]
@@ -200,3 +203,46 @@ def test_second_run_with_wait_queues_behind_the_first_and_succeeds(project: Proj
     waited = Result(["run", "--wait"], waiter.returncode, out, err)
     # it worked only after the holder was done: hold was fresh by then
     assert waited.statuses == {"hold": "fresh", "next": "ok"}, waited
+
+
+def test_a_task_starts_in_the_project_root_with_default_signals_and_no_inherited_descriptors(
+        project: Project) -> None:
+    # Run from a subdirectory, with a descriptor of the caller's left open to
+    # flowmake: the task must still start in the root, see only stdin, stdout
+    # and stderr, and have SIGPIPE at its default (Python itself ignores it).
+    project.flowfile("""\
+        [tasks.probe]
+        outputs = ["probe.txt"]
+        run = "pwd -P > probe.txt; ls /proc/$$/fd | tr '\\\\n' ' ' >> probe.txt; echo >> probe.txt; grep SigIgn /proc/$$/status >> probe.txt"
+    """)
+    sub = project.path("sub")
+    sub.mkdir()
+    read_end, write_end = os.pipe()
+    try:
+        result = subprocess.run(FLOWMAKE + ["run", "--progress", "plain"], cwd=str(sub), env=project.env(),
+                                pass_fds=(write_end,), capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert result.returncode == 0, result
+    where, fds, ignored = project.read("probe.txt").splitlines()
+    assert where == os.path.realpath(project.root)
+    assert sorted(fds.split()) == ["0", "1", "2"]
+    mask = int(ignored.split()[1], 16)
+    assert not mask & (1 << (signal.SIGPIPE - 1)), ignored
+
+
+def test_an_in_process_run_leaves_the_callers_working_directory_as_it_was(project: Project, monkeypatch) -> None:
+    from flowmake.__main__ import main
+
+    project.flowfile("""\
+        [tasks.hello]
+        outputs = ["hello.txt"]
+        run = "echo hi > hello.txt"
+    """)
+    sub = project.path("sub")
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    assert main(["run", "--progress", "plain"]) == 0
+    assert os.getcwd() == str(sub)
+    assert project.read("hello.txt") == "hi\n"
