@@ -104,6 +104,7 @@ class State:
         # When this database was created: one set aside and started over gets
         # a new identity, so a no-op snapshot made against the old one is void.
         self.identity = identity
+        self._empty: set = set()  # tables known to hold no row: nothing to look up
 
     # -- opening -----------------------------------------------------------
 
@@ -119,7 +120,8 @@ class State:
                 # (and the database is set aside) rather than mid-run; counting
                 # visits every page without building 30,000 rows.
                 for table in ("files", "traces"):
-                    state._conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    if state._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0:
+                        state._empty.add(table)
                 return state
             except (sqlite3.DatabaseError, StateError) as exc:
                 aside = _set_aside(path)
@@ -127,7 +129,9 @@ class State:
                     f"state database {path} could not be used ({exc}); moved it to {aside.name} "
                     "and starting over: every task runs once more"
                 )
-        return cls(*_create(path), path)
+        state = cls(*_create(path), path)
+        state._empty.update(("files", "traces"))
+        return state
 
     @classmethod
     def open_existing(cls, root: str | Path) -> "State":
@@ -151,12 +155,13 @@ class State:
     def stat_cache(self) -> Mapping[str, StatEntry]:
         """The stat cache, each entry as it is when first looked up (callers do not mutate it)."""
         return _Rows(self._conn, "SELECT path, size, mtime_ns, inode, hash, hashed_at_ns FROM files", "path",
-                     lambda r: StatEntry(r[1], r[2], r[3], r[4], r[5]))
+                     lambda r: StatEntry(r[1], r[2], r[3], r[4], r[5]), empty="files" in self._empty)
 
     def traces(self) -> Mapping[str, Trace]:
         """Traces, each as it is when first looked up: a build looks a task's up before it runs it."""
         return _Rows(self._conn, "SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces",
-                     "task", lambda r: Trace(r[0], r[1], r[2], _LazyJSON(r[3]), _LazyJSON(r[4]), _LazyJSON(r[5]), r[6]))
+                     "task", lambda r: Trace(r[0], r[1], r[2], _LazyJSON(r[3]), _LazyJSON(r[4]), _LazyJSON(r[5]), r[6]),
+                     empty="traces" in self._empty)
 
     def unfinished_runs(self) -> List[str]:
         """Ids of the runs that may have started tasks and did not finish: killed, or running now."""
@@ -280,6 +285,7 @@ class State:
     def record_attempts(self, finished: Sequence[Tuple[AttemptRecord, Optional[Trace]]],
                         stat_entries: Mapping[str, StatEntry]) -> None:
         """One transaction for finished attempts: history, trace (a new one on success, else invalid), cache."""
+        self._empty.clear()
         with self._conn:
             for attempt, trace in finished:
                 self._append("attempt", attempt.run_id, attempt.task, _attempt_to_json(attempt))
@@ -297,6 +303,7 @@ class State:
 
     def save_stat_entries(self, entries: Mapping[str, StatEntry]) -> None:
         if entries:
+            self._empty.clear()
             with self._conn:
                 _save_stat_entries(self._conn, entries)
 
@@ -329,13 +336,15 @@ class _Rows(abc.Mapping):
 
     __slots__ = ("_conn", "_select", "_one", "_make", "_rows", "_complete")
 
-    def __init__(self, conn: sqlite3.Connection, select: str, key: str, make: Callable[[tuple], Any]) -> None:
+    def __init__(self, conn: sqlite3.Connection, select: str, key: str, make: Callable[[tuple], Any], *,
+                 empty: bool = False) -> None:
         self._conn = conn
         self._select = select
         self._one = f"{select} WHERE {key} = ?"
         self._make = make
         self._rows: Dict[str, Optional[tuple]] = {}  # None: no such row
-        self._complete = False
+        # An empty table (a first run) answers every lookup without a query.
+        self._complete = empty
 
     def _row(self, key: str) -> Optional[tuple]:
         rows = self._rows

@@ -123,3 +123,17 @@ def test_stat_cache_past_the_bulk_threshold_reads_the_whole_table_once(tmp_path:
     assert [cache[f"f{i}"].hash for i in range(10)] == [f"h{i}" for i in range(10)]
     assert cache.get("f10") is None and len(cache) == 10
     s.close()
+
+
+def test_a_new_database_answers_lookups_without_queries_until_it_is_written(tmp_path: Path) -> None:
+    s = open_state(tmp_path, [])
+    queries: list = []
+    s._conn.set_trace_callback(queries.append)
+    assert s.stat_cache().get("a") is None and "t" not in s.traces()
+    assert queries == []  # a first run looks up every file and task: none is there
+    trace = Trace("t", "fp", "ch", {}, {"a": "h"}, {}, "r1")
+    s.task_finished(attempt("t"), trace=trace, stat_entries={"a": StatEntry(1, 2, 3, "h", 4)})
+    assert s.traces()["t"] == trace and s.stat_cache()["a"].hash == "h"
+    s.close()
+    s = open_state(tmp_path, [])
+    assert s.traces()["t"] == trace
