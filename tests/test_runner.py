@@ -61,3 +61,19 @@ def _group_members(group: int) -> List[int]:
             except ProcessLookupError:
                 pass
     return members
+
+
+def test_which_takes_the_first_executable_file_on_the_path(tmp_path) -> None:
+    from flowmake.runner import _which
+
+    not_executable, a_directory, executable, later = (tmp_path / d for d in ("a", "b", "c", "d"))
+    for d in (not_executable, a_directory, executable, later):
+        d.mkdir()
+    (not_executable / "tool").write_text("#!/bin/sh\n")
+    (a_directory / "tool").mkdir()
+    for d in (executable, later):
+        (d / "tool").write_text("#!/bin/sh\n")
+        (d / "tool").chmod(0o755)
+    path = os.pathsep.join(str(d) for d in (tmp_path / "missing", not_executable, a_directory, executable, later))
+    assert _which("tool", path) == str(executable / "tool")
+    assert _which("other", path) is None
