@@ -136,13 +136,14 @@ def preview(
     forced: Callable[[str], bool],
     environ: Mapping[str, str],
     check_interrupt: Callable[[], None] = lambda: None,
-    proven_fresh: FrozenSet[str] = frozenset(),
+    proven_fresh: Mapping[str, str] = {},
 ) -> Preview:
     """Decide every selected task as things stand, in topological order.
 
     A task below a stale one is `blocked`: its inputs will be rewritten first,
     so it is decided only when it is about to start. Tasks in `proven_fresh`
-    (see `Build._proven_fresh`) are fresh without looking at them.
+    (see `Build._proven_fresh`; task -> group) are fresh without looking at
+    them, or even at their specs.
     """
     selected = set(selection)
     everything = len(selected) == len(graph.deps)  # then every dependency is selected too
@@ -151,11 +152,12 @@ def preview(
     unsettled: Set[str] = set()  # stale or blocked
     for name in selection:
         check_interrupt()
-        spec = flowfile.tasks[name]
         deps = graph.deps[name] if everything else tuple(d for d in graph.deps[name] if d in selected)
-        if name in proven_fresh:
-            result.planned.append(PlannedTask(name, spec.group, False, (), (), deps))
+        group = proven_fresh.get(name)
+        if group is not None:
+            result.planned.append(PlannedTask(name, group, False, (), (), deps))
             continue
+        spec = flowfile.tasks[name]
         blocked_by = tuple(d for d in deps if d in unsettled)
         obs = observe(spec, hasher, environ, memo)
         result.observations[name] = obs
@@ -249,7 +251,7 @@ class Build:
         self._untraced = False  # a task succeeded without a trace: it is not fresh next time
         # The snapshot _proven_fresh planned from, and the cone it left to plan.
         self._cone_of_previous: Optional[Tuple[snapshots.Snapshot, Set[str]]] = None
-        self._proven: FrozenSet[str] = frozenset()  # tasks that snapshot proves fresh
+        self._proven: Dict[str, str] = {}  # tasks that snapshot proves fresh -> their groups
         self._prescan = prescan  # the no-op path's scan of that snapshot's files, if it started one
 
     # signal handling: the handler only records and wakes the coordinator
@@ -330,38 +332,42 @@ class Build:
             return _exit_for_signal(self._signal or signal.SIGINT)
         return EXIT_TASK_FAILED if result is RunResult.FAILED else EXIT_OK
 
-    def _proven_fresh(self) -> FrozenSet[str]:
-        """Selected tasks that the last run's snapshot still proves fresh.
+    def _proven_fresh(self) -> Dict[str, str]:
+        """Selected tasks that the last run's snapshot still proves fresh, with their groups.
 
         Its proof holds for every task none of whose files has changed stat
         since or is a suspect, and that no task with such a file feeds:
         planning need only look at the cone below the changed files (one edit
-        in 10,000 tasks plans a handful, not 10,000).
+        in 10,000 tasks plans a handful, not 10,000), and no other task's
+        spec need even be read (loadcache.PagedTasks).
         """
         opts = self.options
         if opts.always_make or opts.forced:
-            return frozenset()
+            return {}
         snap = snapshots.read(state_dir(self.root))
         if (snap is None or snap.state_identity != self.state.identity
                 or snap.flowfile_hash != self.flowfile.source_hash
                 or not snapshots.applies(snap, version=__version__, flowfile=str(self.flowfile.path),
                                          targets=opts.target_names, environ=self.environ)
                 or {task[0] for task in snap.tasks} != set(self.selection)):
-            return frozenset()
-        changed = self._prescan.changed(snap.files) if self._prescan is not None else None
-        if changed is None:
-            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-            try:
+            return {}
+        root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            changed = self._prescan.changed(snap.files, root_fd) if self._prescan is not None else None
+            if changed is None:
                 changed = snapshots.changed_files(snap.files, root_fd)
-            finally:
-                os.close(root_fd)
+        finally:
+            os.close(root_fd)
         changed.update(snap.suspects)
-        tasks = self.flowfile.tasks
-        touched = [name for name in self.selection
-                   if not (changed.isdisjoint(tasks[name].inputs) and changed.isdisjoint(tasks[name].outputs))]
+        # A snapshot is only ever made of plain paths (no globs, no directory
+        # outputs), so the tasks a file touches are its declared readers and producer.
+        readers, producers = self.graph.readers, self.graph.producers
+        touched = {name for path in changed for name in readers.get(path, ())}
+        touched.update(producers[path] for path in changed if path in producers)
+        touched.intersection_update(self.selection)
         cone = downstream(self.graph, touched).union(touched)
         self._cone_of_previous = (snap, cone)
-        return frozenset(name for name in self.selection if name not in cone)
+        return {name: group for name, group, *_ in snap.tasks if name not in cone}
 
     def _preview_counts(self, pv: Preview) -> Dict[str, int]:
         stale = sum(1 for p in pv.planned if p.will_run)

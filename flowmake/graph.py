@@ -25,6 +25,7 @@ class Graph(NamedTuple):
     dependents: Mapping[str, Tuple[str, ...]]
     producers: Mapping[str, str]  # file output path -> task
     dir_producers: Mapping[str, str]  # directory output ("out/") -> task
+    readers: Mapping[str, Tuple[str, ...]]  # input path, as declared -> the tasks that read it
 
     def producer_of(self, path: str) -> Optional[str]:
         """The task whose declared output is `path` or contains it, if any."""
@@ -51,13 +52,15 @@ def build_graph(flowfile: Flowfile) -> Graph:
     for spec in flowfile.tasks.values():
         for out in spec.outputs:
             (dir_producers if out.endswith("/") else producers)[out] = spec.name
-    partial = Graph((), {}, {}, producers, dir_producers)
+    partial = Graph((), {}, {}, producers, dir_producers, {})
 
     deps: Dict[str, List[str]] = {}
+    readers: Dict[str, List[str]] = {}
     for spec in flowfile.tasks.values():
         seen: Set[str] = set()
         mine: List[str] = []
         for path in spec.inputs:
+            readers.setdefault(path, []).append(spec.name)
             producer = partial.producer_of(path)
             if producer is not None and producer != spec.name and producer not in seen:
                 seen.add(producer)
@@ -79,6 +82,7 @@ def build_graph(flowfile: Flowfile) -> Graph:
         dependents={k: tuple(v) for k, v in dependents.items()},
         producers=producers,
         dir_producers=dir_producers,
+        readers={k: tuple(v) for k, v in readers.items()},
     )
 
 

@@ -234,10 +234,12 @@ class Prescan:
     When the no-op path finds a suspect or a changed file, the run that
     follows plans the cone below the changes (build.py) and needs every
     changed file; on 20,000 files that scan takes as long as the imports and
-    the Flowfile load it then overlaps on the other core. Its answer is used
-    only for the very records it scanned (a run in between rewrites or
-    removes the snapshot), and is no older than a scan the run makes itself
-    before planning would be, by a few milliseconds.
+    the Flowfile load it then overlaps on the other core. The child scans
+    from the first file on and reports after each chunk; the run, once it
+    needs the answer, scans from the last file back until the two meet. The
+    answer is used only for the very records scanned (a run in between
+    rewrites or removes the snapshot), and is no older than a scan the run
+    makes itself before planning would be, by a few milliseconds.
     """
 
     def __init__(self, files: Files, pid: int, fd: int) -> None:
@@ -245,27 +247,28 @@ class Prescan:
         self._pid: Optional[int] = pid
         self._fd = fd
 
-    def changed(self, files: Files) -> Optional[Set[str]]:
-        """The changed files among `files`, if those are the ones scanned and the scan succeeded."""
+    def changed(self, files: Files, root_fd: int) -> Optional[Set[str]]:
+        """The changed files among `files` (relative to `root_fd`), if those are the ones scanned."""
         if self._pid is None or files != self.files:
             self.close()
             return None
-        chunks = []
-        while True:
-            chunk = os.read(self._fd, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        pid, self._pid = self._pid, None
-        os.close(self._fd)
-        _, status = os.waitpid(pid, 0)
-        if status != 0:
-            return None
-        text = b"".join(chunks).decode("utf-8", "surrogateescape")
-        return set(text.split("\0")) if text else set()
+        os.set_blocking(self._fd, False)
+        reports = _Reports(self._fd)
+        changed: Set[str] = set()
+        low = len(files.paths)  # this process has scanned low..end
+        ended = reports.take(changed)
+        while low > reports.done and not ended:
+            start = max(reports.done, low - PRESCAN_CHUNK)
+            changed |= _scan(files.part(start, low), root_fd, stop_at_first=False)
+            low = start
+            ended = reports.take(changed)
+        if low > reports.done:
+            changed |= _scan(files.part(reports.done, low), root_fd, stop_at_first=False)  # the child failed
+        self.close()
+        return changed
 
     def close(self) -> None:
-        """End the child if its answer was not taken (safe to call again)."""
+        """End the child (done, or its answer no longer needed); safe to call again."""
         if self._pid is not None:
             pid, self._pid = self._pid, None
             os.close(self._fd)
@@ -276,12 +279,50 @@ class Prescan:
             os.waitpid(pid, 0)
 
 
+class _Reports:
+    """The prescan child's reports as they arrive: after each chunk, a line "DONE:SIZE"
+    (files 0..DONE-1 scanned) and SIZE bytes of the chunk's changed files, NUL-separated."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = b""
+        self.done = 0  # files 0..done-1 are reported
+
+    def take(self, changed: Set[str]) -> bool:
+        """Add what has arrived to `changed`; True once the child has ended."""
+        ended = False
+        while True:
+            try:
+                data = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not data:
+                ended = True
+                break
+            self._pending += data
+        pending = self._pending
+        while True:
+            end = pending.find(b"\n")
+            if end < 0:
+                break
+            done, size = (int(n) for n in pending[:end].split(b":"))
+            if len(pending) < end + 1 + size:
+                break
+            if size:
+                changed.update(pending[end + 1:end + 1 + size].decode("utf-8", "surrogateescape").split("\0"))
+            self.done = done
+            pending = pending[end + 1 + size:]
+        self._pending = pending
+        return ended
+
+
 # Below this many files a scan costs a few ms, no more than the fork that would overlap it.
 PRESCAN_MIN_FILES = 2000
+PRESCAN_CHUNK = 500  # files between two reports of the child, and per step of the run's own scan
 
 
 def start_prescan(files: Files, root: str) -> Optional[Prescan]:
-    """Fork a child that writes the changed files (NUL-separated) to a pipe; None if
+    """Fork a child that scans `files` and reports the changed ones to a pipe; None if
     it cannot, or if there are too few files to be worth a process."""
     if len(files.paths) < PRESCAN_MIN_FILES:
         return None
@@ -293,9 +334,14 @@ def start_prescan(files: Files, root: str) -> Optional[Prescan]:
     def report() -> int:
         os.close(read_fd)
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        view = memoryview("\0".join(sorted(changed_files(files, root_fd))).encode("utf-8", "surrogateescape"))
-        while view:
-            view = view[os.write(write_fd, view):]
+        total = len(files.paths)
+        for start in range(0, total, PRESCAN_CHUNK):
+            stop = min(start + PRESCAN_CHUNK, total)
+            found = "\0".join(_scan(files.part(start, stop), root_fd, stop_at_first=False))
+            payload = found.encode("utf-8", "surrogateescape")
+            view = memoryview(f"{stop}:{len(payload)}\n".encode() + payload)
+            while view:
+                view = view[os.write(write_fd, view):]
         return 0
 
     pid = _in_child(report)

@@ -349,8 +349,37 @@ def test_a_prescan_finds_the_files_changed_since_the_snapshot(project: Project, 
     os.remove(project.root / "build" / "b.txt")
     prescan = snapshots.start_prescan(snap.files, str(project.root))
     assert prescan is not None
-    assert prescan.changed(snap.files) == {"src.txt", "build/b.txt"}
+    assert changed_by(prescan, snap.files, project) == {"src.txt", "build/b.txt"}
     prescan.close()  # already taken: nothing left to end
+
+
+@pytest.mark.parametrize("child", ["runs", "stalls"])
+def test_a_prescan_and_the_run_share_the_scan_and_miss_nothing(project: Project, monkeypatch, child: str) -> None:
+    # Reports after every file; a stalled child (stopped at once) leaves the
+    # whole scan to the run, which then must not wait for it.
+    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(snapshots, "PRESCAN_CHUNK", 1)
+    fresh_project(project)
+    snap = snapshots.read(project.root / ".flowmake")
+    assert snap is not None and len(snap.files.paths) >= 3
+    first, last = snap.files.paths[0], snap.files.paths[-1]
+    for path in (first, last):
+        os.remove(project.root / path)
+    prescan = snapshots.start_prescan(snap.files, str(project.root))
+    assert prescan is not None
+    if child == "stalls":
+        os.kill(prescan._pid, signal.SIGSTOP)
+    else:
+        time.sleep(0.2)  # long enough for it to report every file
+    assert changed_by(prescan, snap.files, project) == {first, last}
+
+
+def changed_by(prescan: snapshots.Prescan, files: snapshots.Files, project: Project):
+    root_fd = os.open(project.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return prescan.changed(files, root_fd)
+    finally:
+        os.close(root_fd)
 
 
 def test_a_prescan_answers_only_for_the_records_it_scanned(project: Project, monkeypatch) -> None:
@@ -361,8 +390,8 @@ def test_a_prescan_answers_only_for_the_records_it_scanned(project: Project, mon
     prescan = snapshots.start_prescan(snap.files, str(project.root))
     assert prescan is not None
     other = snap.files.without({"src.txt"})
-    assert prescan.changed(other) is None  # a run in between rewrote the snapshot, say
-    assert prescan.changed(snap.files) is None  # and the child is gone
+    assert changed_by(prescan, other, project) is None  # a run in between rewrote the snapshot, say
+    assert changed_by(prescan, snap.files, project) is None  # and the child is gone
 
 
 def test_a_run_after_an_edit_plans_from_the_no_op_paths_scan(project: Project, monkeypatch, capsys) -> None:
@@ -375,8 +404,8 @@ def test_a_run_after_an_edit_plans_from_the_no_op_paths_scan(project: Project, m
     answers = []
     real_changed = snapshots.Prescan.changed
 
-    def spy(self, files):
-        answers.append(real_changed(self, files))
+    def spy(self, files, root_fd):
+        answers.append(real_changed(self, files, root_fd))
         return answers[-1]
 
     monkeypatch.setattr(snapshots.Prescan, "changed", spy)
