@@ -85,3 +85,10 @@ def test_default_targets_all_tasks_unless_declared() -> None:
     assert default_targets(PIPE, build_graph(PIPE)) == tuple(PIPE.tasks)
     f = flow(*PIPE.tasks.values(), default=("clean",))
     assert default_targets(f, build_graph(f)) == ("clean",)
+
+
+def test_readers_index_each_input_path_to_the_tasks_that_read_it() -> None:
+    g = build_graph(flow(task("a", inputs=["src.txt"], outputs=["a.txt"]),
+                         task("b", inputs=["a.txt", "src.txt"], outputs=["b.txt"]),
+                         task("c", after=["b"])))
+    assert g.readers == {"src.txt": ("a", "b"), "a.txt": ("b",)}

@@ -204,3 +204,22 @@ def test_a_directory_with_a_symlinked_source_is_never_stamped(tmp_path: Path, co
     (tmp_path / "real.txt").unlink()  # the link dangles; src's own mtime does not move
     with pytest.raises(FlowfileErrors):
         load(path)
+
+
+def test_paged_tasks_keep_order_and_unpickle_only_the_page_looked_up(monkeypatch) -> None:
+    from flowmake.model import TaskSpec
+
+    monkeypatch.setattr(loadcache, "_PAGE", 4)
+    template = TaskSpec(name="x", group="x", command="true", shell=("sh", "-c"), inputs=(), input_groups={},
+                        outputs=(), output_groups={}, after=(), help="", env=(), env_inputs=(), always=False,
+                        matrix=(), wait_for=(), wait_timeout=3600.0, wait_poll=5.0, retries=0, retry_delay=0.0,
+                        timeout=None, secrets=(), line=1)
+    tasks = {f"t{i}": template._replace(name=f"t{i}", group=f"t{i}", outputs=(f"out/{i}",)) for i in range(10)}
+    paged = pickle.loads(pickle.dumps(loadcache.PagedTasks.pack(tasks)))
+    assert list(paged) == list(tasks) and len(paged) == 10
+    assert "t9" in paged and "t10" not in paged
+    assert paged["t5"] == tasks["t5"]
+    assert sorted(paged._specs) == ["t4", "t5", "t6", "t7"]  # t5's page only
+    with pytest.raises(KeyError):
+        paged["nope"]
+    assert dict(paged) == tasks and list(paged.values()) == list(tasks.values())
