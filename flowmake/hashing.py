@@ -105,7 +105,13 @@ class FileHasher:
         return self._hash_file(path, full, st)
 
     def _hash_file(self, path: str, full: str, st: os.stat_result) -> Optional[str]:
-        entry = self.entry(path)
+        mine = self.updated.get(path)
+        if mine is not None and mine.matches(st):
+            # Hashed by this run and not changed since: a task's new output,
+            # read next by the tasks below it. Racy or not, its entry stays as
+            # recorded, so the next run still reads it again if it must.
+            return mine.hash
+        entry = self._cache.get(path)
         if entry is not None and entry.matches(st) and entry.trusted:
             return entry.hash
         hashed_at = self._clock_ns()
