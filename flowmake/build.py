@@ -344,7 +344,10 @@ class Build:
         opts = self.options
         if opts.always_make or opts.forced:
             return {}
-        snap = snapshots.read(state_dir(self.root))
+        directory = state_dir(self.root)
+        snap = self._prescan.snapshot_if_current(directory) if self._prescan is not None else None
+        if snap is None:
+            snap = snapshots.read(directory)
         if (snap is None or snap.state_identity != self.state.identity
                 or snap.flowfile_hash != self.flowfile.source_hash
                 or not snapshots.applies(snap, version=__version__, flowfile=str(self.flowfile.path),
@@ -469,10 +472,16 @@ class Build:
             # Proven fresh and fed by nothing that may change: done before any
             # task starts, and out of the schedule, where the cone's tasks
             # take them as finished (one edit in 10,000 tasks schedules a few).
-            for name in self.selection:
-                if name in self._proven:
-                    self._finish_task(name, TaskStatus.FRESH)
-            order = [name for name in self.selection if name not in self._proven]
+            proven = self._proven
+            if self._report_fresh:
+                for name in self.selection:
+                    if name in proven:
+                        self._finish_task(name, TaskStatus.FRESH)
+            else:  # _finish_task's bookkeeping for 10,000 at once, no event to send
+                fresh = [name for name in self.selection if name in proven]
+                self.counts[TaskStatus.FRESH.value] += len(fresh)
+                self._finish_order.extend(fresh)
+            order = [name for name in self.selection if name not in proven]
         sched = Schedule(order, self.graph.deps, keep_going=self.options.keep_going)
         self._sched = sched
         runner = ProcessRunner(self._queue.put)

@@ -151,6 +151,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]])
         return None
     root = os.path.dirname(flowfile)
     state_dir = os.path.join(root, STATE_DIR)
+    stamp = snapshots.stat_triple(snapshots.path_in(state_dir))  # before the read: see Prescan.snapshot_if_current
     snap = snapshots.read(state_dir)
     if (snap is None
             or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
@@ -158,7 +159,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]])
             or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)):
         return None
     if snap.suspects:
-        _start_prescan(snap, root, hand_over)
+        _start_prescan(snap, stamp, root, hand_over)
         return None  # a suspect's content cannot be vouched for by its stat
     from .errors import LockHeldError
     from .lock import ProjectLock
@@ -177,17 +178,19 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]])
             os.close(root_fd)
         if not unchanged:
             lock.release()  # before the fork: the child must not share a held lock
-            _start_prescan(snap, root, hand_over)
+            _start_prescan(snap, stamp, root, hand_over)
             return None
         return _report_noop(snap, args, mode, root)
     finally:
         lock.release()
 
 
-def _start_prescan(snap: snapshots.Snapshot, root: str, hand_over: Optional[List[snapshots.Prescan]]) -> None:
+def _start_prescan(snap: snapshots.Snapshot, stamp: Optional[Tuple[int, int, int]], root: str,
+                   hand_over: Optional[List[snapshots.Prescan]]) -> None:
     if hand_over is not None:
         prescan = snapshots.start_prescan(snap.files, root)
         if prescan is not None:
+            prescan.snapshot, prescan.stamp = snap, stamp
             hand_over.append(prescan)
 
 

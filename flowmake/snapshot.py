@@ -246,6 +246,16 @@ class Prescan:
         self.files = files
         self._pid: Optional[int] = pid
         self._fd = fd
+        # The snapshot these files came from, with the stat of its file then,
+        # so the run need not read it again while that file is unchanged.
+        self.snapshot: Optional[Snapshot] = None
+        self.stamp: Optional[Tuple[int, int, int]] = None
+
+    def snapshot_if_current(self, state_dir: str | Path) -> Optional[Snapshot]:
+        """The snapshot the no-op path read, if its file is still the one it read."""
+        if self.stamp is None or self.stamp != stat_triple(path_in(state_dir)):
+            return None
+        return self.snapshot
 
     def changed(self, files: Files, root_fd: int) -> Optional[Set[str]]:
         """The changed files among `files` (relative to `root_fd`), if those are the ones scanned."""

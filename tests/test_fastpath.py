@@ -434,3 +434,24 @@ def test_a_split_scan_finds_a_change_in_either_half(project: Project, monkeypatc
         assert snapshots.files_unchanged(records, root_fd) is (changed is None)
     finally:
         os.close(root_fd)
+
+
+def test_the_no_op_paths_snapshot_is_handed_over_only_while_its_file_is_unchanged(project: Project,
+                                                                                     monkeypatch) -> None:
+    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
+    fresh_project(project)
+    state = project.root / ".flowmake"
+    snap = snapshots.read(state)
+    assert snap is not None
+    prescan = snapshots.start_prescan(snap.files, str(project.root))
+    assert prescan is not None
+    try:
+        assert prescan.snapshot_if_current(state) is None  # nothing handed over
+        prescan.snapshot, prescan.stamp = snap, snapshots.stat_triple(snapshots.path_in(state))
+        assert prescan.snapshot_if_current(state) is snap
+        copy = state / "copy"
+        copy.write_bytes(Path(snapshots.path_in(state)).read_bytes())
+        os.replace(copy, snapshots.path_in(state))  # as a run writes a new one
+        assert prescan.snapshot_if_current(state) is None
+    finally:
+        prescan.close()
