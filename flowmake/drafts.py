@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
@@ -23,6 +22,7 @@ from .durations import parse_duration
 from .errors import FlowfileError, did_you_mean
 from .paths import PathError, clean_path, is_glob, merge, unique
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
+from .records import NamedTuple
 from .sections import Vars, read_env, read_shell
 from .templates import (
     FILES,
@@ -64,17 +64,16 @@ _LIST_VAR_REF_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TASK_NAME_HINT = "task names use letters, digits, '_', '-' and '.', and start with a letter or '_'"
 
 
-@dataclass
 class Context:
     """What every task table is read against."""
 
-    root: Path
-    problems: Problems
-    vars: Vars
-    flow_env: Mapping[str, str]
-    flow_shell: Tuple[str, ...]
-
-    def __post_init__(self) -> None:
+    def __init__(self, *, root: Path, problems: Problems, vars: Vars, flow_env: Mapping[str, str],
+                 flow_shell: Tuple[str, ...]) -> None:
+        self.root = root
+        self.problems = problems
+        self.vars = vars
+        self.flow_env = flow_env
+        self.flow_shell = flow_shell
         self.flow_env_items = tuple(sorted(self.flow_env.items()))
         self.var_lists = frozenset(self.vars.lists)
         self._names: Dict[FrozenSet[str], Names] = {}
@@ -91,8 +90,7 @@ class Context:
 _EntryGroups = Dict[str, List[Entry]]  # group ("" for a plain list) -> its entries
 
 
-@dataclass
-class Table:
+class Table(NamedTuple):
     """One [tasks.NAME] table, checked, with templates parsed once for all its variants."""
 
     name: str
@@ -105,19 +103,22 @@ class Table:
     common: Dict[str, Any]  # TaskSpec fields shared by every variant
 
 
-@dataclass
 class Draft:
     """A task variant between the passes: outputs final, inputs not yet globbed."""
 
-    name: str
-    table: Table
-    matrix: Tuple[Tuple[str, str], ...]
-    values: Mapping[str, str]
-    outputs: Tuple[str, ...] = ()
-    output_groups: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
-    inputs: Dict[str, List[str]] = field(default_factory=dict)
-    wait_for: Tuple[str, ...] = ()
-    after: List[str] = field(default_factory=list)
+    __slots__ = ("name", "table", "matrix", "values", "outputs", "output_groups", "inputs", "wait_for", "after")
+
+    def __init__(self, *, name: str, table: Table, matrix: Tuple[Tuple[str, str], ...],
+                 values: Mapping[str, str]) -> None:
+        self.name = name
+        self.table = table
+        self.matrix = matrix
+        self.values = values
+        self.outputs: Tuple[str, ...] = ()
+        self.output_groups: Dict[str, Tuple[str, ...]] = {}
+        self.inputs: Dict[str, List[str]] = {}
+        self.wait_for: Tuple[str, ...] = ()
+        self.after: List[str] = []
 
 
 class _TaskReader:

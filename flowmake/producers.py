@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from dataclasses import dataclass
 from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .drafts import Context, Draft
@@ -21,6 +20,7 @@ from .errors import did_you_mean
 from .model import NO_GROUPS, TaskSpec
 from .paths import Disk, glob_to_regex, is_glob, literal_dir, merge, unique
 from .problems import Problems
+from .records import NamedTuple
 from .sections import Flow
 from .templates import Files, TemplateError, render_run
 
@@ -80,8 +80,7 @@ class Producers:
                 yield path, self.files[path]
 
 
-@dataclass(frozen=True)
-class TaskNames:
+class TaskNames(NamedTuple):
     groups: Mapping[str, Tuple[str, ...]]
     variants: FrozenSet[str]
     broken: FrozenSet[str]  # tables that could not be expanded: no cascade of "unknown task"

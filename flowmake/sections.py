@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import did_you_mean
 from .model import DEFAULT_SHELL, Hooks
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
+from .records import NamedTuple
 from .templates import BRACE_HINT, FILES, IDENT_RE, TemplateError, parse_template
 
 FLOW_KEYS = ("name", "default", "jobs", "shell")
 HOOK_KEYS = ("on_failure", "on_success", "webhook")
 
 
-@dataclass(frozen=True)
-class Vars:
+class Vars(NamedTuple):
     """Resolved vars: text vars by name, and list vars with their items."""
 
     scalars: Mapping[str, str]
@@ -154,8 +153,7 @@ def read_shell(raw: object, *, problems: Problems, at: Tuple[str, ...], label: s
     return words
 
 
-@dataclass(frozen=True)
-class Flow:
+class Flow(NamedTuple):
     """[flow] as read, with the defaults of the keys left out."""
 
     name: Optional[str] = None

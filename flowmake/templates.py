@@ -18,10 +18,10 @@ import functools
 import itertools
 import re
 import shlex
-from dataclasses import dataclass
-from typing import FrozenSet, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import did_you_mean
+from .records import NamedTuple
 
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # env names, vars, matrix keys, groups
 FILES = ("inputs", "outputs")  # the placeholder names that only `run` may use
@@ -131,8 +131,7 @@ def _run_words(text: str) -> Tuple[Union[str, Template], ...]:
     return tuple(words)
 
 
-@dataclass(frozen=True)
-class Names:
+class Names(NamedTuple):
     """The placeholder names one task table may use."""
 
     scalars: FrozenSet[str]  # text vars and matrix keys: one value per variant
@@ -142,8 +141,7 @@ class Names:
         return tuple(sorted(set(self.scalars) | set(self.lists) | (set(FILES) if in_run else set())))
 
 
-@dataclass(frozen=True)
-class Groups:
+class Groups(NamedTuple):
     """Group names of `inputs` and `outputs`; None when that key is a plain list."""
 
     inputs: Optional[Tuple[str, ...]] = None
@@ -207,8 +205,7 @@ def expand_entry(entry: Entry, *, values: Mapping[str, str], lists: Mapping[str,
     return out
 
 
-@dataclass(frozen=True)
-class Files:
+class Files(NamedTuple):
     """A variant's final inputs and outputs, for {inputs...} and {outputs...} in `run`."""
 
     inputs: Tuple[str, ...]
