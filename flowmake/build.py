@@ -150,13 +150,15 @@ def preview(
     result = Preview()
     memo: Dict[str, Optional[str]] = {}
     unsettled: Set[str] = set()  # stale or blocked
+    plan = result.planned.append
+    new = tuple.__new__  # PlannedTask's own __new__ costs ~0.4 us, 4 ms over 10,000 proven-fresh tasks
     for name in selection:
-        check_interrupt()
         deps = graph.deps[name] if everything else tuple(d for d in graph.deps[name] if d in selected)
         group = proven_fresh.get(name)
         if group is not None:
-            result.planned.append(PlannedTask(name, group, False, (), (), deps))
+            plan(new(PlannedTask, (name, group, False, (), (), deps)))
             continue
+        check_interrupt()
         spec = flowfile.tasks[name]
         blocked_by = tuple(d for d in deps if d in unsettled)
         obs = observe(spec, hasher, environ, memo)

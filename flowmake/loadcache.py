@@ -12,7 +12,7 @@ a deleted source file sends the load down the full path, with its errors.
 The Flowfile is always read, so an edit is always seen. The graph, a pure
 function of the loaded Flowfile, is kept beside it.
 
-The task specs are kept in pages that are unpickled as they are looked up:
+The task specs are kept in pages of 64 that are unpickled as they are looked up:
 a run after one edit in 10,000 tasks needs a few of them, and unpickling
 all 10,000 took ~13 ms.
 """
@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 6  # 4, 5: the model's records, then the graph, became NamedTuples; 6: paged tasks, graph.readers
-_PAGE = 256  # task specs unpickled together
+_FORMAT = 7  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers
+_PAGE = 64  # task specs unpickled together: a cone spread over a layered graph touches a page per few tasks
 
 
 def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) -> Tuple[Flowfile, T]:
@@ -91,11 +91,12 @@ def _lookup(path: Path, cache: Path) -> Optional[Tuple[Flowfile, Any]]:
 class PagedTasks(abc.Mapping):
     """A cached Flowfile's tasks, in declaration order, unpickled a page at a time as they are looked up."""
 
-    __slots__ = ("_names", "_pages", "_index", "_specs")
+    __slots__ = ("_names", "_pages", "_page_size", "_index", "_specs")
 
-    def __init__(self, names: Tuple[str, ...], pages: List[bytes]) -> None:
+    def __init__(self, names: Tuple[str, ...], pages: List[bytes], page_size: int) -> None:
         self._names = names
         self._pages = pages
+        self._page_size = page_size
         self._index: Optional[Dict[str, int]] = None  # name -> position, made on the first lookup
         self._specs: Dict[str, TaskSpec] = {}
 
@@ -103,10 +104,10 @@ class PagedTasks(abc.Mapping):
     def pack(cls, tasks: Mapping[str, TaskSpec]) -> "PagedTasks":
         specs = list(tasks.values())
         return cls(tuple(tasks), [pickle.dumps(specs[i:i + _PAGE], protocol=pickle.HIGHEST_PROTOCOL)
-                                  for i in range(0, len(specs), _PAGE)])
+                                  for i in range(0, len(specs), _PAGE)], _PAGE)
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        return (PagedTasks, (self._names, self._pages))
+        return (PagedTasks, (self._names, self._pages, self._page_size))
 
     def _position(self) -> Dict[str, int]:
         if self._index is None:
@@ -116,7 +117,7 @@ class PagedTasks(abc.Mapping):
     def __getitem__(self, name: str) -> TaskSpec:
         spec = self._specs.get(name)
         if spec is None:
-            page = self._position()[name] // _PAGE  # KeyError, as a dict's, for no such task
+            page = self._position()[name] // self._page_size  # KeyError, as a dict's, for no such task
             for loaded in pickle.loads(self._pages[page]):
                 self._specs[loaded.name] = loaded
             spec = self._specs[name]
