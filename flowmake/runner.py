@@ -129,7 +129,11 @@ class _Stream:
         if self.secrets:
             chunk = mask_bytes(chunk, self.secrets)
         if self.log is None:
-            self.log = open(self.log_path, "wb")
+            try:
+                self.log = open(self.log_path, "wb")
+            except FileNotFoundError:  # the run's first output: its log directory is made on demand
+                os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+                self.log = open(self.log_path, "wb")
         self.log.write(chunk)
         self.digest.update(chunk)
         for raw in chunk[:-1].split(b"\n") if chunk.endswith(b"\n") else chunk.split(b"\n"):
@@ -162,7 +166,6 @@ class ProcessRunner:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._pump: Optional[threading.Thread] = None
-        self._log_dirs: set = set()
         self._executables: Dict[Tuple[str, Optional[str]], Optional[str]] = {}
         self._devnull: Optional[int] = None
         self._home: Optional[str] = None  # the directory to go back to
@@ -179,10 +182,6 @@ class ProcessRunner:
         secrets: Sequence[str] = (),
         timeout: Optional[float] = None,
     ) -> RunningProcess:
-        log_dir = os.path.dirname(log_path)
-        if log_dir not in self._log_dirs:
-            os.makedirs(log_dir, exist_ok=True)
-            self._log_dirs.add(log_dir)
         pid, output_fd = self._spawn(argv, cwd, env)
         proc = RunningProcess(task, pid, time.time(), output_fd)
         self.running[task] = proc
