@@ -174,7 +174,7 @@ def _walk_files(base: str) -> List[Tuple[str, str, os.stat_result]]:
     return found
 
 
-O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _hash_contents(full: str, size: int) -> str:
@@ -183,7 +183,7 @@ def _hash_contents(full: str, size: int) -> str:
         hasher.update_mmap(full)
         return hasher.hexdigest()
     # Plain descriptor reads: a file object's set-up was most of hashing a small output.
-    fd = os.open(full, os.O_RDONLY | O_CLOEXEC)
+    fd = os.open(full, os.O_RDONLY | _O_CLOEXEC)
     try:
         hasher = blake3()
         while True:

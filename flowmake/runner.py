@@ -38,7 +38,6 @@ class OutputLine(NamedTuple):
 
 class Completion(NamedTuple):
     task: str
-    pid: int
     returncode: int  # negative: killed by that signal
     timed_out: bool
     started: float
@@ -315,7 +314,7 @@ class ProcessRunner:
     def _complete(self, stream: _Stream, returncode: int) -> None:
         os.close(stream.proc.output_fd)
         proc = stream.proc
-        self._post(Completion(proc.task, proc.pid, returncode, proc.timed_out, proc.started, time.time(),
+        self._post(Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
                               list(stream.tail), stream.digest.hexdigest() if stream.log is not None else None))
 
     def finished(self, task: str) -> None:
