@@ -133,3 +133,13 @@ def test_second_sigint_kills_at_once(project: Project) -> None:
     assert time.monotonic() - t0 < 3, "the second Ctrl-C did not kill at once"
     assert proc.returncode == 130, (out, err)
     wait_for(lambda: not pid_alive(shell), timeout=5, what="the stubborn task to die")
+
+
+def test_a_dry_run_beside_a_working_run_neither_waits_nor_ends_its_tasks(project: Project) -> None:
+    proc, shell, child = start_long_run(project)
+    dry = project.run("run", "-n", "--progress", "plain")
+    assert dry.returncode == 0, dry  # no exit 3: a dry run only looks, without the lock
+    assert "long" in dry.stdout
+    assert pid_alive(child) and pid_alive(shell), "the dry run ended the working run's task"
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=15)
