@@ -422,7 +422,12 @@ class Bench:
         time.sleep(RACY_SETTLE_S)
         self.scenario(shape, n, "noop", projects, lambda p: p.tool.build(2), nothing, 1)
         self.scenario(shape, n, "touch", projects, lambda p: p.tool.build(2), touch, heavy_warmup)
-        self.scenario(shape, n, "change1", projects, lambda p: p.tool.build(1), change, warmup)
+        # The touch runs leave every source hashed within the racy window of its
+        # new mtime: an edit then is timed together with re-reading them all
+        # (rebuild.md), which is not what one changed leaf measures. So the
+        # window passes first, and, as for the no-op, one untimed run re-reads them.
+        time.sleep(RACY_SETTLE_S)
+        self.scenario(shape, n, "change1", projects, lambda p: p.tool.build(1), change, 1)
         affected = dag.affected_by(dag.change_source())
         self.results.affected[(shape, n)] = len(affected)
         if "flowmake" in projects:
