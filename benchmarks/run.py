@@ -682,7 +682,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print()
     print(f"flowmake benchmark: {os.cpu_count()} CPUs; median of {args.reps} runs after a warm-up "
           f"({args.big_reps or args.reps} at N >= 1000; at N >= 10000 {args.heavy_reps or args.big_reps} for full/touch "
-          f"builds, no warm-up but for the no-op); suite took {time.perf_counter() - started:.0f} s")  # fmt: skip
+          f"builds, no warm-up but for the no-op and the one change); suite took {time.perf_counter() - started:.0f} s")  # fmt: skip
     print("tools: " + "; ".join(f"{t.name} = {t.note}" for t in bench.tools))
     print()
     print(report(bench.results, names))
