@@ -269,11 +269,11 @@ class Prescan:
         ended = reports.take(changed)
         while low > reports.done and not ended:
             start = max(reports.done, low - PRESCAN_CHUNK)
-            changed |= _scan(files.part(start, low), root_fd, stop_at_first=False)
+            changed |= changed_files(files.part(start, low), root_fd)
             low = start
             ended = reports.take(changed)
         if low > reports.done:
-            changed |= _scan(files.part(reports.done, low), root_fd, stop_at_first=False)  # the child failed
+            changed |= changed_files(files.part(reports.done, low), root_fd)  # the child failed
         self.close()
         return changed
 
@@ -347,7 +347,7 @@ def start_prescan(files: Files, root: str) -> Optional[Prescan]:
         total = len(files.paths)
         for start in range(0, total, PRESCAN_CHUNK):
             stop = min(start + PRESCAN_CHUNK, total)
-            found = "\0".join(_scan(files.part(start, stop), root_fd, stop_at_first=False))
+            found = "\0".join(changed_files(files.part(start, stop), root_fd))
             payload = found.encode("utf-8", "surrogateescape")
             view = memoryview(f"{stop}:{len(payload)}\n".encode() + payload)
             while view:

@@ -212,7 +212,6 @@ def test_each_task_log_is_in_flowmake_logs_run_id_task_log(project: Project) -> 
     assert "to-stderr" not in result.stderr
 
 
-
 def test_a_task_that_prints_nothing_gets_no_log_file(project: Project) -> None:
     project.flowfile("""\
         [tasks.silent]
