@@ -711,7 +711,7 @@ class Build:
         active = self._active.pop(done.task)
         spec = active.spec
         duration = done.finished - done.started
-        log = active.log_rel if done.log_hash is not None else None  # it printed nothing: no log file
+        log = active.log_rel
         interrupted = self._signal is not None
         message: Optional[str] = None
         if done.timed_out:

@@ -43,7 +43,7 @@ class Completion(NamedTuple):
     started: float
     finished: float
     tail: List[str]
-    log_hash: Optional[str]  # None: the task printed nothing, and has no log file
+    log_hash: str
 
 
 class RunningProcess:
@@ -120,9 +120,6 @@ class _Stream:
             self.partial = b""
         if self.log is not None:
             self.log.close()
-        # A task that printed nothing gets no log file: creating 10,000 empty
-        # files was a tenth of a build's CPU, and a file system without a
-        # journal makes each create dearer the more files were just deleted.
 
     def _write(self, chunk: bytes) -> None:
         if self.secrets:
@@ -169,6 +166,7 @@ class ProcessRunner:
         self._devnull: Optional[int] = None
         self._home: Optional[str] = None  # the directory to go back to
         self._cwd: Optional[str] = None  # the directory the coordinator moved into
+        self._empty_log: Optional[str] = None  # the run's first empty log, which later ones link to
 
     def start(
         self,
@@ -293,6 +291,8 @@ class ProcessRunner:
 
     def _finish(self, stream: _Stream, selector: selectors.BaseSelector) -> None:
         stream.close()
+        if stream.log is None:
+            self._write_empty_log(stream.log_path)
         proc = stream.proc
         returncode = proc.poll()
         if returncode is None:
@@ -308,6 +308,28 @@ class ProcessRunner:
             return
         self._complete(stream, returncode)
 
+    def _write_empty_log(self, path: str) -> None:
+        """Give a task that printed nothing its (empty) log file.
+
+        Most trivial tasks print nothing. Each empty log after the run's first
+        is a hard link to it: a link costs a directory entry, while a new file
+        costs an inode, which ext4 makes dearer the more files were just
+        deleted (hundreds of microseconds each after a clean).
+        """
+        if self._empty_log is not None:
+            try:
+                os.link(self._empty_log, path)
+                return
+            except OSError:  # EMLINK (ext4 allows ~65,000 links), or it was deleted: start another
+                pass
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        except FileNotFoundError:  # the run's first log: its directory is made on demand
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        os.close(fd)
+        self._empty_log = path
+
     def _await_exit(self, stream: _Stream) -> None:
         self._complete(stream, stream.proc.wait())
 
@@ -315,7 +337,7 @@ class ProcessRunner:
         os.close(stream.proc.output_fd)
         proc = stream.proc
         self._post(Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
-                              list(stream.tail), stream.digest.hexdigest() if stream.log is not None else None))
+                              list(stream.tail), stream.digest.hexdigest()))
 
     def finished(self, task: str) -> None:
         self.running.pop(task, None)

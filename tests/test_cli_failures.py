@@ -212,25 +212,33 @@ def test_each_task_log_is_in_flowmake_logs_run_id_task_log(project: Project) -> 
     assert "to-stderr" not in result.stderr
 
 
-def test_a_task_that_prints_nothing_gets_no_log_file(project: Project) -> None:
+def test_a_task_that_prints_nothing_gets_an_empty_log_on_record(project: Project) -> None:
     project.flowfile("""\
         [tasks.silent]
-        outputs = ["out.txt"]
-        run = "echo x > out.txt"
+        matrix = { n = ["1", "2", "3"] }
+        outputs = ["out{n}.txt"]
+        run = "echo x > out{n}.txt"
         [tasks.mute_failure]
         run = "exit 3"
+        [tasks.talker]
+        run = "echo said"
     """)
     result = project.json_run("-k")
     assert result.returncode == 1, result
-    run_dir = project.path(f".flowmake/logs/{result.run_id}")
-    assert not run_dir.exists()  # not even an empty directory for the run
-    assert "log" not in result.finished_event("silent")
-    assert "log" not in result.finished_event("mute_failure")
     attempts = json.loads(project.run("log", result.run_id, "--json").stdout)["attempts"]
-    assert {a["task"]: a["log"] for a in attempts} == {"silent": None, "mute_failure": None}
+    logs = {a["task"]: a["log"] for a in attempts}
+    run_dir = f".flowmake/logs/{result.run_id}"
+    assert logs == {**{f"silent:{n}": f"{run_dir}/silent:{n}.log" for n in "123"},
+                    "mute_failure": f"{run_dir}/mute_failure.log", "talker": f"{run_dir}/talker.log"}
+    for task, log in logs.items():
+        assert result.finished_event(task)["log"] == log
+        assert project.path(log).read_bytes() == (b"said\n" if task == "talker" else b"")
+    empty = [project.path(log).stat() for task, log in logs.items() if task != "talker"]
+    assert {(s.st_dev, s.st_ino) for s in empty} == {(empty[0].st_dev, empty[0].st_ino)}  # one file, linked
+    assert project.path(logs["talker"]).stat().st_ino != empty[0].st_ino
     assert project.run("audit", "verify").returncode == 0
     plain = project.run("run", "--progress", "plain", "-k")
-    assert "--- mute_failure failed (exit code 3), no output" in plain.stderr, plain
+    assert "--- mute_failure failed (exit code 3), no output in .flowmake/logs/" in plain.stderr, plain
 
 
 def test_a_shell_that_does_not_exist_fails_the_task_saying_so(project: Project) -> None:

@@ -1,4 +1,4 @@
-"""The process seam: ending the orphans of a killed run, identified by the run id in their environment."""
+"""The process seam: ending the orphans of a killed run (identified by the run id in their environment), empty logs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Iterator, List
 import pytest
 
 from conftest import pid_alive, wait_for
-from flowmake.runner import end_orphans
+from flowmake.runner import ProcessRunner, end_orphans
 
 
 @pytest.fixture
@@ -77,3 +77,18 @@ def test_which_takes_the_first_executable_file_on_the_path(tmp_path) -> None:
     path = os.pathsep.join(str(d) for d in (tmp_path / "missing", not_executable, a_directory, executable, later))
     assert _which("tool", path) == str(executable / "tool")
     assert _which("other", path) is None
+
+
+def test_empty_logs_link_to_the_runs_first_and_start_afresh_when_it_is_gone(tmp_path) -> None:
+    runner = ProcessRunner(post=lambda event: None)
+    logs = tmp_path / "logs" / "RUN"  # not there yet: made with the first log
+    runner._write_empty_log(str(logs / "a.log"))
+    runner._write_empty_log(str(logs / "b.log"))
+    assert (logs / "a.log").read_bytes() == b"" and (logs / "a.log").stat().st_nlink == 2
+    assert (logs / "a.log").stat().st_ino == (logs / "b.log").stat().st_ino
+    (logs / "a.log").unlink()
+    (logs / "b.log").unlink()  # the link source is gone (a pruned run, say): a new empty file takes its place
+    runner._write_empty_log(str(logs / "c.log"))
+    runner._write_empty_log(str(logs / "d.log"))
+    assert (logs / "c.log").read_bytes() == b"" and (logs / "c.log").stat().st_nlink == 2
+    assert (logs / "c.log").stat().st_ino == (logs / "d.log").stat().st_ino
