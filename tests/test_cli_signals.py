@@ -97,6 +97,10 @@ def test_interrupted_task_is_not_recorded_as_done(project: Project) -> None:
 
 def test_sigkill_of_flowmake_then_next_run_ends_the_orphans_and_reruns_the_task(project: Project) -> None:
     proc, shell, child = start_long_run(project)
+    # A quick task's success is committed within moments while the next runs,
+    # not held back until that one ends.
+    wait_for(lambda: project.status()["quick"]["state"] == "fresh", timeout=5,
+             what="quick's success to be committed while long runs")
     proc.kill()
     proc.communicate(timeout=10)
     # the task runs in its own session: it survives its killed parent for now
