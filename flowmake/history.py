@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO
+from typing import Dict, List, Optional, Sequence, TextIO
 
 from .commands import Project, open_state, take_lock
 from .errors import UsageError
@@ -54,7 +54,7 @@ def show_log(project: Project, run_id: Optional[str], *, as_json: bool, limit: i
                 attempts = state.attempts(r.id)
                 rows.append((r.id, _when(r.started)[:19].replace("T", " "),
                              _took(r.started, r.finished), r.result or "(died)", _attempt_counts(attempts),
-                             " ".join(r.targets) or "-", f"{r.user}@{r.host}"))
+                             _targets_text(r.targets, TARGETS_COLUMN), f"{r.user}@{r.host}"))
             _table(rows, out)
             return 0
         rid = _find_run(state, run_id)
@@ -74,7 +74,7 @@ def show_log(project: Project, run_id: Optional[str], *, as_json: bool, limit: i
     out.write(f"  started  {_when(run.started)}   took {_took(run.started, run.finished)}\n")
     out.write(f"  by       {run.user}@{run.host}, flowmake {run.version}\n")
     out.write(f"  command  flowmake {' '.join(run.argv)}\n")
-    out.write(f"  targets  {' '.join(run.targets) or '-'}\n")
+    out.write(f"  targets  {_targets_text(run.targets, TARGETS_LINE)}\n")
     out.write(f"  Flowfile {run.flowfile_hash}\n")
     if not attempts:
         out.write("\nno task ran\n")
@@ -108,6 +108,29 @@ def _attempt_json(a) -> dict:
             "reasons": [r.to_json() for r in a.reasons], "command": a.command, "started": _when(a.started),
             "finished": _when(a.finished), "exit_code": a.exit_code, "message": a.message,
             "inputs": dict(a.inputs), "outputs": dict(a.outputs), "log": a.log, "log_hash": a.log_hash}
+
+
+TARGETS_COLUMN = 40  # characters of the run table's TARGETS column
+TARGETS_LINE = 400  # characters of one run's targets line
+
+
+def _targets_text(targets: Sequence[str], width: int) -> str:
+    """The targets as one line of at most about `width` characters.
+
+    A run without named targets records the default, every task of a
+    Flowfile without `flow.default`: thousands of names, which `--json` keeps.
+    """
+    text = " ".join(targets)
+    if len(text) <= width:
+        return text or "-"
+    shown: List[str] = []
+    used = 0
+    for name in targets:
+        if used + len(name) > width - 12 and shown:
+            break
+        shown.append(name)
+        used += len(name) + 1
+    return f"{' '.join(shown)} … +{len(targets) - len(shown)} more"
 
 
 def _took(start: Optional[float], end: Optional[float]) -> str:

@@ -119,6 +119,22 @@ def test_log_lists_runs_newest_first(project: Project, built: Built) -> None:
     assert [run["id"] for run in listed] == newest_first
 
 
+def test_log_shortens_a_long_target_list_that_json_keeps_whole(project: Project) -> None:
+    # Without flow.default, a run's targets are every task: hundreds of names.
+    project.flowfile("".join(f'[tasks.step_{i:03d}]\nrun = "true"\n' for i in range(300)))
+    run = project.json_run()
+    assert run.returncode == 0, run
+    table = project.run("log")
+    row = [line for line in table.stdout.splitlines() if line.startswith(run.run_id)][0]
+    assert "step_000 step_001" in row and "… +" in row and "step_299" not in row, row
+    assert len(row) < 160, row
+    detail = project.run("log", run.run_id).stdout
+    (targets,) = [line for line in detail.splitlines() if line.startswith("  targets")]
+    assert "more" in targets and len(targets) < 420, targets
+    listed = json.loads(project.run("log", "--json").stdout)
+    assert listed[0]["targets"] == [f"step_{i:03d}" for i in range(300)]
+
+
 def test_log_json_lists_runs_with_id_started_finished_result_targets_user_host(
         project: Project, built: Built) -> None:
     result = project.run("log", "--json")
