@@ -37,7 +37,8 @@ from .hashing import RACY_WINDOW_NS, FileHasher, hash_file
 from .identity import current_user, host_name, new_run_id
 from .layout import run_log_dir
 from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
-from .plan import command_hash, decide, env_hashes, env_input_hash, fingerprint
+from .plan import (command_hash, decide, env_hashes, env_input_hash, fingerprint, runs_anyway,
+                   upstream_proof_reasons)
 from .records import TYPE_CHECKING, NamedTuple
 from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
 from .schedule import Schedule
@@ -85,10 +86,12 @@ class Interrupted(Exception):
 # -- observing and previewing --------------------------------------------------
 
 
-def observe(spec: TaskSpec, hasher: FileHasher, environ: Mapping[str, str],
-            memo: Optional[Dict[str, Optional[str]]] = None) -> Observation:
+def observe(spec: TaskSpec, hasher: FileHasher, environ: Mapping[str, str], trace: Optional[Trace], *,
+            forced: bool, memo: Optional[Dict[str, Optional[str]]] = None) -> Observation:
     """The task's fingerprint parts and output hashes as they are now.
 
+    The outputs of a task that runs anyway only add reasons, so their
+    recorded hashes are taken while their stats match (FileHasher.hash_known).
     `memo` shares hashes between tasks while nothing runs (the preview), where
     each produced file is looked at once as an output and again as an input.
     """
@@ -99,12 +102,11 @@ def observe(spec: TaskSpec, hasher: FileHasher, environ: Mapping[str, str],
             if path not in memo:
                 memo[path] = hasher.hash(path)
             return memo[path]
-    return Observation(
-        command_hash=command_hash(spec),
-        env=env_hashes(spec, environ),
-        inputs={p: hash_of(p) for p in spec.inputs},
-        outputs={p: hash_of(p) for p in spec.outputs},
-    )
+    obs = Observation(command_hash(spec), env_hashes(spec, environ), {p: hash_of(p) for p in spec.inputs}, {})
+    if spec.outputs and runs_anyway(spec, trace, obs, forced=forced):
+        known = hasher.hash_known  # not memoised: a task below reads them only after they are rewritten
+        return obs._replace(outputs={p: memo[p] if memo and p in memo else known(p) for p in spec.outputs})
+    return obs._replace(outputs={p: hash_of(p) for p in spec.outputs})
 
 
 def task_reasons(
@@ -116,8 +118,15 @@ def task_reasons(
     return decide(spec, trace, obs, forced=forced)
 
 
-# Reasons that an upstream task's run may still make true or false.
-PROVISIONAL = frozenset({ReasonKind.INPUT_CHANGED, ReasonKind.INPUTS_ADDED_REMOVED})
+def _blocked_reasons(spec: TaskSpec, trace: Optional[Trace], hasher: FileHasher, environ: Mapping[str, str], *,
+                     forced: bool) -> Tuple[Reason, ...]:
+    """The reasons of a task below a stale one that no upstream run can change (plan.upstream_proof_reasons)."""
+    if spec.command is None:
+        return (Reason(ReasonKind.FORCED),) if forced else ()
+    # Its outputs decide only whether it shows as stale or blocked until then.
+    outputs = {p: hasher.hash_known(p) for p in spec.outputs}
+    obs = Observation(command_hash(spec), env_hashes(spec, environ), {}, outputs)
+    return upstream_proof_reasons(spec, trace, obs, forced=forced)
 
 
 class Preview:
@@ -166,16 +175,18 @@ def preview(
         check_interrupt()
         spec = flowfile.tasks[name]
         blocked_by = tuple(d for d in deps if d in unsettled)
-        obs = observe(spec, hasher, environ, memo)
-        result.observations[name] = obs
-        reasons = task_reasons(spec, traces.get(name), obs, forced=forced(name))
         if blocked_by:
-            # Inputs will be rewritten upstream first, so input reasons are not
-            # final yet; the others (command, env, outputs, never run) are.
-            reasons = tuple(r for r in reasons if r.kind not in PROVISIONAL)
+            # Inputs will be rewritten upstream first, so they are not looked
+            # at yet; the other reasons (command, env, outputs, never run) are
+            # final. The task is decided in full once it is ready (_settle).
+            reasons = _blocked_reasons(spec, traces.get(name), hasher, environ, forced=forced(name))
             reasons += (Reason(ReasonKind.UPSTREAM_STALE, blocked_by[0]),) if not reasons else ()
             will_run = any(r.kind is not ReasonKind.UPSTREAM_STALE for r in reasons)
         else:
+            trace = traces.get(name)
+            obs = observe(spec, hasher, environ, trace, forced=forced(name), memo=memo)
+            result.observations[name] = obs
+            reasons = task_reasons(spec, trace, obs, forced=forced(name))
             will_run = bool(reasons)
         if reasons:
             unsettled.add(name)
@@ -596,9 +607,10 @@ class Build:
         spec = self.flowfile.tasks[name]
         if plan.blocked_by or spec.wait_for:
             # Decided now that upstream outputs (or awaited files) exist.
-            obs = observe(spec, self.hasher, self.environ)
+            trace, forced = self._traces.get(name), self._forced(name)
+            obs = observe(spec, self.hasher, self.environ, trace, forced=forced)
             self._observations[name] = obs
-            reasons = task_reasons(spec, self._traces.get(name), obs, forced=self._forced(name))
+            reasons = task_reasons(spec, trace, obs, forced=forced)
             if not reasons:
                 self._finish_task(name, TaskStatus.FRESH)  # early cutoff
                 return True
@@ -665,8 +677,8 @@ class Build:
         # Observed in the preview (nothing upstream ran since: its deps were all
         # fresh) or when it became ready behind a stale task; a retry looks again.
         obs = self._observations.get(name) if attempt == 1 else None
-        if obs is None:
-            obs = observe(spec, self.hasher, self.environ)
+        if obs is None:  # it runs whatever its outputs are
+            obs = observe(spec, self.hasher, self.environ, self._traces.get(name), forced=True)
         reasons = plan.reasons
         secret_values = [self.environ[s] for s in spec.secrets if self.environ.get(s)]
         shown_command = mask(spec.command or "", secret_values)

@@ -72,6 +72,45 @@ def decide(
     return tuple(reasons)
 
 
+def runs_anyway(spec: TaskSpec, trace: Optional[Trace], obs: Observation, *, forced: bool = False) -> bool:
+    """True when the task runs whatever its outputs are: decided by `obs` without its outputs.
+
+    Then its outputs only add reasons to the list (see FileHasher.hash_known).
+    """
+    if forced or spec.always or (not spec.inputs and not spec.outputs) or trace is None:
+        return True
+    return trace.fingerprint == INVALIDATED or trace.fingerprint != fingerprint(obs)
+
+
+def upstream_proof_reasons(spec: TaskSpec, trace: Optional[Trace], obs: Observation, *,
+                           forced: bool = False) -> Tuple[Reason, ...]:
+    """The reasons of a task below a stale one that no upstream run can change.
+
+    Its inputs will be rewritten first, so they are not looked at (`obs`
+    has no inputs): what a rerun upstream rewrites byte for byte changes
+    nothing (early cutoff), and the task is decided in full once it is ready.
+    """
+    reasons: List[Reason] = []
+    if forced:
+        reasons.append(Reason(ReasonKind.FORCED))
+    if spec.always:
+        reasons.append(Reason(ReasonKind.ALWAYS))
+    elif not spec.inputs and not spec.outputs:
+        reasons.append(Reason(ReasonKind.NO_FILES))
+    if trace is None:
+        reasons.append(Reason(ReasonKind.NEVER_RUN))
+        return tuple(reasons)
+    if trace.fingerprint == INVALIDATED:
+        reasons.append(Reason(ReasonKind.LAST_ATTEMPT_FAILED))
+    if trace.command_hash != obs.command_hash:
+        reasons.append(Reason(ReasonKind.COMMAND_CHANGED))
+    for name in sorted(set(trace.env) | set(obs.env)):
+        if trace.env.get(name) != obs.env.get(name):
+            reasons.append(Reason(ReasonKind.ENV_CHANGED, name))
+    reasons.extend(_output_reasons(spec.outputs, trace, obs))
+    return tuple(reasons)
+
+
 def _part_reasons(trace: Trace, obs: Observation) -> List[Reason]:
     """Which parts of the fingerprint differ from the trace's.
 

@@ -97,3 +97,19 @@ def test_large_file_uses_same_hash_as_small_path(tmp_path: Path) -> None:
     data = os.urandom(3 << 20)
     (tmp_path / "big.bin").write_bytes(data)
     assert FileHasher(tmp_path, {}).hash("big.bin") == hash_bytes(data)
+
+
+def test_hash_known_takes_a_racy_entry_whose_stat_matches_and_reads_a_changed_file(tmp_path: Path) -> None:
+    # For the outputs of a task that runs anyway: they only add reasons to the list.
+    f = tmp_path / "out.txt"
+    f.write_bytes(b"v1")
+    st = f.stat()
+    racy = StatEntry(st.st_size, st.st_mtime_ns, st.st_ino, "recorded", st.st_mtime_ns + 1000)
+    hasher = FileHasher(tmp_path, {"out.txt": racy})
+    assert hasher.hash_known("out.txt") == "recorded"
+    assert hasher.reads == 0
+    assert hasher.hash("out.txt") == hash_bytes(b"v1")  # the exact answer still reads it
+    assert hasher.reads == 1
+    f.write_bytes(b"v2, longer")
+    assert FileHasher(tmp_path, {"out.txt": racy}).hash_known("out.txt") == hash_bytes(b"v2, longer")
+    assert FileHasher(tmp_path, {"out.txt": racy}).hash_known("gone.txt") is None

@@ -7,7 +7,9 @@ from typing import Optional
 import pytest
 
 from flowmake.model import Observation, ReasonKind, TaskSpec, Trace
-from flowmake.plan import UNSET, command_hash, decide, env_hashes, fingerprint
+from flowmake.model import INVALIDATED
+from flowmake.plan import (UNSET, command_hash, decide, env_hashes, fingerprint, runs_anyway,
+                           upstream_proof_reasons)
 from flowmake.hashing import hash_text
 
 SPEC = TaskSpec(name="clean", group="clean", command="clean.sh a.csv b.csv", inputs=("a.csv",), outputs=("b.csv",),
@@ -106,3 +108,35 @@ def test_command_hash_includes_shell() -> None:
     bash = TaskSpec(name="t", group="t", command="echo", shell=("bash", "-c"))
     sh = TaskSpec(name="t", group="t", command="echo")
     assert command_hash(bash) != command_hash(sh)
+
+
+def test_runs_anyway_is_decided_without_outputs() -> None:
+    no_outputs = BASE._replace(outputs={})
+    assert not runs_anyway(SPEC, trace_of(BASE), no_outputs)
+    assert runs_anyway(SPEC, trace_of(BASE), obs(inputs={"a.csv": "h2"})._replace(outputs={}))
+    assert runs_anyway(SPEC, trace_of(BASE), obs(command="x")._replace(outputs={}))
+    assert runs_anyway(SPEC, None, no_outputs)
+    assert runs_anyway(SPEC, trace_of(BASE)._replace(fingerprint=INVALIDATED), no_outputs)
+    assert runs_anyway(SPEC, trace_of(BASE), no_outputs, forced=True)
+
+
+@pytest.mark.parametrize(
+    "now, expected",
+    [
+        (obs(inputs={}), []),  # inputs are not looked at: upstream rewrites them first
+        (obs(command="x", inputs={}), [(ReasonKind.COMMAND_CHANGED, None)]),
+        (obs(env={"TZ": hash_text("Europe/Paris")}, inputs={}), [(ReasonKind.ENV_CHANGED, "TZ")]),
+        (obs(inputs={}, outputs={"b.csv": None}), [(ReasonKind.OUTPUT_MISSING, "b.csv")]),
+        (obs(inputs={}, outputs={"b.csv": "tampered"}), [(ReasonKind.OUTPUT_MODIFIED, "b.csv")]),
+    ],
+    ids=["inputs-ignored", "command", "env", "output-missing", "output-modified"],
+)
+def test_upstream_proof_reasons_are_those_no_upstream_run_can_change(now: Observation, expected: list) -> None:
+    assert [(r.kind, r.path) for r in upstream_proof_reasons(SPEC, trace_of(BASE), now)] == expected
+
+
+def test_upstream_proof_reasons_of_a_failed_or_new_task() -> None:
+    failed = trace_of(BASE)._replace(fingerprint=INVALIDATED)
+    assert [r.kind for r in upstream_proof_reasons(SPEC, failed, BASE._replace(inputs={}))] == [
+        ReasonKind.LAST_ATTEMPT_FAILED]
+    assert [r.kind for r in upstream_proof_reasons(SPEC, None, BASE)] == [ReasonKind.NEVER_RUN]
