@@ -95,6 +95,7 @@ class _Stream:
         # file is one of the dearest steps of starting a task.
         self.log_path = log_path
         self.log: Optional[BinaryIO] = None
+        self.linked = False  # log_path is (so far) a link to the run's empty log
         self.secrets = [s.encode("utf-8", "surrogateescape") for s in secrets if s]
         self.deadline = deadline
         self.tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -266,6 +267,10 @@ class ProcessRunner:
                     for fd, stream in incoming:
                         streams[fd] = stream
                         selector.register(fd, selectors.EVENT_READ, stream)
+                        # The log a silent task ends with, made while it runs rather
+                        # than between its end and the next task's start.
+                        self._write_empty_log(stream.log_path)
+                        stream.linked = True
                     continue
                 if isinstance(key.data, _Exited):
                     selector.unregister(key.fd)
@@ -275,6 +280,8 @@ class ProcessRunner:
                 stream = key.data
                 data = os.read(key.fd, 65536)
                 if data:
+                    if stream.linked:
+                        self._unlink_empty_log(stream)
                     stream.feed(data)
                 else:
                     selector.unregister(key.fd)
@@ -291,8 +298,6 @@ class ProcessRunner:
 
     def _finish(self, stream: _Stream, selector: selectors.BaseSelector) -> None:
         stream.close()
-        if stream.log is None:
-            self._write_empty_log(stream.log_path)
         proc = stream.proc
         returncode = proc.poll()
         if returncode is None:
@@ -329,6 +334,16 @@ class ProcessRunner:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         os.close(fd)
         self._empty_log = path
+
+    def _unlink_empty_log(self, stream: _Stream) -> None:
+        """The task prints: its log becomes a file of its own, never written through the shared link."""
+        try:
+            os.unlink(stream.log_path)
+        except FileNotFoundError:
+            pass
+        stream.linked = False
+        if stream.log_path == self._empty_log:
+            self._empty_log = None  # the next silent task starts a new one
 
     def _await_exit(self, stream: _Stream) -> None:
         self._complete(stream, stream.proc.wait())

@@ -241,6 +241,31 @@ def test_a_task_that_prints_nothing_gets_an_empty_log_on_record(project: Project
     assert "--- mute_failure failed (exit code 3), no output in .flowmake/logs/" in plain.stderr, plain
 
 
+def test_a_task_that_prints_after_silent_ones_gets_its_own_log_and_theirs_stay_empty(project: Project) -> None:
+    # Every log starts as a link to the run's shared empty file; printing must
+    # never write through it, whichever task's path that file was made at.
+    project.flowfile("""\
+        [tasks.first]
+        run = "echo one; echo two"
+        [tasks.quiet1]
+        after = ["first"]
+        run = "true"
+        [tasks.loud]
+        after = ["quiet1"]
+        run = "printf partial"
+        [tasks.quiet2]
+        after = ["loud"]
+        run = "true"
+    """)
+    result = project.json_run("-j", "1")
+    assert result.returncode == 0, result
+    logs = {t: project.path(result.finished_event(t)["log"]) for t in ("first", "quiet1", "loud", "quiet2")}
+    assert logs["first"].read_text() == "one\ntwo\n"
+    assert logs["loud"].read_text() == "partial"
+    assert logs["quiet1"].read_bytes() == logs["quiet2"].read_bytes() == b""
+    assert project.run("audit", "verify").returncode == 0
+
+
 def test_a_shell_that_does_not_exist_fails_the_task_saying_so(project: Project) -> None:
     project.flowfile("""\
         [tasks.by_name]
