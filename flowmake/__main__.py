@@ -29,7 +29,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if not args or args[0] in ("run", "-f", "--file", "-C", "--directory") or args[0].startswith("--file=") \
             or args[0].startswith("--directory="):
-        code = _run(args)
+        code = _run(args, process_ends=argv is None)
         if code is not None:
             if argv is None:
                 _leave(code)
@@ -39,10 +39,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     return cli_main(argv)
 
 
-def _run(args: List[str]) -> Optional[int]:
-    """`flowmake run` without typer: the no-op path, else the full path; None for the CLI to handle."""
+def _run(args: List[str], *, process_ends: bool) -> Optional[int]:
+    """`flowmake run` without typer: the no-op path, else the full path; None for the CLI to handle.
+
+    `process_ends`: _leave follows, so the state database needs no closing.
+    """
     from .fastpath import parse, try_noop
     from .guard import exit_code_of
+    from .state import keep_open_until_exit
+
+    if process_ends:
+        keep_open_until_exit()
 
     prescans: List[Prescan] = []  # the no-op path's scan of changed files, for the full path
     code = exit_code_of(lambda: try_noop(args, hand_over=prescans))

@@ -153,7 +153,7 @@ def run_build(
                 _save_quietly(project, state, build.hasher)
             return code
         finally:
-            state.close()
+            state.close(last=True)
     finally:
         if lock is not None:
             lock.release()

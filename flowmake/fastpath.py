@@ -250,4 +250,4 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
             reporter.close()
         return 0
     finally:
-        state.close()
+        state.close(last=True)

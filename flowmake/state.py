@@ -97,6 +97,16 @@ def ensure_state_dir(root: Path) -> Path:
     return directory
 
 
+_keep_open_until_exit = False
+_kept_open: List[sqlite3.Connection] = []
+
+
+def keep_open_until_exit() -> None:
+    """The process ends with os._exit after the command (flowmake's own `run`): see State.close."""
+    global _keep_open_until_exit
+    _keep_open_until_exit = True
+
+
 class State:
     def __init__(self, conn: sqlite3.Connection, identity: str, path: str | Path) -> None:
         self._conn = conn
@@ -147,7 +157,20 @@ class State:
         except sqlite3.DatabaseError as exc:
             raise StateError(str(exc)) from None
 
-    def close(self) -> None:
+    def close(self, *, last: bool = False) -> None:
+        """Close the connection; `last`: this process's last use of the state.
+
+        Then, when the process ends at once (keep_open_until_exit), the
+        connection is left to the exit: closing it would checkpoint the WAL
+        into the database with two fsyncs and delete it, which the next
+        run's first write makes again (together 1-3 ms of every run). Every
+        transaction is committed by then, so this is a kill -9 that loses
+        nothing; the next connection reads the WAL (kept under ~4 MB by
+        SQLite's automatic checkpoints).
+        """
+        if last and _keep_open_until_exit:
+            _kept_open.append(self._conn)
+            return
         self._conn.close()
 
     # -- reading -----------------------------------------------------------

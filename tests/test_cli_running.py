@@ -292,3 +292,28 @@ def test_an_edit_reads_the_edited_source_and_each_rewritten_output_once(project:
                        "d": [("input changed", "c.txt")]}
     assert sorted(read) == ["a.txt", "b.txt", "c.txt", "d.txt"]
     assert project.read("d.txt") == "two\n" * 8
+
+
+def test_a_run_leaves_its_write_ahead_log_and_the_next_commands_read_all_it_recorded(project: Project) -> None:
+    # flowmake's own process ends with os._exit right after a run, without
+    # closing the database (no checkpoint, no fsync): like a kill -9 at the end.
+    project.flowfile("""\
+        [tasks.one]
+        outputs = ["one.txt"]
+        run = "echo 1 > one.txt"
+        [tasks.two]
+        inputs = ["one.txt"]
+        outputs = ["two.txt"]
+        run = "cat one.txt > two.txt"
+    """)
+    first = project.json_run()
+    assert first.returncode == 0 and first.ran == ["one", "two"], first
+    assert project.path(".flowmake/state.db-wal").stat().st_size > 0
+    again = project.json_run()
+    assert again.returncode == 0 and again.ran == [], again
+    assert {t: row["state"] for t, row in project.status().items()} == {"one": "fresh", "two": "fresh"}
+    import json
+
+    attempts = json.loads(project.run("log", first.run_id, "--json").stdout)["attempts"]
+    assert sorted(a["task"] for a in attempts) == ["one", "two"]
+    assert project.run("audit", "verify").returncode == 0
