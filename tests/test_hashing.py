@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from flowmake.hashing import RACY_WINDOW_NS, FileHasher, StatEntry, hash_bytes
 
 
@@ -93,8 +95,9 @@ def test_tree_hash_covers_names_and_contents(tmp_path: Path) -> None:
     assert len({h1, h2, h3}) == 3
 
 
-def test_large_file_uses_same_hash_as_small_path(tmp_path: Path) -> None:
-    data = os.urandom(3 << 20)
+@pytest.mark.parametrize("size", [(1 << 20) - 1, 3 << 20, (16 << 20) + 7], ids=["read", "mmap", "mmap-threads"])
+def test_every_way_of_reading_gives_the_same_hash(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
     (tmp_path / "big.bin").write_bytes(data)
     assert FileHasher(tmp_path, {}).hash("big.bin") == hash_bytes(data)
 
