@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); events
 
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 # Attempt records of quick successful tasks are committed in batches: a
-# commit per task cost a 1 ms task about a quarter of a millisecond more.
+# commit per task cost about a quarter of a millisecond of CPU per task.
 MAX_UNRECORDED = 32  # attempts committed together at most
 RECORD_DELAY = 0.1  # seconds a quick task's record may wait for others
 QUICK_TASK = 1.0  # seconds: a task that took longer is committed at once, so a kill cannot lose much work
