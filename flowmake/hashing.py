@@ -96,8 +96,11 @@ class FileHasher:
         self.reads = 0
         self.bytes_read = 0
 
-    def hash(self, path: str) -> Optional[str]:
-        """Content hash of a file, or of a tree when `path` ends in '/'; None if missing."""
+    def hash(self, path: str, *, trust_racy: bool = False) -> Optional[str]:
+        """Content hash of a file, or of a tree when `path` ends in '/'; None if missing.
+
+        `trust_racy`: see hash_known.
+        """
         if path.endswith("/"):
             return self.hash_tree(path)
         full = os.path.join(self.root, path)
@@ -107,9 +110,9 @@ class FileHasher:
             return None
         if stat_module.S_ISDIR(st.st_mode):
             return self.hash_tree(path + "/")
-        return self._hash_file(path, full, st)
+        return self._hash_file(path, full, st, trust_racy)
 
-    def _hash_file(self, path: str, full: str, st: os.stat_result) -> Optional[str]:
+    def _hash_file(self, path: str, full: str, st: os.stat_result, trust_racy: bool = False) -> Optional[str]:
         mine = self.updated.get(path)
         if mine is not None and mine.matches(st):
             # Hashed by this run and not changed since: a task's new output,
@@ -117,7 +120,7 @@ class FileHasher:
             # recorded, so the next run still reads it again if it must.
             return mine.hash
         entry = self._cache.get(path)
-        if entry is not None and entry.matches(st) and entry.trusted:
+        if entry is not None and entry.matches(st) and (entry.trusted or trust_racy):
             return entry.hash
         hashed_at = self._clock_ns()
         try:
@@ -139,19 +142,7 @@ class FileHasher:
         been hashed the moment they were written. Reading them all again
         would cost one edit in a big project as much as the tasks it reruns.
         """
-        if path.endswith("/"):
-            return self.hash_tree(path)
-        full = os.path.join(self.root, path)
-        try:
-            st = os.stat(full)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat_module.S_ISDIR(st.st_mode):
-            return self.hash_tree(path + "/")
-        entry = self._cache.get(path)
-        if entry is not None and entry.matches(st):
-            return entry.hash
-        return self._hash_file(path, full, st)
+        return self.hash(path, trust_racy=True)
 
     def entry(self, path: str) -> Optional[StatEntry]:
         """The entry the last hash of `path` was recorded with, if it was ever hashed."""
