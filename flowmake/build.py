@@ -95,6 +95,7 @@ def observe(spec: TaskSpec, hasher: FileHasher, environ: Mapping[str, str], trac
     `memo` shares hashes between tasks while nothing runs (the preview), where
     each produced file is looked at once as an output and again as an input.
     """
+    hash_of: Callable[[str], Optional[str]]
     if memo is None:
         hash_of = hasher.hash
     else:
