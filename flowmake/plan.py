@@ -53,18 +53,10 @@ def decide(
     forced: bool = False,
 ) -> Tuple[Reason, ...]:
     """Every reason the task must run; empty when it is up to date."""
-    reasons: List[Reason] = []
-    if forced:
-        reasons.append(Reason(ReasonKind.FORCED))
-    if spec.always:
-        reasons.append(Reason(ReasonKind.ALWAYS))
-    elif not spec.inputs and not spec.outputs:
-        reasons.append(Reason(ReasonKind.NO_FILES))
+    reasons = _standing_reasons(spec, trace, forced)
     if trace is None:
-        reasons.append(Reason(ReasonKind.NEVER_RUN))
         return tuple(reasons)
     if trace.fingerprint == INVALIDATED:
-        reasons.append(Reason(ReasonKind.LAST_ATTEMPT_FAILED))
         reasons.extend(_part_reasons(trace, obs))
     elif trace.fingerprint != fingerprint(obs):
         reasons.extend(_part_reasons(trace, obs) or [Reason(ReasonKind.COMMAND_CHANGED)])
@@ -90,6 +82,16 @@ def upstream_proof_reasons(spec: TaskSpec, trace: Optional[Trace], obs: Observat
     has no inputs): what a rerun upstream rewrites byte for byte changes
     nothing (early cutoff), and the task is decided in full once it is ready.
     """
+    reasons = _standing_reasons(spec, trace, forced)
+    if trace is None:
+        return tuple(reasons)
+    reasons.extend(_command_env_reasons(trace, obs))
+    reasons.extend(_output_reasons(spec.outputs, trace, obs))
+    return tuple(reasons)
+
+
+def _standing_reasons(spec: TaskSpec, trace: Optional[Trace], forced: bool) -> List[Reason]:
+    """The reasons that need no observation: forced, always, no files, never run, last attempt failed."""
     reasons: List[Reason] = []
     if forced:
         reasons.append(Reason(ReasonKind.FORCED))
@@ -99,16 +101,9 @@ def upstream_proof_reasons(spec: TaskSpec, trace: Optional[Trace], obs: Observat
         reasons.append(Reason(ReasonKind.NO_FILES))
     if trace is None:
         reasons.append(Reason(ReasonKind.NEVER_RUN))
-        return tuple(reasons)
-    if trace.fingerprint == INVALIDATED:
+    elif trace.fingerprint == INVALIDATED:
         reasons.append(Reason(ReasonKind.LAST_ATTEMPT_FAILED))
-    if trace.command_hash != obs.command_hash:
-        reasons.append(Reason(ReasonKind.COMMAND_CHANGED))
-    for name in sorted(set(trace.env) | set(obs.env)):
-        if trace.env.get(name) != obs.env.get(name):
-            reasons.append(Reason(ReasonKind.ENV_CHANGED, name))
-    reasons.extend(_output_reasons(spec.outputs, trace, obs))
-    return tuple(reasons)
+    return reasons
 
 
 def _part_reasons(trace: Trace, obs: Observation) -> List[Reason]:
@@ -118,18 +113,23 @@ def _part_reasons(trace: Trace, obs: Observation) -> List[Reason]:
     computed changed (a flowmake upgrade); the caller then says the command
     changed rather than claim nothing did.
     """
-    reasons: List[Reason] = []
-    if trace.command_hash != obs.command_hash:
-        reasons.append(Reason(ReasonKind.COMMAND_CHANGED))
-    for name in sorted(set(trace.env) | set(obs.env)):
-        if trace.env.get(name) != obs.env.get(name):
-            reasons.append(Reason(ReasonKind.ENV_CHANGED, name))
+    reasons = _command_env_reasons(trace, obs)
     for path in _union_in_order(trace.inputs, obs.inputs):
         old, new = trace.inputs.get(path), obs.inputs.get(path, None)
         if path not in trace.inputs or path not in obs.inputs:
             reasons.append(Reason(ReasonKind.INPUTS_ADDED_REMOVED, path, old, new))
         elif old != new:
             reasons.append(Reason(ReasonKind.INPUT_CHANGED, path, old, new))
+    return reasons
+
+
+def _command_env_reasons(trace: Trace, obs: Observation) -> List[Reason]:
+    reasons: List[Reason] = []
+    if trace.command_hash != obs.command_hash:
+        reasons.append(Reason(ReasonKind.COMMAND_CHANGED))
+    for name in sorted(set(trace.env) | set(obs.env)):
+        if trace.env.get(name) != obs.env.get(name):
+            reasons.append(Reason(ReasonKind.ENV_CHANGED, name))
     return reasons
 
 
