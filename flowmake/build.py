@@ -40,7 +40,7 @@ from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, Run
 from .plan import (command_hash, decide, env_hashes, env_input_hash, fingerprint, runs_anyway,
                    upstream_proof_reasons)
 from .records import TYPE_CHECKING, NamedTuple
-from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
+from .runner import Completion, OutputLine, ProcessRunner, PumpFailed, RunningProcess, end_orphans, mask
 from .schedule import Schedule
 from .state import State, state_dir
 
@@ -200,6 +200,10 @@ def preview(
 
 class _Signal(NamedTuple):
     signum: int
+
+
+class _ThreadTraceback(Exception):
+    """Another thread's traceback, as the cause of the error it led to (written to the crash file)."""
 
 
 class _Sensor:
@@ -570,6 +574,11 @@ class Build:
                     self.emit(event)
                 if retry is not None:
                     retry_at[msg.task] = retry
+            elif isinstance(msg, PumpFailed):
+                # A bug in the output thread: no completion will come. Exit 70
+                # with its traceback (guard.internal_error) rather than wait forever.
+                last = msg.traceback.strip().splitlines()[-1]
+                raise RuntimeError(f"the task output thread stopped: {last}") from _ThreadTraceback(msg.traceback)
             elif isinstance(msg, _Signal):
                 if msg.signum == -1:
                     runner.signal_all(signal.SIGKILL)
@@ -734,7 +743,8 @@ class Build:
         active = self._active.pop(done.task)
         spec = active.spec
         duration = done.finished - done.started
-        log = active.log_rel
+        # A log that could not be written is not on record (audit verify would miss it).
+        log, log_hash = (active.log_rel, done.log_hash) if done.log_error is None else (None, None)
         interrupted = self._signal is not None
         message: Optional[str] = None
         if done.timed_out:
@@ -743,6 +753,8 @@ class Build:
             message = f"killed by signal {_signal_name(-done.returncode)}"
         elif done.returncode != 0:
             message = f"exit code {done.returncode}"
+        elif done.log_error is not None:
+            message = f"could not write its log {active.log_rel}: {done.log_error}"  # SPEC §3: output goes there
         outputs: Dict[str, Optional[str]] = {}
         if message is None:
             missing = [o for o in spec.outputs if not _exists(self._root_dir, o)]
@@ -760,7 +772,7 @@ class Build:
             else:
                 self._untraced = True
             self._record_attempt(spec, active.attempt, "ok", active.reasons, active.command, done.started,
-                                 done.finished, active.obs, outputs, log, done.log_hash, None,
+                                 done.finished, active.obs, outputs, log, log_hash, None,
                                  trace=trace, exit_code=exit_code)
             self._finish_task(spec.name, TaskStatus.OK, duration=duration, exit_code=exit_code,
                               log=log, attempt=active.attempt)
@@ -770,7 +782,7 @@ class Build:
             message = "interrupted"
         status = "interrupted" if interrupted else "failed"
         self._record_attempt(spec, active.attempt, status, active.reasons, active.command, done.started,
-                             done.finished, active.obs, outputs, log, done.log_hash, message,
+                             done.finished, active.obs, outputs, log, log_hash, message,
                              trace=None, exit_code=exit_code)
         if not interrupted and active.attempt <= spec.retries and not self._sched.stopped:
             self.emit(TaskFinished(self.run_id, time.time(), spec.name, TaskStatus.FAILED, duration, exit_code,

@@ -44,6 +44,13 @@ class Completion(NamedTuple):
     finished: float
     tail: List[str]
     log_hash: str
+    log_error: Optional[str]  # why its log could not be written ("No space left on device"), or None
+
+
+class PumpFailed(NamedTuple):
+    """The output pump hit a bug and stopped: the run cannot go on (its traceback)."""
+
+    traceback: str
 
 
 class RunningProcess:
@@ -96,6 +103,7 @@ class _Stream:
         self.log_path = log_path
         self.log: Optional[BinaryIO] = None
         self.linked = False  # log_path is (so far) a link to the run's empty log
+        self.log_error: Optional[str] = None  # set once writing the log failed; output then goes unlogged
         self.secrets = [s.encode("utf-8", "surrogateescape") for s in secrets if s]
         self.deadline = deadline
         self.tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -120,18 +128,29 @@ class _Stream:
             self._write(self.partial)
             self.partial = b""
         if self.log is not None:
-            self.log.close()
+            try:
+                self.log.close()
+            except OSError as exc:
+                self.failed_log(exc)
+
+    def failed_log(self, exc: OSError) -> None:
+        if self.log_error is None:
+            self.log_error = exc.strerror or str(exc)
 
     def _write(self, chunk: bytes) -> None:
         if self.secrets:
             chunk = mask_bytes(chunk, self.secrets)
-        if self.log is None:
+        if self.log_error is None:
             try:
-                self.log = open(self.log_path, "wb")
-            except FileNotFoundError:  # the run's first output: its log directory is made on demand
-                os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-                self.log = open(self.log_path, "wb")
-        self.log.write(chunk)
+                if self.log is None:
+                    try:
+                        self.log = open(self.log_path, "wb")
+                    except FileNotFoundError:  # the run's first output: its log directory is made on demand
+                        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+                        self.log = open(self.log_path, "wb")
+                self.log.write(chunk)
+            except OSError as exc:  # the task fails for it (build.py); its output still reaches the tail
+                self.failed_log(exc)
         self.digest.update(chunk)
         for raw in chunk[:-1].split(b"\n") if chunk.endswith(b"\n") else chunk.split(b"\n"):
             line = raw.decode("utf-8", "replace").rstrip("\r")
@@ -248,6 +267,14 @@ class ProcessRunner:
         return self._executables[key]
 
     def _run_pump(self) -> None:
+        try:
+            self._pump_loop()
+        except BaseException:  # a bug: tell the coordinator, which would otherwise wait forever
+            import traceback
+
+            self._post(PumpFailed(traceback.format_exc()))
+
+    def _pump_loop(self) -> None:
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ, None)
         streams: Dict[int, _Stream] = {}
@@ -269,8 +296,11 @@ class ProcessRunner:
                         selector.register(fd, selectors.EVENT_READ, stream)
                         # The log a silent task ends with, made while it runs rather
                         # than between its end and the next task's start.
-                        self._write_empty_log(stream.log_path)
-                        stream.linked = True
+                        try:
+                            self._write_empty_log(stream.log_path)
+                            stream.linked = True
+                        except OSError as exc:
+                            stream.failed_log(exc)
                     continue
                 if isinstance(key.data, _Exited):
                     selector.unregister(key.fd)
@@ -337,11 +367,13 @@ class ProcessRunner:
 
     def _unlink_empty_log(self, stream: _Stream) -> None:
         """The task prints: its log becomes a file of its own, never written through the shared link."""
+        stream.linked = False
         try:
             os.unlink(stream.log_path)
         except FileNotFoundError:
             pass
-        stream.linked = False
+        except OSError as exc:
+            stream.failed_log(exc)  # and never write through the link
         if stream.log_path == self._empty_log:
             self._empty_log = None  # the next silent task starts a new one
 
@@ -352,7 +384,7 @@ class ProcessRunner:
         os.close(stream.proc.output_fd)
         proc = stream.proc
         self._post(Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
-                              list(stream.tail), stream.digest.hexdigest()))
+                              list(stream.tail), stream.digest.hexdigest(), stream.log_error))
 
     def finished(self, task: str) -> None:
         self.running.pop(task, None)

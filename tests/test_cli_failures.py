@@ -281,3 +281,50 @@ def test_a_shell_that_does_not_exist_fails_the_task_saying_so(project: Project) 
     assert result.returncode == 1, result
     assert result.finished_event("by_name")["message"] == "could not start 'no-such-shell-here': No such file or directory"
     assert result.finished_event("by_path")["message"] == "could not start '/no/such/dir/sh': No such file or directory"
+
+
+def test_a_log_that_cannot_be_written_fails_the_task_saying_so_and_the_run_ends(project: Project) -> None:
+    # .flowmake/logs is a file here, as a full disk or a permission would make
+    # every log fail: the tasks fail with the reason, nothing hangs.
+    project.flowfile("""\
+        [tasks.silent]
+        outputs = ["a.txt"]
+        run = "echo x > a.txt"
+        [tasks.talker]
+        run = "echo said"
+    """)
+    project.path(".flowmake").mkdir()
+    project.write(".flowmake/logs", "not a directory\n")
+    result = project.json_run("-k")
+    assert result.returncode == 1, result
+    for task in ("silent", "talker"):
+        finished = result.finished_event(task)
+        assert finished["status"] == "failed"
+        expected = f"could not write its log .flowmake/logs/{result.run_id}/{task}.log: "
+        assert finished["message"].startswith(expected), finished
+        assert "log" not in finished
+    attempts = json.loads(project.run("log", result.run_id, "--json").stdout)["attempts"]
+    assert {a["task"]: a["log"] for a in attempts} == {"silent": None, "talker": None}
+    assert project.run("audit", "verify").returncode == 0
+
+
+def test_a_bug_in_the_output_thread_ends_the_run_as_an_internal_error_not_a_hang(
+        project: Project, monkeypatch, capsys) -> None:
+    from flowmake import runner
+    from flowmake.__main__ import main
+
+    project.flowfile("""\
+        [tasks.a]
+        run = "true"
+    """)
+
+    def broken(self, path):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(runner.ProcessRunner, "_write_empty_log", broken)
+    monkeypatch.chdir(project.root)
+    assert main(["run", "--progress", "plain"]) == 70
+    err = capsys.readouterr().err
+    assert "internal error" in err and "the task output thread stopped: ZeroDivisionError: planted" in err, err
+    crash = err.rsplit("traceback written to ", 1)[1].strip()
+    assert "planted" in open(crash).read()
