@@ -111,23 +111,24 @@ def observe(spec: TaskSpec, hasher: FileHasher, environ: Mapping[str, str], trac
 
 
 def task_reasons(
-    spec: TaskSpec, trace: Optional[Trace], obs: Observation, *, forced: bool
+    spec: TaskSpec, trace: Optional[Trace], obs: Observation, *, forced: bool, blocked: bool = False
 ) -> Tuple[Reason, ...]:
+    """`blocked`: below a stale task, with `obs` lacking the inputs (plan.upstream_proof_reasons)."""
     if spec.command is None:
         # A pure group (`after` only) has nothing to run: it is as fresh as its deps.
         return (Reason(ReasonKind.FORCED),) if forced else ()
+    if blocked:
+        return upstream_proof_reasons(spec, trace, obs, forced=forced)
     return decide(spec, trace, obs, forced=forced)
 
 
 def _blocked_reasons(spec: TaskSpec, trace: Optional[Trace], hasher: FileHasher, environ: Mapping[str, str], *,
                      forced: bool) -> Tuple[Reason, ...]:
     """The reasons of a task below a stale one that no upstream run can change (plan.upstream_proof_reasons)."""
-    if spec.command is None:
-        return (Reason(ReasonKind.FORCED),) if forced else ()
     # Its outputs decide only whether it shows as stale or blocked until then.
     outputs = {p: hasher.hash_known(p) for p in spec.outputs}
     obs = Observation(command_hash(spec), env_hashes(spec, environ), {}, outputs)
-    return upstream_proof_reasons(spec, trace, obs, forced=forced)
+    return task_reasons(spec, trace, obs, forced=forced, blocked=True)
 
 
 class Preview:
