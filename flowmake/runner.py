@@ -142,12 +142,8 @@ class _Stream:
             chunk = mask_bytes(chunk, self.secrets)
         if self.log_error is None:
             try:
-                if self.log is None:
-                    try:
-                        self.log = open(self.log_path, "wb")
-                    except FileNotFoundError:  # the run's first output: its log directory is made on demand
-                        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-                        self.log = open(self.log_path, "wb")
+                if self.log is None:  # its directory was made with the empty log it replaces
+                    self.log = open(self.log_path, "wb")
                 self.log.write(chunk)
             except OSError as exc:  # the task fails for it (build.py); its output still reaches the tail
                 self.failed_log(exc)
