@@ -1,7 +1,8 @@
 """The loop: schedule + runner + rebuilder + state, reporting through events.
 
 One coordinator (the calling thread) owns the schedule, the state and the
-hasher; worker threads only wait on processes and post to a queue. Each task
+hasher, and moves the tasks' output through the runner between its steps:
+there are no other threads. Each task
 is decided twice: once in the preview (what the run will do, shown up front
 and by `--dry-run` / `status`), and again just before it starts, when its
 upstream outputs exist, which is what gives early cutoff.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import queue
 import signal
 import time
 from pathlib import Path
@@ -40,7 +40,7 @@ from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, Run
 from .plan import (command_hash, decide, env_hashes, env_input_hash, fingerprint, runs_anyway,
                    upstream_proof_reasons)
 from .records import TYPE_CHECKING, NamedTuple
-from .runner import Completion, OutputLine, ProcessRunner, PumpFailed, RunningProcess, end_orphans, mask
+from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
 from .schedule import Schedule
 from .state import State, state_dir
 
@@ -199,14 +199,6 @@ def preview(
 # -- the run -------------------------------------------------------------------
 
 
-class _Signal(NamedTuple):
-    signum: int
-
-
-class _ThreadTraceback(Exception):
-    """Another thread's traceback, as the cause of the error it led to (written to the crash file)."""
-
-
 class _Sensor:
     """A `wait_for` task waiting for its files to arrive and hold still."""
 
@@ -255,9 +247,7 @@ class Build:
         self.run_id = new_run_id()
         self.root = flowfile.root
         self._root_dir = str(flowfile.root)  # for os.path on the per-task path: pathlib costs more
-        # SimpleQueue: its put() is reentrant, so the signal handler may call it
-        # while the coordinator is inside get() (queue.Queue could deadlock).
-        self._queue: "queue.SimpleQueue[object]" = queue.SimpleQueue()
+        self._signals: List[int] = []  # received, not yet acted on (-1: a second Ctrl-C)
         self._signal: Optional[int] = None
         self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus}
         self.failed: List[str] = []
@@ -283,11 +273,13 @@ class Build:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self._signal is not None and signum == signal.SIGINT:
-            self._queue.put(_Signal(-1))  # second Ctrl-C: kill now
-            return
-        if self._signal is None:
-            self._signal = signum
-        self._queue.put(_Signal(signum))
+            self._signals.append(-1)  # second Ctrl-C: kill now
+        else:
+            if self._signal is None:
+                self._signal = signum
+            self._signals.append(signum)
+        if self._runner is not None:
+            self._runner.wake()
 
     def _check_interrupt(self) -> None:
         if self._signal is not None:
@@ -509,7 +501,7 @@ class Build:
             order = [name for name in self.selection if name not in proven]
         sched = Schedule(order, self.graph.deps, keep_going=self.options.keep_going)
         self._sched = sched
-        runner = ProcessRunner(self._queue.put)
+        runner = ProcessRunner()
         self._runner = runner
         self._active: Dict[str, _Active] = {}
         waiting_to_start: List[str] = []  # ready and stale, waiting for a free slot
@@ -551,16 +543,22 @@ class Build:
                     self._commit_attempts()
                 else:
                     timeout = max(0.0, min(self._record_due - now, timeout))
-            try:
-                msg = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                if kill_deadline is not None and time.monotonic() >= kill_deadline:
+            messages = runner.wait(timeout)
+            while self._signals:
+                if self._signals.pop(0) == -1:
                     runner.signal_all(signal.SIGKILL)
-                    kill_deadline = None
-                continue
-            if isinstance(msg, OutputLine):
-                self.emit(TaskOutput(self.run_id, time.time(), msg.task, msg.line))
-            elif isinstance(msg, Completion):
+                elif kill_deadline is None:
+                    sched.stop()
+                    retry_at.clear()
+                    runner.signal_all(signal.SIGTERM)
+                    kill_deadline = time.monotonic() + GRACE_PERIOD
+            if kill_deadline is not None and time.monotonic() >= kill_deadline:
+                runner.signal_all(signal.SIGKILL)
+                kill_deadline = None
+            for msg in messages:
+                if isinstance(msg, OutputLine):
+                    self.emit(TaskOutput(self.run_id, time.time(), msg.task, msg.line))
+                    continue
                 runner.finished(msg.task)
                 if self._signal is None and not sched.stopped and self._succeeded(msg):
                     # Refill the freed slot first: the new task runs while this
@@ -575,19 +573,6 @@ class Build:
                     self.emit(event)
                 if retry is not None:
                     retry_at[msg.task] = retry
-            elif isinstance(msg, PumpFailed):
-                # A bug in the output thread: no completion will come. Exit 70
-                # with its traceback (guard.internal_error) rather than wait forever.
-                last = msg.traceback.strip().splitlines()[-1]
-                raise RuntimeError(f"the task output thread stopped: {last}") from _ThreadTraceback(msg.traceback)
-            elif isinstance(msg, _Signal):
-                if msg.signum == -1:
-                    runner.signal_all(signal.SIGKILL)
-                elif kill_deadline is None:
-                    sched.stop()
-                    retry_at.clear()
-                    runner.signal_all(signal.SIGTERM)
-                    kill_deadline = time.monotonic() + GRACE_PERIOD
         for name in list(retry_at):
             if self._signal is None:
                 self._fail(name, exit_code=None, message="failed; retry abandoned after another task failed",

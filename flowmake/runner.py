@@ -2,10 +2,12 @@
 
 Each task runs in its own session (so its whole process group can be
 signalled, and a Ctrl-C at the terminal reaches flowmake alone, which then
-decides). One pump thread copies every running task's output to its log
-(masking secrets), keeps the last lines, enforces timeouts and posts output
-lines and completions to the coordinator's queue; it never touches the state
-or the schedule.
+decides). The coordinator's own thread moves the output: `wait` copies every
+running task's output to its log (masking secrets), keeps the last lines,
+enforces timeouts and returns output lines and completions. One thread, as
+make and ninja have it: a second one cost each task a few dozen futex calls
+handing over the GIL and the queue between them, and delayed noticing a
+task's end whenever the coordinator held the GIL.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import errno
 import os
 import selectors
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -24,11 +25,12 @@ from blake3 import blake3
 from .records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import BinaryIO, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+    from typing import BinaryIO, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task
 MAX_PARTIAL = 1 << 16  # a line longer than this is written before its end arrives
+UNREAPED_POLL = 0.005  # seconds between looks at a task that closed its output but has not exited (no pidfd)
 
 
 class OutputLine(NamedTuple):
@@ -45,12 +47,6 @@ class Completion(NamedTuple):
     tail: List[str]
     log_hash: str
     log_error: Optional[str]  # why its log could not be written ("No space left on device"), or None
-
-
-class PumpFailed(NamedTuple):
-    """The output pump hit a bug and stopped: the run cannot go on (its traceback)."""
-
-    traceback: str
 
 
 class RunningProcess:
@@ -98,8 +94,8 @@ class _Stream:
     def __init__(self, proc: RunningProcess, log_path: str, secrets: Sequence[str],
                  deadline: Optional[float]) -> None:
         self.proc = proc
-        # Created by the pump thread, off the coordinator's path: creating a
-        # file is one of the dearest steps of starting a task.
+        # Made by `wait` before it next sleeps, not between a task's end and
+        # the next one's start: creating a file is dear (see _write_empty_log).
         self.log_path = log_path
         self.log: Optional[BinaryIO] = None
         self.linked = False  # log_path is (so far) a link to the run's empty log
@@ -163,21 +159,23 @@ class _Exited(NamedTuple):
 
 
 class ProcessRunner:
-    """Starts tasks; one pump thread moves every task's output and notices exits.
+    """Starts tasks; `wait` moves their output and notices their ends.
 
-    A single thread with a selector, rather than a thread per task, keeps the
-    per-task cost to a fork and two pipe ends, which matters when thousands
-    of trivial tasks run.
+    One selector over every task's output pipe, rather than a thread per
+    task, keeps the per-task cost to a spawn and two pipe ends, which matters
+    when thousands of trivial tasks run.
     """
 
-    def __init__(self, post: Callable[[object], None]) -> None:
-        self._post = post
+    def __init__(self) -> None:
         self.running: Dict[str, RunningProcess] = {}
-        self._lock = threading.Lock()
-        self._incoming: List[Tuple[int, _Stream]] = []
+        self._selector = selectors.DefaultSelector()
+        self._streams: Dict[int, _Stream] = {}  # output fd -> its stream, until its end of file
+        self._new: List[_Stream] = []  # started since the last wait: their empty logs are still to make
+        self._unreaped: List[_Stream] = []  # output closed, exit not yet seen, and no pidfd to wait on
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
-        self._pump: Optional[threading.Thread] = None
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._executables: Dict[Tuple[str, Optional[str]], Optional[str]] = {}
         self._devnull: Optional[int] = None
         self._home: Optional[str] = None  # the directory to go back to
@@ -199,13 +197,20 @@ class ProcessRunner:
         proc = RunningProcess(task, pid, time.time(), output_fd)
         self.running[task] = proc
         deadline = time.monotonic() + timeout if timeout is not None else None
-        with self._lock:
-            self._incoming.append((output_fd, _Stream(proc, log_path, secrets, deadline)))
-        if self._pump is None:
-            self._pump = threading.Thread(target=self._run_pump, name="flowmake output", daemon=True)
-            self._pump.start()
-        os.write(self._wake_w, b".")
+        stream = _Stream(proc, log_path, secrets, deadline)
+        self._streams[output_fd] = stream
+        self._selector.register(output_fd, selectors.EVENT_READ, stream)
+        self._new.append(stream)
         return proc
+
+    def wake(self) -> None:
+        """Make a `wait` in progress return now (safe in a signal handler)."""
+        if self._wake_w < 0:
+            return
+        try:
+            os.write(self._wake_w, b".")
+        except BlockingIOError:  # already full of wake-ups
+            pass
 
     def _spawn(self, argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> Tuple[int, int]:
         """Start argv in a new session, stdin /dev/null, stdout and stderr into a new pipe: (pid, its read end).
@@ -245,6 +250,11 @@ class ProcessRunner:
 
     def close(self) -> None:
         """Back to the directory flowmake started in, once the run's tasks are done."""
+        if self._wake_w >= 0:
+            self._selector.close()
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_r = self._wake_w = -1  # a late signal's wake() must not write to a reused number
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
@@ -262,82 +272,83 @@ class ProcessRunner:
             self._executables[key] = _which(name, env.get("PATH", os.defpath))
         return self._executables[key]
 
-    def _run_pump(self) -> None:
-        try:
-            self._pump_loop()
-        except BaseException:  # a bug: tell the coordinator, which would otherwise wait forever
-            import traceback
+    def wait(self, timeout: Optional[float]) -> List[Union[OutputLine, Completion]]:
+        """Move output until something happens or `timeout` seconds pass (None: no limit).
 
-            self._post(PumpFailed(traceback.format_exc()))
-
-    def _pump_loop(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._wake_r, selectors.EVENT_READ, None)
-        streams: Dict[int, _Stream] = {}
-        while True:
-            timeout = OUTPUT_THROTTLE if streams else None
-            deadlines = [s.deadline for s in streams.values() if s.deadline is not None]
-            if deadlines:
-                timeout = max(0.0, min(min(deadlines) - time.monotonic(), OUTPUT_THROTTLE))
-            for key, _ in selector.select(timeout):
-                if key.data is None:
-                    try:
-                        os.read(self._wake_r, 4096)
-                    except BlockingIOError:
+        Returns the output lines and completions that came, in order; an
+        empty list after a timeout or a `wake`.
+        """
+        messages: List[Union[OutputLine, Completion]] = []
+        for stream in self._new:
+            # The log a silent task ends with, made while it runs rather than
+            # between its end and the next task's start.
+            try:
+                self._write_empty_log(stream.log_path)
+                stream.linked = True
+            except OSError as exc:
+                stream.failed_log(exc)
+        self._new.clear()
+        now = time.monotonic()
+        for stream in self._streams.values():
+            if stream.latest is not None:  # its latest line is due at the end of the throttle
+                timeout = _sooner(timeout, stream.last_post + OUTPUT_THROTTLE - now)
+            if stream.deadline is not None:
+                timeout = _sooner(timeout, stream.deadline - now)
+        if self._unreaped:
+            timeout = _sooner(timeout, UNREAPED_POLL)
+        for key, _ in self._selector.select(None if timeout is None else max(0.0, timeout)):
+            data = key.data
+            if data is None:
+                try:
+                    while os.read(self._wake_r, 4096):
                         pass
-                    with self._lock:
-                        incoming, self._incoming = self._incoming, []
-                    for fd, stream in incoming:
-                        streams[fd] = stream
-                        selector.register(fd, selectors.EVENT_READ, stream)
-                        # The log a silent task ends with, made while it runs rather
-                        # than between its end and the next task's start.
-                        try:
-                            self._write_empty_log(stream.log_path)
-                            stream.linked = True
-                        except OSError as exc:
-                            stream.failed_log(exc)
-                    continue
-                if isinstance(key.data, _Exited):
-                    selector.unregister(key.fd)
-                    os.close(key.fd)
-                    self._complete(key.data.stream, key.data.stream.proc.wait())
-                    continue
-                stream = key.data
-                data = os.read(key.fd, 65536)
-                if data:
-                    if stream.linked:
-                        self._unlink_empty_log(stream)
-                    stream.feed(data)
+                except BlockingIOError:
+                    pass
+            elif isinstance(data, _Exited):
+                self._selector.unregister(key.fd)
+                os.close(key.fd)
+                messages.append(self._completion(data.stream, data.stream.proc.wait()))
+            else:
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    if data.linked:
+                        self._unlink_empty_log(data)
+                    data.feed(chunk)
                 else:
-                    selector.unregister(key.fd)
-                    del streams[key.fd]
-                    self._finish(stream, selector)
-            now = time.monotonic()
-            for stream in streams.values():
-                if stream.deadline is not None and now >= stream.deadline and not stream.proc.timed_out:
-                    stream.proc.timed_out = True
-                    stream.proc.signal_group(signal.SIGKILL)  # the pipe's end follows
-                if stream.latest is not None and now - stream.last_post >= OUTPUT_THROTTLE:
-                    self._post(OutputLine(stream.proc.task, stream.latest))
-                    stream.latest, stream.last_post = None, now
+                    self._selector.unregister(key.fd)
+                    del self._streams[key.fd]
+                    self._finish(data, messages)
+        for stream in list(self._unreaped):
+            returncode = stream.proc.poll()
+            if returncode is not None:
+                self._unreaped.remove(stream)
+                messages.append(self._completion(stream, returncode))
+        now = time.monotonic()
+        for stream in self._streams.values():
+            if stream.deadline is not None and now >= stream.deadline and not stream.proc.timed_out:
+                stream.proc.timed_out = True
+                stream.proc.signal_group(signal.SIGKILL)  # the pipe's end follows
+            if stream.latest is not None and now - stream.last_post >= OUTPUT_THROTTLE:
+                messages.append(OutputLine(stream.proc.task, stream.latest))
+                stream.latest, stream.last_post = None, now
+        return messages
 
-    def _finish(self, stream: _Stream, selector: selectors.BaseSelector) -> None:
+    def _finish(self, stream: _Stream, messages: List[Union[OutputLine, Completion]]) -> None:
         stream.close()
         proc = stream.proc
         returncode = proc.poll()
-        if returncode is None:
-            # It closed its output but has not exited yet: most often a shell in
-            # its last microseconds. A pidfd turns readable when it exits, so the
-            # pump waits for it like for output; a thread per task cost more.
-            try:
-                pidfd = os.pidfd_open(proc.pid)  # type: ignore[attr-defined]
-            except (AttributeError, OSError):  # not Linux >= 5.3
-                threading.Thread(target=self._await_exit, args=(stream,), daemon=True).start()
-                return
-            selector.register(pidfd, selectors.EVENT_READ, _Exited(stream))
+        if returncode is not None:
+            messages.append(self._completion(stream, returncode))
             return
-        self._complete(stream, returncode)
+        # It closed its output but has not exited yet: most often a shell in
+        # its last microseconds. A pidfd turns readable when it exits, so it
+        # is waited for like output; without one (not Linux >= 5.3) it is polled.
+        try:
+            pidfd = os.pidfd_open(proc.pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            self._unreaped.append(stream)
+            return
+        self._selector.register(pidfd, selectors.EVENT_READ, _Exited(stream))
 
     def _write_empty_log(self, path: str) -> None:
         """Give a task that printed nothing its (empty) log file.
@@ -373,14 +384,11 @@ class ProcessRunner:
         if stream.log_path == self._empty_log:
             self._empty_log = None  # the next silent task starts a new one
 
-    def _await_exit(self, stream: _Stream) -> None:
-        self._complete(stream, stream.proc.wait())
-
-    def _complete(self, stream: _Stream, returncode: int) -> None:
-        os.close(stream.proc.output_fd)
+    def _completion(self, stream: _Stream, returncode: int) -> Completion:
         proc = stream.proc
-        self._post(Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
-                              list(stream.tail), stream.digest.hexdigest(), stream.log_error))
+        os.close(proc.output_fd)
+        return Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
+                          list(stream.tail), stream.digest.hexdigest(), stream.log_error)
 
     def finished(self, task: str) -> None:
         self.running.pop(task, None)
@@ -388,6 +396,10 @@ class ProcessRunner:
     def signal_all(self, sig: int) -> None:
         for proc in list(self.running.values()):
             proc.signal_group(sig)
+
+
+def _sooner(timeout: Optional[float], other: float) -> float:
+    return other if timeout is None else min(timeout, other)
 
 
 def _which(name: str, path: str) -> Optional[str]:

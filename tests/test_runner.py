@@ -80,7 +80,7 @@ def test_which_takes_the_first_executable_file_on_the_path(tmp_path) -> None:
 
 
 def test_empty_logs_link_to_the_runs_first_and_start_afresh_when_it_is_gone(tmp_path) -> None:
-    runner = ProcessRunner(post=lambda event: None)
+    runner = ProcessRunner()
     logs = tmp_path / "logs" / "RUN"  # not there yet: made with the first log
     runner._write_empty_log(str(logs / "a.log"))
     runner._write_empty_log(str(logs / "b.log"))
@@ -92,3 +92,4 @@ def test_empty_logs_link_to_the_runs_first_and_start_afresh_when_it_is_gone(tmp_
     runner._write_empty_log(str(logs / "d.log"))
     assert (logs / "c.log").read_bytes() == b"" and (logs / "c.log").stat().st_nlink == 2
     assert (logs / "c.log").stat().st_ino == (logs / "d.log").stat().st_ino
+    runner.close()
