@@ -246,6 +246,7 @@ class ProcessRunner:
             raise
         finally:
             os.close(write_end)
+        _yield_cpu()
         return pid, read_end
 
     def close(self) -> None:
@@ -396,6 +397,17 @@ class ProcessRunner:
     def signal_all(self, sig: int) -> None:
         for proc in list(self.running.values()):
             proc.signal_group(sig)
+
+
+# Linux starts a spawned child on its parent's CPU, and the parent, woken by
+# the child's exec, runs on there first: whatever the coordinator does next
+# (the last task's record, the next event) delayed the child by as much,
+# while the other CPUs idled. Yielding once lets the child run at once and
+# the coordinator move to an idle CPU. Measured over the 120 tasks of a
+# one-edit rebuild, run one after another: the tasks took ~18 % longer under
+# flowmake than spawned bare, and 300 us of parent work after each spawn
+# added 38 ms to them, of which 5 ms remained with the yield.
+_yield_cpu = getattr(os, "sched_yield", lambda: None)
 
 
 def _sooner(timeout: Optional[float], other: float) -> float:
