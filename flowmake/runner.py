@@ -252,10 +252,11 @@ class ProcessRunner:
     def close(self) -> None:
         """Back to the directory flowmake started in, once the run's tasks are done."""
         if self._wake_w >= 0:
+            # Forgotten first: a late signal's wake() must not write to a closed or reused number.
+            wake_fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
             self._selector.close()
-            for fd in (self._wake_r, self._wake_w):
+            for fd in wake_fds:
                 os.close(fd)
-            self._wake_r = self._wake_w = -1  # a late signal's wake() must not write to a reused number
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
