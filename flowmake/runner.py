@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import errno
 import os
-import selectors
+import select
 import signal
 import time
 from pathlib import Path
@@ -25,7 +25,7 @@ from blake3 import blake3
 from .records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import BinaryIO, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+    from typing import Any, BinaryIO, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task
@@ -153,29 +153,54 @@ class _Stream:
 
 
 class _Exited(NamedTuple):
-    """Selector data of a pidfd: the task whose process is to be reaped once it exits."""
+    """What a watched pidfd stands for: the task whose process is to be reaped once it exits."""
 
     stream: _Stream
+
+
+class _Watched:
+    """The descriptors `wait` sleeps on, each with what it stands for.
+
+    select.poll, not the selectors module, whose classes cost every run that
+    starts a task ~0.5 ms to import; a run watches a few descriptors at a time.
+    """
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._data: Dict[int, object] = {}
+
+    def add(self, fd: int, data: object) -> None:
+        self._poll.register(fd, select.POLLIN)
+        self._data[fd] = data
+
+    def remove(self, fd: int) -> None:
+        self._poll.unregister(fd)
+        del self._data[fd]
+
+    def ready(self, timeout: Optional[float]) -> List[Tuple[int, Any]]:
+        """(descriptor, data) of those readable (or hung up) within `timeout` seconds (None: no limit)."""
+        ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))  # rounded up: no busy spin
+        return [(fd, self._data[fd]) for fd, _ in self._poll.poll(ms)]
 
 
 class ProcessRunner:
     """Starts tasks; `wait` moves their output and notices their ends.
 
-    One selector over every task's output pipe, rather than a thread per
+    One poll over every task's output pipe, rather than a thread per
     task, keeps the per-task cost to a spawn and two pipe ends, which matters
     when thousands of trivial tasks run.
     """
 
     def __init__(self) -> None:
         self.running: Dict[str, RunningProcess] = {}
-        self._selector = selectors.DefaultSelector()
+        self._watched = _Watched()
         self._streams: Dict[int, _Stream] = {}  # output fd -> its stream, until its end of file
         self._new: List[_Stream] = []  # started since the last wait: their empty logs are still to make
         self._unreaped: List[_Stream] = []  # output closed, exit not yet seen, and no pidfd to wait on
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._watched.add(self._wake_r, None)
         self._executables: Dict[Tuple[str, Optional[str]], Optional[str]] = {}
         self._devnull: Optional[int] = None
         self._home: Optional[str] = None  # the directory to go back to
@@ -199,7 +224,7 @@ class ProcessRunner:
         deadline = time.monotonic() + timeout if timeout is not None else None
         stream = _Stream(proc, log_path, secrets, deadline)
         self._streams[output_fd] = stream
-        self._selector.register(output_fd, selectors.EVENT_READ, stream)
+        self._watched.add(output_fd, stream)
         self._new.append(stream)
         return proc
 
@@ -254,7 +279,6 @@ class ProcessRunner:
         if self._wake_w >= 0:
             # Forgotten first: a late signal's wake() must not write to a closed or reused number.
             wake_fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
-            self._selector.close()
             for fd in wake_fds:
                 os.close(fd)
         if self._devnull is not None:
@@ -298,8 +322,7 @@ class ProcessRunner:
                 timeout = _sooner(timeout, stream.deadline - now)
         if self._unreaped:
             timeout = _sooner(timeout, UNREAPED_POLL)
-        for key, _ in self._selector.select(None if timeout is None else max(0.0, timeout)):
-            data = key.data
+        for fd, data in self._watched.ready(timeout):
             if data is None:
                 try:
                     while os.read(self._wake_r, 4096):
@@ -307,18 +330,18 @@ class ProcessRunner:
                 except BlockingIOError:
                     pass
             elif isinstance(data, _Exited):
-                self._selector.unregister(key.fd)
-                os.close(key.fd)
+                self._watched.remove(fd)
+                os.close(fd)
                 messages.append(self._completion(data.stream, data.stream.proc.wait()))
             else:
-                chunk = os.read(key.fd, 65536)
+                chunk = os.read(fd, 65536)
                 if chunk:
                     if data.linked:
                         self._unlink_empty_log(data)
                     data.feed(chunk)
                 else:
-                    self._selector.unregister(key.fd)
-                    del self._streams[key.fd]
+                    self._watched.remove(fd)
+                    del self._streams[fd]
                     self._finish(data, messages)
         for stream in list(self._unreaped):
             returncode = stream.proc.poll()
@@ -350,7 +373,7 @@ class ProcessRunner:
         except (AttributeError, OSError):
             self._unreaped.append(stream)
             return
-        self._selector.register(pidfd, selectors.EVENT_READ, _Exited(stream))
+        self._watched.add(pidfd, _Exited(stream))
 
     def _write_empty_log(self, path: str) -> None:
         """Give a task that printed nothing its (empty) log file.
