@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from typing import Iterator, List
 
 import pytest
 
 from conftest import pid_alive, wait_for
-from flowmake.runner import ProcessRunner, end_orphans
+from flowmake.runner import Completion, ProcessRunner, end_orphans
 
 
 @pytest.fixture
@@ -93,3 +94,33 @@ def test_empty_logs_link_to_the_runs_first_and_start_afresh_when_it_is_gone(tmp_
     assert (logs / "c.log").read_bytes() == b"" and (logs / "c.log").stat().st_nlink == 2
     assert (logs / "c.log").stat().st_ino == (logs / "d.log").stat().st_ino
     runner.close()
+
+
+def _run_to_completion(runner: ProcessRunner, command: str, tmp_path, timeout: float = 10.0):
+    runner.start("t", ["sh", "-c", command], cwd=str(tmp_path), env=dict(os.environ),
+                 log_path=str(tmp_path / "t.log"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in runner.wait(0.5):
+            if isinstance(message, Completion):
+                return message
+    raise AssertionError("no completion")
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polled"])
+def test_a_task_that_closes_its_output_before_exiting_completes_once_it_exits(
+        tmp_path, monkeypatch, pidfd) -> None:
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)  # as on macOS or Linux < 5.3
+    elif not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd here")
+    runner = ProcessRunner()
+    try:
+        started = time.monotonic()
+        done = _run_to_completion(runner, "echo before; exec >&- 2>&-; sleep 0.3; exit 7", tmp_path)
+        assert done.returncode == 7  # reaped after it exited, not when its output closed
+        assert time.monotonic() - started >= 0.3
+        assert done.tail == ["before"]
+        assert (tmp_path / "t.log").read_text() == "before\n"
+    finally:
+        runner.close()
