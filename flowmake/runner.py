@@ -320,7 +320,7 @@ class ProcessRunner:
         for stream in self._streams.values():
             if stream.latest is not None:  # its latest line is due at the end of the throttle
                 timeout = _sooner(timeout, stream.last_post + OUTPUT_THROTTLE - now)
-            if stream.deadline is not None:
+            if stream.deadline is not None and not stream.proc.timed_out:  # once killed, only its end is awaited
                 timeout = _sooner(timeout, stream.deadline - now)
         if self._unreaped:
             timeout = _sooner(timeout, UNREAPED_POLL)

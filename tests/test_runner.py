@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from typing import Iterator, List
 
@@ -122,5 +123,25 @@ def test_a_task_that_closes_its_output_before_exiting_completes_once_it_exits(
         assert time.monotonic() - started >= 0.3
         assert done.tail == ["before"]
         assert (tmp_path / "t.log").read_text() == "before\n"
+    finally:
+        runner.close()
+
+
+def test_a_timed_out_task_whose_output_stays_open_is_awaited_without_spinning(tmp_path) -> None:
+    # A process that left the task's group keeps its output open after the kill:
+    # the runner then waits for the end of that output, not in a busy loop.
+    escape = f"{sys.executable} -c 'import os, time; os.setsid(); time.sleep(1.5)'"
+    runner = ProcessRunner()
+    try:
+        runner.start("t", ["sh", "-c", f"{escape} & exec sleep 30"], cwd=str(tmp_path), env=dict(os.environ),
+                     log_path=str(tmp_path / "t.log"), timeout=0.2)
+        empty_waits, done = 0, None
+        deadline = time.monotonic() + 10
+        while done is None and time.monotonic() < deadline:
+            messages = runner.wait(0.5)
+            empty_waits += not messages
+            done = next((m for m in messages if isinstance(m, Completion)), None)
+        assert done is not None and done.timed_out
+        assert empty_waits <= 6, f"{empty_waits} empty waits in ~1.5 s: spinning"
     finally:
         runner.close()
