@@ -560,14 +560,15 @@ class Build:
                     self.emit(TaskOutput(self.run_id, time.time(), msg.task, msg.line))
                     continue
                 runner.finished(msg.task)
-                if self._signal is None and not sched.stopped and self._succeeded(msg):
+                missing = self._missing_outputs(msg)
+                if self._signal is None and not sched.stopped and missing == []:
                     # Refill the freed slot first: the new task runs while this
                     # one's outputs are hashed and its record committed. Its
                     # task_started event waits, so events still read in order.
                     self._hold_started = []
                     while waiting_to_start and len(self._active) - 1 < self.options.jobs:
                         self._start(waiting_to_start.pop(0))
-                retry = self._complete(msg)
+                retry = self._complete(msg, missing)
                 held, self._hold_started = self._hold_started or [], None
                 for event in held:
                     self.emit(event)
@@ -719,13 +720,14 @@ class Build:
             return
         self._active[name] = _Active(spec, proc, reasons, obs, attempt, log_rel, shown_command)
 
-    def _succeeded(self, done: Completion) -> bool:
-        """The cheap part of the verdict: exit 0, in time, every output there."""
+    def _missing_outputs(self, done: Completion) -> Optional[List[str]]:
+        """The declared outputs a task that exited 0 in time left missing; None when it did not."""
         if done.returncode != 0 or done.timed_out:
-            return False
-        return all(_exists(self._root_dir, o) for o in self._active[done.task].spec.outputs)
+            return None
+        return [o for o in self._active[done.task].spec.outputs if not _exists(self._root_dir, o)]
 
-    def _complete(self, done: Completion) -> Optional[Tuple[float, int]]:
+    def _complete(self, done: Completion, missing: Optional[List[str]]) -> Optional[Tuple[float, int]]:
+        """`missing`: _missing_outputs of `done`, looked at once when it came."""
         active = self._active.pop(done.task)
         spec = active.spec
         duration = done.finished - done.started
@@ -743,7 +745,6 @@ class Build:
             message = f"could not write its log {active.log_rel}: {done.log_error}"  # SPEC §3: output goes there
         outputs: Dict[str, Optional[str]] = {}
         if message is None:
-            missing = [o for o in spec.outputs if not _exists(self._root_dir, o)]
             if missing:
                 message = "did not produce " + ", ".join(missing)
             else:
