@@ -28,6 +28,7 @@ FORBIDDEN = {
     "graph": {"state", "plan", "build", "runner", "report", "cli", "commands", "hashing"},
     "plan": {"state", "build", "runner", "report", "cli", "commands", "flowfile"},
     "schedule": {"*"},
+    "shellfree": {"*"},
     "state": {"build", "runner", "report", "cli", "commands", "history"},
     "build": {"report", "cli", "commands", "history"},
 }
