@@ -20,10 +20,17 @@ needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/comm"), reason="r
 SHELLS = {"sh", "dash", "bash", "ksh", "mksh", "zsh"}
 
 
+def write_script(project: Project, name: str, body: str) -> None:
+    """An executable #!/bin/sh script in the project root."""
+    project.write(name, "#!/bin/sh\n" + body).chmod(0o755)
+
+
+PARENT_REPORTER = 'cat /proc/$PPID/comm > "$1"\n'  # writes the name of the process that started it
+
+
 @needs_proc
 def test_a_plain_command_is_started_without_a_shell(project: Project) -> None:
-    script = project.write("parent.sh", '#!/bin/sh\ncat /proc/$PPID/comm > "$1"\n')
-    script.chmod(0o755)
+    write_script(project, "parent.sh", PARENT_REPORTER)
     project.flowfile("""
         [tasks.direct]
         outputs = ["direct.txt"]
@@ -155,8 +162,7 @@ def test_a_shell_builtin_keeps_its_shell_meaning(project: Project, tmp_path: Pat
 
 @needs_proc
 def test_another_shell_is_always_used(project: Project) -> None:
-    script = project.write("parent.sh", '#!/bin/sh\ncat /proc/$PPID/comm > "$1"\n')
-    script.chmod(0o755)
+    write_script(project, "parent.sh", PARENT_REPORTER)
     project.flowfile("""
         [tasks.named]
         shell = "/bin/sh -c"
@@ -170,8 +176,7 @@ def test_another_shell_is_always_used(project: Project) -> None:
 
 @needs_proc
 def test_a_direct_command_killed_by_a_signal_is_reported_by_its_name(project: Project) -> None:
-    script = project.write("die.sh", "#!/bin/sh\nkill -KILL $$\n")
-    script.chmod(0o755)
+    write_script(project, "die.sh", "kill -KILL $$\n")
     project.flowfile("""
         [tasks.die]
         outputs = ["never.txt"]
