@@ -28,18 +28,19 @@ def write_script(project: Project, name: str, body: str) -> None:
 PARENT_REPORTER = 'cat /proc/$PPID/comm > "$1"\n'  # writes the name of the process that started it
 
 
+def direct_and_shelled(project: Project, command: str, ext: str) -> None:
+    """Tasks `direct` and `shelled` each run `command` ({out}: its output, NAME.EXT); `; true` makes shelled need sh."""
+    text = ""
+    for name, tail in (("direct", ""), ("shelled", "; true")):
+        out = f"{name}.{ext}"
+        text += f'[tasks.{name}]\noutputs = ["{out}"]\nrun = "{command.format(out=out)}{tail}"\n\n'
+    project.flowfile(text)
+
+
 @needs_proc
 def test_a_plain_command_is_started_without_a_shell(project: Project) -> None:
     write_script(project, "parent.sh", PARENT_REPORTER)
-    project.flowfile("""
-        [tasks.direct]
-        outputs = ["direct.txt"]
-        run = "./parent.sh direct.txt"
-
-        [tasks.shelled]
-        outputs = ["shelled.txt"]
-        run = "./parent.sh shelled.txt; true"
-    """)
+    direct_and_shelled(project, "./parent.sh {out}", "txt")
     result = project.json_run()
     assert result.returncode == 0, result
     assert project.read("shelled.txt").strip() in SHELLS  # `;` needs the shell, which is its parent
@@ -74,15 +75,7 @@ def test_the_redirect_is_opened_as_the_shell_opens_it(project: Project) -> None:
 @pytest.mark.parametrize("start_in", ["subdirectory", "symlink"])
 def test_a_direct_command_sees_the_environment_the_shell_gives(project: Project, tmp_path: Path,
                                                                 start_in: str) -> None:
-    project.flowfile("""
-        [tasks.direct]
-        outputs = ["direct.env"]
-        run = "env > direct.env"
-
-        [tasks.shelled]
-        outputs = ["shelled.env"]
-        run = "env > shelled.env; true"
-    """)
+    direct_and_shelled(project, "env > {out}", "env")
     if start_in == "subdirectory":  # the caller's PWD is not the project root: sh resets it
         cwd = project.path("sub")
         cwd.mkdir()
