@@ -367,6 +367,9 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
     groups = flowfile.groups()
     out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"
               + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
+    for table, key, pattern, count in flowfile.matrix_globs:
+        out.write(f"  task {table}: matrix `{key}` has {count} value{'s' if count != 1 else ''} "
+                  f"from files matching {pattern}\n")
     return 0
 
 

@@ -135,12 +135,14 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
     check_keys(data, TOP_KEYS, problems=problems, at=(), label="top level: ")
     flow = read_flow(data.get("flow"), problems=problems)
     hooks = read_hooks(data.get("hooks"), problems=problems)
+    disk = Disk(root)
     ctx = Context(
         root=root,
         problems=problems,
         vars=read_vars(data.get("vars"), problems=problems),
         flow_env=read_env(data.get("env"), problems=problems, at=("env",), label="[env]: "),
         flow_shell=flow.shell,
+        disk=disk,
     )
     raw_tasks = data.get("tasks", {})
     if not isinstance(raw_tasks, dict):
@@ -167,7 +169,6 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
     for draft in drafts:
         groups.setdefault(draft.table.name, []).append(draft.name)
     names = TaskNames({g: tuple(v) for g, v in groups.items()}, frozenset(d.name for d in drafts), frozenset(broken))
-    disk = Disk(root)
     tasks = {d.name: finish(d, producers=producers, disk=disk, names=names, ctx=ctx) for d in drafts}
     default = resolve_default(flow, names=names, producers=producers, problems=problems)
     flowfile = Flowfile(
@@ -181,5 +182,6 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         source_hash=digest,
         uses_globs=disk.globbed,
         shell=flow.shell,
+        matrix_globs=tuple(ctx.matrix_globs),
     )
     return flowfile, problems.in_file_order(), disk

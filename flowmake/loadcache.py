@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 7  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers
+_FORMAT = 8  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers; 8: matrix_globs
 _PAGE = 64  # task specs unpickled together: a cone spread over a layered graph touches a page per few tasks
 
 

@@ -85,6 +85,8 @@ class Flowfile(NamedTuple):
     # without any known file changing, which the no-op snapshot cannot see.
     uses_globs: bool = True
     shell: Tuple[str, ...] = DEFAULT_SHELL  # [flow] shell: hooks run with it
+    # Matrix keys whose values came from files: (task table, key, pattern, how many values), for `check`.
+    matrix_globs: Tuple[Tuple[str, str, str, int], ...] = ()
 
     @property
     def has_secrets(self) -> bool:
