@@ -36,11 +36,12 @@ from .graph import Graph, downstream
 from .hashing import RACY_WINDOW_NS, FileHasher, hash_file
 from .identity import current_user, host_name, new_run_id
 from .layout import run_log_dir
+from .masking import MIN_LENGTH, Mask
 from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
 from .plan import (command_hash, decide, env_hashes, env_input_hash, fingerprint, runs_anyway,
                    upstream_proof_reasons)
 from .records import TYPE_CHECKING, NamedTuple
-from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans, mask
+from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans
 from .schedule import Schedule
 from .state import State, state_dir
 
@@ -656,7 +657,7 @@ class Build:
                 detail = ("still missing " + ", ".join(missing)) if missing else \
                     ("still changing " + ", ".join(pending))
                 message = f"wait_for timed out after {_fmt_seconds(spec.wait_timeout)}: {detail}"
-                self._record_attempt(spec, 1, "failed", self._planned[name].reasons, spec.command,
+                self._record_attempt(spec, 1, "failed", self._planned[name].reasons, self._shown_command(spec),
                                      sensor.started, None, Observation("", {}, {}, {}), {}, None, None, message,
                                      trace=None)
                 self._fail(name, exit_code=None, message=message, duration=time.time() - sensor.started,
@@ -666,6 +667,14 @@ class Build:
                 sensor.pending = tuple(pending)
                 self.emit(TaskWaiting(self.run_id, time.time(), name, sensor.pending))
             sensor.next_poll = now + spec.wait_poll
+
+    def _secret_values(self, spec: TaskSpec) -> List[str]:
+        return [self.environ[s] for s in spec.secrets if self.environ.get(s)]
+
+    def _shown_command(self, spec: TaskSpec) -> str:
+        """The command as events and records show it: secret values masked."""
+        values = self._secret_values(spec)
+        return Mask(values).text(spec.command or "") if values else spec.command or ""
 
     def _start(self, name: str) -> None:
         spec = self.flowfile.tasks[name]
@@ -677,12 +686,16 @@ class Build:
         if obs is None:  # it runs whatever its outputs are
             obs = observe(spec, self.hasher, self.environ, self._traces.get(name), forced=True)
         reasons = plan.reasons
-        secret_values = [self.environ[s] for s in spec.secrets if self.environ.get(s)]
-        shown_command = mask(spec.command or "", secret_values)
+        secret_values = self._secret_values(spec)
+        shown_command = self._shown_command(spec)
         unset = [s for s in spec.secrets if s not in self.environ]
-        if unset:
-            # Running without a credential would fail obscurely (or worse, run anonymously).
-            message = "secret " + ", ".join(unset) + " is not set in the environment"
+        short = [s for s in spec.secrets if 0 < len(self.environ.get(s, "")) < MIN_LENGTH]
+        if unset or short:
+            # Running without a credential would fail obscurely (or worse, run
+            # anonymously); one too short to mask could neither be hidden nor shown.
+            message = ("secret " + ", ".join(unset) + " is not set in the environment" if unset else
+                       f"secret {', '.join(short)} is shorter than {MIN_LENGTH} characters, too short to mask"
+                       " (every such string in the log would become ***): use a longer value")
             self.emit(TaskStarted(self.run_id, time.time(), name, reasons, shown_command, attempt))
             self._record_attempt(spec, attempt, "failed", reasons, shown_command, time.time(), None, obs, {},
                                  None, None, message, trace=None)

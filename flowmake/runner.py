@@ -24,6 +24,7 @@ from pathlib import Path
 
 from blake3 import blake3
 
+from .masking import Mask
 from .records import TYPE_CHECKING, NamedTuple
 from .shellfree import is_plain_sh, simple_command
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task
 MAX_PARTIAL = 1 << 16  # a line longer than this is written before its end arrives
+NO_MASK = Mask(())
 UNREAPED_POLL = 0.005  # seconds between looks at a task that closed its output but has not exited (no pidfd)
 
 
@@ -77,20 +79,6 @@ class RunningProcess:
             pass
 
 
-def mask(text: str, secrets: Sequence[str]) -> str:
-    for value in secrets:
-        if value:
-            text = text.replace(value, "***")
-    return text
-
-
-def mask_bytes(data: bytes, secrets: Sequence[bytes]) -> bytes:
-    for value in secrets:
-        if value:
-            data = data.replace(value, b"***")
-    return data
-
-
 class _Stream:
     """One running task's output on its way to the log: lines, tail, hash."""
 
@@ -103,7 +91,7 @@ class _Stream:
         self.log: Optional[BinaryIO] = None
         self.linked = False  # log_path is (so far) a link to the run's empty log
         self.log_error: Optional[str] = None  # set once writing the log failed; output then goes unlogged
-        self.secrets = [s.encode("utf-8", "surrogateescape") for s in secrets if s]
+        self.mask = Mask(secrets) if secrets else NO_MASK
         self.deadline = deadline
         self.tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.digest = blake3()
@@ -119,8 +107,22 @@ class _Stream:
             return
         if cut == 0:
             cut = len(data)
+        if self.mask and (self.mask.spans_lines or data[cut - 1] != 10):  # 10: b"\n"
+            cut = self._masked_cut(data, cut)
         self.partial = data[cut:]
-        self._write(data[:cut])
+        if cut:
+            self._write(data[:cut])
+
+    def _masked_cut(self, data: bytes, cut: int) -> int:
+        """Where to write data up to so that no secret value is cut in two; at a line's end where there is one."""
+        while True:
+            point = self.mask.split_point(data, cut)
+            if point == cut:
+                return cut
+            line_end = data.rfind(b"\n", 0, point) + 1
+            if line_end == 0:
+                return point if len(data) >= MAX_PARTIAL else 0
+            cut = line_end
 
     def close(self) -> None:
         if self.partial:
@@ -137,8 +139,8 @@ class _Stream:
             self.log_error = exc.strerror or str(exc)
 
     def _write(self, chunk: bytes) -> None:
-        if self.secrets:
-            chunk = mask_bytes(chunk, self.secrets)
+        if self.mask:
+            chunk = self.mask.data(chunk)
         if self.log_error is None:
             try:
                 if self.log is None:  # its directory was made with the empty log it replaces
@@ -631,7 +633,7 @@ def run_hook(command: str, *, shell: Sequence[str], cwd: Path, env: Mapping[str,
             pass
         output, _ = proc.communicate()
         code = None
-    output = mask_bytes(output, [s.encode("utf-8", "surrogateescape") for s in secrets])
+    output = Mask(secrets).data(output)
     log_path.write_bytes(output)
     lines = output.decode("utf-8", "replace").strip().splitlines()
     return code, (lines[-1] if lines else "")

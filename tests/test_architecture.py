@@ -29,6 +29,7 @@ FORBIDDEN = {
     "plan": {"state", "build", "runner", "report", "cli", "commands", "flowfile"},
     "schedule": {"*"},
     "shellfree": {"*"},
+    "masking": {"*"},
     "state": {"build", "runner", "report", "cli", "commands", "history"},
     "build": {"report", "cli", "commands", "history"},
 }

@@ -186,3 +186,161 @@ def test_changing_a_secret_value_does_not_rerun_the_task(project: Project) -> No
     again = project.json_run(env={"API_TOKEN": "another-value"})
     assert again.returncode == 0, again
     assert again.statuses == {"call": "fresh"}
+
+
+# -- overlapping values, short values, values split across reads (issue 22, item 2) --
+
+# A's value begins AB's and is listed first; P's end begins Q's. Masking one
+# value after another left `token=***-EFGH-ijkl` and `pair=***-RSTU`.
+OVERLAPPING = {"A": "abcd", "AB": "abcd-EFGH-ijkl", "P": "pq12-3456", "Q": "3456-RSTU"}
+FRAGMENTS = ["EFGH", "RSTU"]  # what a masking in list order lets through
+
+
+def overlapping_project(project: Project) -> None:
+    # The scripts print P's value followed by the rest of Q's, so that no
+    # fragment is in the Flowfile (or the recorded command) itself.
+    project.write("show.sh", """\
+        echo "token=$AB"
+        echo "pair=$P${Q#????}" >&2
+    """)
+    project.write("hook.sh", """echo "hook saw $AB and $P${Q#????}"\n""")
+    project.flowfile("""\
+        [vars]
+        token = "abcd-EFGH-ijkl"
+
+        [hooks]
+        on_failure = "sh hook.sh"
+
+        [tasks.leak]
+        secrets = ["A", "AB", "P", "Q"]
+        outputs = ["out.txt"]
+        run = "sh show.sh; echo {token} > out.txt; exit 1"
+    """)
+
+
+def assert_no_fragment(text: str, where: str) -> None:
+    for fragment in FRAGMENTS:
+        assert fragment not in text, f"part of a secret value ({fragment}) shows in {where}:\n{text}"
+
+
+def test_overlapping_secret_values_are_masked_whole_in_the_log_and_the_terminal(project: Project) -> None:
+    overlapping_project(project)
+    result = project.plain_run(env=OVERLAPPING)
+    assert result.returncode == 1, result
+    assert_no_fragment(result.stdout + result.stderr, "the terminal")
+    tail_start = next(i for i, line in enumerate(result.err_lines) if line.startswith("--- leak failed"))
+    assert result.err_lines[tail_start + 1:tail_start + 3] == ["token=***", "pair=***"], result
+
+    logs = sorted(project.path(".flowmake/logs").rglob("leak.log"))
+    assert len(logs) == 1, logs
+    assert logs[0].read_text().splitlines() == ["token=***", "pair=***"]
+    hook_logs = sorted(project.path(".flowmake/logs").rglob("hook.on_failure.log"))
+    assert len(hook_logs) == 1, hook_logs
+    assert hook_logs[0].read_text() == "hook saw *** and ***\n"
+    assert project.read("out.txt") == "abcd-EFGH-ijkl\n"  # the task itself got the real values
+    for fragment in FRAGMENTS:
+        assert files_holding(project.path(".flowmake"), fragment) == [], fragment
+
+
+def test_overlapping_secret_values_are_masked_whole_in_json_events_log_and_audit(project: Project) -> None:
+    overlapping_project(project)
+    result = project.json_run(env=OVERLAPPING)
+    assert result.returncode == 1, result
+    assert_no_fragment(result.stdout + result.stderr, "the JSON events")
+    assert [e["line"] for e in result.of_kind("task_output")] != []
+    command = "sh show.sh; echo *** > out.txt; exit 1"
+    assert result.started_event("leak")["command"] == command
+    assert result.finished_event("leak")["tail"] == ["token=***", "pair=***"]
+
+    shown = json_of(project.run("log", result.run_id, "--json"))
+    assert [a["command"] for a in shown["attempts"]] == [command]
+    assert_no_fragment(json.dumps(shown), "`flowmake log --json`")
+    export = project.run("audit", "export")
+    assert export.returncode == 0, export
+    assert_no_fragment(export.stdout, "`audit export`")
+    assert json.dumps(command) in export.stdout or command in export.stdout, export
+
+
+def test_a_secret_value_shorter_than_four_characters_fails_the_task_unrun(project: Project) -> None:
+    project.flowfile("""\
+        [tasks.upload]
+        secrets = ["PIN", "API_TOKEN"]
+        outputs = ["sent.txt"]
+        run = "echo sent > sent.txt"
+    """)
+    result = project.plain_run(env={"PIN": "123", "API_TOKEN": TOKEN})
+    assert result.returncode == 1, result
+    assert ("--- upload failed (secret PIN is shorter than 4 characters, too short to mask"
+            " (every such string in the log would become ***): use a longer value)") in result.err_lines, result
+    assert "Traceback" not in result.stderr
+    assert not project.exists("sent.txt")
+
+    # Four characters are enough; an empty value has nothing to hide.
+    ok = project.json_run(env={"PIN": "1234", "API_TOKEN": ""})
+    assert ok.returncode == 0, ok
+    assert project.read("sent.txt") == "sent\n"
+
+
+def test_a_secret_value_split_across_reads_of_a_very_long_line_is_masked(project: Project) -> None:
+    # 65,533 bytes and the value's first five: more than the 64 KiB a line is
+    # held for, so that much is written before the rest arrives.
+    project.write("long.sh", """\
+        printf '%65533s' '' | tr ' ' x
+        printf '%.5s' "$API_TOKEN"
+        sleep 0.3
+        printf '%s\\n' "${API_TOKEN#?????}"
+    """)
+    project.flowfile("""\
+        [tasks.long]
+        secrets = ["API_TOKEN"]
+        outputs = ["done.txt"]
+        run = "sh long.sh; touch done.txt"
+    """)
+    result = project.json_run(env=ENV)
+    assert result.returncode == 0, result
+    log = project.read(result.finished_event("long")["log"])
+    assert log == "x" * 65533 + "***\n"
+    assert files_holding(project.path(".flowmake"), TOKEN) == []
+
+
+def test_a_secret_value_holding_a_line_break_is_masked_when_its_lines_arrive_apart(project: Project) -> None:
+    key = "-----BEGIN KEY-----\nMIIEvQIBADANBg\n-----END KEY-----"
+    project.write("sign.sh", """\
+        echo before
+        printf 'key=%s\\n' "$(printf '%s\\n' "$SIGNING_KEY" | head -n 2)"
+        sleep 0.3
+        printf '%s\\n' "$SIGNING_KEY" | tail -n 1
+        echo after
+    """)
+    project.flowfile("""\
+        [tasks.sign]
+        secrets = ["SIGNING_KEY"]
+        outputs = ["signed.txt"]
+        run = "sh sign.sh; touch signed.txt"
+    """)
+    result = project.json_run(env={"SIGNING_KEY": key})
+    assert result.returncode == 0, result
+    log = project.read(result.finished_event("sign")["log"])
+    assert log.splitlines() == ["before", "key=***", "after"], log
+    assert files_holding(project.path(".flowmake"), "MIIEvQIBADANBg") == []
+
+
+def test_the_command_of_a_task_whose_wait_for_timed_out_is_recorded_masked(project: Project) -> None:
+    project.write("Flowfile.toml", f"""\
+[vars]
+token = "{TOKEN}"
+
+[tasks.fetch]
+secrets = ["API_TOKEN"]
+wait_for = ["delivery.csv"]
+wait_timeout = "0.3s"
+wait_poll = "0.1s"
+outputs = ["fetched.txt"]
+run = "echo {{token}} > fetched.txt"
+""", dedent=False)
+    result = project.json_run(env=ENV)
+    assert result.returncode == 1, result
+    assert "wait_for timed out" in result.finished_event("fetch")["message"]
+    attempts = json_of(project.run("log", result.run_id, "--json"))["attempts"]
+    assert [a["command"] for a in attempts] == ["echo *** > fetched.txt"]
+    assert files_holding(project.path(".flowmake"), TOKEN) == []
