@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import removal
 from .errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
 from .graph import Graph, build_graph, closure, default_targets, resolve_targets
 from .guard import survive_closed_pipe
@@ -311,16 +312,19 @@ def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait
             full = project.root / rel.rstrip("/")
             if not (full.exists() or full.is_symlink()):
                 continue
-            removed += 1
             if dry_run:
+                leak = removal.way_out(str(project.root), rel)
+                if leak is not None:
+                    _warn(removal.refusal(rel, leak))
+                    continue
+                removed += 1
                 out.write(f"would remove {rel}\n")
                 continue
-            if rel.endswith("/") and full.is_dir() and not full.is_symlink():
-                import shutil  # only clean deletes trees; it costs every run 4 ms to import
-
-                shutil.rmtree(full)
-            else:
-                full.unlink()
+            refused = removal.remove(str(project.root), rel, tree=rel.endswith("/"))
+            if refused is not None:
+                _warn(refused)
+                continue
+            removed += 1
             out.write(f"removed {rel}\n")
         if not dry_run:
             from . import snapshot as snapshots
@@ -364,6 +368,8 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
         unique = list({e.render(): e for e in errors}.values())
         unique.sort(key=lambda e: e.location.line or 0)
         raise FlowfileErrors(unique)
+    for warning in outputs_outside(flowfile):
+        _warn(warning)
     groups = flowfile.groups()
     out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"
               + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
@@ -371,6 +377,24 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
         out.write(f"  task {table}: matrix `{key}` has {count} value{'s' if count != 1 else ''} "
                   f"from files matching {pattern}\n")
     return 0
+
+
+def outputs_outside(flowfile: Flowfile) -> List[str]:
+    """A warning for each declared output a symbolic link leads outside the project."""
+    warnings = []
+    for name, spec in flowfile.tasks.items():
+        for output in spec.outputs:
+            leak = removal.way_out(str(flowfile.root), output, itself=True)
+            if leak is None:
+                continue
+            link, target = leak
+            if link == output.rstrip("/"):
+                warnings.append(f"output {output} of task {name} is a symbolic link to {target}, outside the"
+                                " project: the task writes through it; `clean` removes only the link")
+            else:
+                warnings.append(f"output {output} of task {name} resolves outside the project: {link} is a"
+                                f" symbolic link to {target}; the task writes there, `clean` will not delete it")
+    return warnings
 
 
 def write_starter(*, directory: Optional[Path], overwrite: bool, out: TextIO = sys.stdout) -> int:

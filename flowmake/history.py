@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from .commands import Project, open_state, take_lock
 from .errors import UsageError
+from .removal import remove
 
 
 def _when(ts: Optional[float]) -> str:
@@ -167,9 +167,15 @@ def prune_logs(project: Project, keep: int, *, wait: bool, out: TextIO = sys.std
         try:
             old = state.run_ids()[keep:]
             logs = project.root / STATE_DIR / "logs"
-            pruned = [rid for rid in old if (logs / rid).exists()]
-            for rid in pruned:
-                shutil.rmtree(logs / rid)
+            pruned = []
+            for rid in old:
+                if not (logs / rid).exists():
+                    continue
+                refused = remove(str(logs), rid, tree=True, boundary=f"{STATE_DIR}/logs")
+                if refused is not None:
+                    print(f"warning: {refused}", file=sys.stderr)
+                    continue
+                pruned.append(rid)
             if pruned:
                 state.record_prune(pruned[0], pruned, when=time.time())
         finally:

@@ -26,6 +26,7 @@ from blake3 import blake3
 
 from .masking import Mask
 from .records import TYPE_CHECKING, NamedTuple
+from .removal import remove
 from .shellfree import is_plain_sh, simple_command
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
@@ -463,9 +464,8 @@ class ProcessRunner:
         """The task prints: its log becomes a file of its own, never written through the shared link."""
         stream.linked = False
         try:
-            os.unlink(stream.log_path)
-        except FileNotFoundError:
-            pass
+            # The run's own log directory is its boundary: a name in it passes through no link.
+            remove(os.path.dirname(stream.log_path), os.path.basename(stream.log_path), boundary="the run's logs")
         except OSError as exc:
             stream.failed_log(exc)  # and never write through the link
         if stream.log_path == self._empty_log:

@@ -98,10 +98,9 @@ def path_in(state_dir: str | Path) -> str:
 
 
 def remove(state_dir: str | Path) -> None:
-    try:
-        os.unlink(path_in(state_dir))
-    except FileNotFoundError:
-        pass
+    from .removal import remove  # not on the no-op path, which only reads the snapshot
+
+    remove(str(state_dir), SNAPSHOT_NAME, boundary=str(state_dir))  # a name in it passes through no link
 
 
 def write(state_dir: str | Path, snap: Snapshot) -> None:

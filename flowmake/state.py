@@ -515,9 +515,10 @@ def _create(path: Path) -> Tuple[sqlite3.Connection, str]:
     # Build in a temporary file and rename into place, so a kill during
     # creation never leaves a half-made database behind.
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
-        if os.path.exists(leftover):
-            os.unlink(leftover)
+    from .removal import remove  # a first run only: kept off the no-op path
+
+    for leftover in (tmp.name, f"{tmp.name}-wal", f"{tmp.name}-shm"):
+        remove(str(path.parent), leftover, boundary=str(path.parent))
     conn = sqlite3.connect(str(tmp))
     conn.executescript(_SCHEMA)
     conn.executemany(

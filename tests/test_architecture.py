@@ -30,6 +30,7 @@ FORBIDDEN = {
     "schedule": {"*"},
     "shellfree": {"*"},
     "masking": {"*"},
+    "removal": {"*"},
     "state": {"build", "runner", "report", "cli", "commands", "history"},
     "build": {"report", "cli", "commands", "history"},
 }
