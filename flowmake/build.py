@@ -33,7 +33,7 @@ from .events import (
     TaskWaiting,
 )
 from .graph import Graph, downstream
-from .hashing import RACY_WINDOW_NS, FileHasher, hash_file
+from .hashing import RACY_WINDOW_NS, FileHasher, hash_file, source_hash
 from .identity import current_user, host_name, new_run_id
 from .layout import run_log_dir
 from .masking import MIN_LENGTH, Mask
@@ -450,7 +450,12 @@ class Build:
         ff_stat = snapshots.stat_triple(flowfile)
         if collected is None or ff_stat is None or time.time_ns() - ff_stat[1] <= RACY_WINDOW_NS:
             return  # a file never hashed, or a Flowfile too fresh to vouch for by its stat
-        if hash_file(self.flowfile.path) != self.flowfile.source_hash:
+        includes = snapshots.include_stats(str(self.root / rel) for rel in self.flowfile.includes)
+        if includes is None or any(time.time_ns() - stat[1] <= RACY_WINDOW_NS for _, stat in includes):
+            return  # an included file gone, or too fresh to vouch for by its stat
+        parts = [(self.flowfile.path.name, hash_file(self.flowfile.path))]
+        parts += [(rel, hash_file(self.root / rel)) for rel in self.flowfile.includes]
+        if source_hash(parts) != self.flowfile.source_hash:
             return  # edited while we ran
         hooks = self.flowfile.hooks
         snapshots.write(state_dir(self.root), snapshots.Snapshot(
@@ -462,6 +467,7 @@ class Build:
             shell=self.flowfile.shell,
             version=__version__,
             state_identity=self.state.identity,
+            includes=includes,
         ))
 
     def _reap_orphans(self) -> None:

@@ -366,13 +366,17 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
                 errors.append(FlowfileError(f"[flow] default: {exc.message}", file=flowfile.path, hint=exc.hint))
     if errors:
         unique = list({e.render(): e for e in errors}.values())
-        unique.sort(key=lambda e: e.location.line or 0)
+        files = [str(flowfile.path), *(str(flowfile.root / rel) for rel in flowfile.includes)]
+        unique.sort(key=lambda e: (files.index(str(e.location.file)) if str(e.location.file) in files else 0,
+                                   e.location.line or 0))
         raise FlowfileErrors(unique)
     for warning in outputs_outside(flowfile):
         _warn(warning)
     groups = flowfile.groups()
     out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"
               + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
+    if flowfile.includes:
+        out.write(f"  includes {', '.join(flowfile.includes)}\n")
     for table, key, pattern, count in flowfile.matrix_globs:
         out.write(f"  task {table}: matrix `{key}` has {count} value{'s' if count != 1 else ''} "
                   f"from files matching {pattern}\n")

@@ -162,7 +162,7 @@ class _TaskReader:
         line = self.problems.line(self.at(key))
         try:
             seconds = parse_duration(
-                self.table[key], file=self.problems.path, line=line, what=f"task {self.name}: `{key}`"
+                self.table[key], file=self.problems.file(self.at(key)), line=line, what=f"task {self.name}: `{key}`"
             )
         except FlowfileError as exc:
             self.problems.add_error(exc)

@@ -156,7 +156,8 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]])
     if (snap is None
             or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
                                      environ=os.environ)
-            or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)):
+            or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)
+            or (snap.includes and not snapshots.includes_unchanged(snap))):
         return None
     if snap.suspects:
         _start_prescan(snap, stamp, root, hand_over)

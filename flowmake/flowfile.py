@@ -2,7 +2,8 @@
 
 This is the only module that reads the Flowfile, and the one the rest of
 flowmake imports; the loading itself is done by the modules it orchestrates.
-It parses the TOML, reads the top-level tables (`sections`), then makes two
+It parses the TOML, merges in the files `[flow] include` names (`includes`),
+reads the top-level tables (`sections`), then makes two
 passes over the tasks: the first checks each task table and expands its
 vars, matrix variants, list vars and placeholders (`templates`) up to its
 outputs (`drafts`); the second globs and checks inputs against every task's
@@ -38,6 +39,7 @@ from .drafts import Context, Draft, expand_table, read_table
 from .durations import parse_duration
 from .errors import FlowfileError, FlowfileErrors
 from .hashing import hash_bytes
+from .includes import gather
 from .layout import FLOWFILE_NAME, STATE_DIR, find_flowfile
 from .locate import LineIndex, syntax_error
 from .model import Flowfile
@@ -136,6 +138,8 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
     flow = read_flow(data.get("flow"), problems=problems)
     hooks = read_hooks(data.get("hooks"), problems=problems)
     disk = Disk(root)
+    sources = gather(data, digest, root=root, disk=disk, problems=problems, read=_read_toml)
+    data = sources.data
     ctx = Context(
         root=root,
         problems=problems,
@@ -179,9 +183,11 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         jobs=flow.jobs,
         tasks=tasks,
         hooks=hooks,
-        source_hash=digest,
+        source_hash=sources.digest,
         uses_globs=disk.globbed,
         shell=flow.shell,
         matrix_globs=tuple(ctx.matrix_globs),
+        includes=sources.includes,
+        task_files=sources.task_files,
     )
     return flowfile, problems.in_file_order(), disk

@@ -126,7 +126,7 @@ def _cycle_errors(flowfile: Flowfile, deps: Mapping[str, Sequence[str]], stuck: 
         errors.append(
             FlowfileError(
                 "dependency cycle: " + " -> ".join(cycle + [cycle[0]]),
-                file=flowfile.path,
+                file=flowfile.source_of(first.group),
                 line=first.line,
                 hint="a task cannot need its own outputs; remove one of these dependencies "
                 "(an input, an output or an `after` entry)",

@@ -27,7 +27,7 @@ from .records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
-    from typing import Callable, Dict, List, Mapping, Optional, Tuple
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 HASH_ALGORITHM = "blake3"
 # Coarser than any common filesystem's timestamp granularity (FAT: 2 s) and
@@ -44,6 +44,18 @@ _THREADS_THRESHOLD = 16 << 20
 
 def hash_bytes(data: bytes) -> str:
     return blake3(data).hexdigest()
+
+
+def source_hash(parts: Sequence[Tuple[str, str]]) -> str:
+    """The hash of a Flowfile made of these (project-relative path, content hash) parts, the main file first.
+
+    A Flowfile without includes keeps the hash of its bytes, so that the runs
+    recorded before includes existed still name the same Flowfile; with them,
+    it is the BLAKE3 of one line `PATH NUL HASH` per part.
+    """
+    if len(parts) == 1:
+        return parts[0][1]
+    return hash_text("".join(f"{path}\0{digest}\n" for path, digest in parts))
 
 
 def hash_text(text: str) -> str:

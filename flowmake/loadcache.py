@@ -9,7 +9,8 @@ the bytes hash the same and every fact still holds (one stat per checked
 directory whose entries have not changed, else one per checked path, and
 one listing per globbed directory), so a new file matching a glob or
 a deleted source file sends the load down the full path, with its errors.
-The Flowfile is always read, so an edit is always seen. The graph, a pure
+The Flowfile and the files it includes are always read, so an edit is always
+seen (a file newly matched by an include glob is a changed glob match). The graph, a pure
 function of the loaded Flowfile, is kept beside it.
 
 The task specs are kept in pages of 64 that are unpickled as they are looked up:
@@ -24,7 +25,7 @@ from collections import abc
 from pathlib import Path
 
 from . import __version__
-from .hashing import RACY_WINDOW_NS, hash_bytes
+from .hashing import RACY_WINDOW_NS, hash_bytes, source_hash
 from .model import Flowfile, TaskSpec
 from .paths import Disk, kinds_by_dir
 from .records import TYPE_CHECKING
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 8  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers; 8: matrix_globs
+_FORMAT = 9  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers; 8, 9: matrix_globs, includes
 _PAGE = 64  # task specs unpickled together: a cone spread over a layered graph touches a page per few tasks
 
 
@@ -87,7 +88,16 @@ def _lookup(path: Path, cache: Path) -> Optional[Tuple[Flowfile, Any]]:
         key, flowfile, derived, grouped, stamps, globs = _unpickle(cache.read_bytes())
     except Exception:  # missing, unreadable or from another version: load afresh
         return None
-    if key != (_FORMAT, __version__, str(path), digest) or not isinstance(flowfile, Flowfile):
+    if not isinstance(flowfile, Flowfile):
+        return None
+    if flowfile.includes:
+        # Every included file is read too: an edit of any of them is seen as an edit of the Flowfile.
+        try:
+            digest = source_hash(((path.name, digest),
+                                  *((rel, hash_bytes((flowfile.root / rel).read_bytes())) for rel in flowfile.includes)))
+        except OSError:  # an included file gone: the full load says so
+            return None
+    if key != (_FORMAT, __version__, str(path), digest):
         return None
     if not Disk(flowfile.root).agrees_with(grouped, stamps, globs):
         return None

@@ -87,10 +87,17 @@ class Flowfile(NamedTuple):
     shell: Tuple[str, ...] = DEFAULT_SHELL  # [flow] shell: hooks run with it
     # Matrix keys whose values came from files: (task table, key, pattern, how many values), for `check`.
     matrix_globs: Tuple[Tuple[str, str, str, int], ...] = ()
+    includes: Tuple[str, ...] = ()  # project-relative paths of the files [flow] include added, in load order
+    task_files: Mapping[str, str] = NO_GROUPS  # task table -> the included file declaring it (if not this one)
 
     @property
     def has_secrets(self) -> bool:
         return any(spec.secrets for spec in self.tasks.values())
+
+    def source_of(self, group: str) -> Path:
+        """The file declaring the task table `group`: this one, or an included file."""
+        rel = self.task_files.get(group)
+        return self.path if rel is None else self.root / rel
 
     def groups(self) -> Mapping[str, Tuple[str, ...]]:
         """Task table name -> the names of its variants (itself when no matrix)."""

@@ -11,37 +11,67 @@ across the Flowfile's tables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .errors import FlowfileError, did_you_mean
 from .locate import LineIndex
 
 
 class Problems:
-    """Every problem found, deduplicated (matrix variants repeat a table's mistakes)."""
+    """Every problem found, deduplicated (matrix variants repeat a table's mistakes).
+
+    A Flowfile with includes is several files: each is a *part* (0 the main
+    file) with its own line index, and a task, var or env entry is placed in
+    the part that declared it (`own`), so that a reader reporting at
+    ("tasks", NAME, KEY) need not know which file that is.
+    """
 
     def __init__(self, path: Path, index: LineIndex) -> None:
-        self.path = path
+        self.path = path  # the main Flowfile
         self.index = index
+        self._parts: List[Tuple[Path, LineIndex]] = [(path, index)]
+        self._owners: Dict[Tuple[str, ...], int] = {}  # ("tasks", NAME) -> part, for parts other than 0
         self._errors: List[FlowfileError] = []
-        self._seen: Set[Tuple[str, Optional[int]]] = set()
+        self._seen: Set[Tuple[str, str, Optional[int]]] = set()
 
-    def add(self, message: str, *, at: Sequence[str] = (), hint: Optional[str] = None, col: bool = False) -> None:
-        line, column = self.index.find(at)
-        self.add_error(FlowfileError(message, file=self.path, line=line, col=column if col else None, hint=hint))
+    def add_file(self, path: Path, index: LineIndex) -> int:
+        """A new part (an included file); its number."""
+        self._parts.append((path, index))
+        return len(self._parts) - 1
+
+    def own(self, at: Tuple[str, ...], part: int) -> None:
+        """Place problems at `at` (a (table, name) pair) and below it in `part`."""
+        self._owners[at] = part
+
+    def _part(self, at: Sequence[str], part: Optional[int]) -> Tuple[Path, LineIndex]:
+        if part is None:
+            part = self._owners.get(tuple(at[:2]), 0) if self._owners else 0
+        return self._parts[part]
+
+    def add(self, message: str, *, at: Sequence[str] = (), hint: Optional[str] = None, col: bool = False,
+            part: Optional[int] = None) -> None:
+        path, index = self._part(at, part)
+        line, column = index.find(at)
+        self.add_error(FlowfileError(message, file=path, line=line, col=column if col else None, hint=hint))
 
     def add_error(self, error: FlowfileError) -> None:
-        key = (error.message, error.location.line)
+        key = (error.message, str(error.location.file), error.location.line)
         if key not in self._seen:
             self._seen.add(key)
             self._errors.append(error)
 
-    def line(self, at: Sequence[str]) -> Optional[int]:
-        return self.index.find(at)[0]
+    def line(self, at: Sequence[str], *, part: Optional[int] = None) -> Optional[int]:
+        return self._part(at, part)[1].find(at)[0]
+
+    def file(self, at: Sequence[str]) -> Path:
+        """The file `at` is in."""
+        return self._part(at, None)[0]
 
     def in_file_order(self) -> List[FlowfileError]:
-        # File order reads best; errors with no line go last.
-        return sorted(self._errors, key=lambda e: (e.location.line is None, e.location.line or 0))
+        # File order reads best (the main file first, then the included ones); errors with no line go last.
+        order = {str(path): i for i, (path, _) in enumerate(self._parts)}
+        return sorted(self._errors, key=lambda e: (order.get(str(e.location.file), 0), e.location.line is None,
+                                                   e.location.line or 0))
 
 
 def toml_type(value: object) -> str:

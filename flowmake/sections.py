@@ -19,7 +19,7 @@ from .problems import Problems, check_keys, describe, is_str_list, toml_type
 from .records import NamedTuple
 from .templates import BRACE_HINT, FILES, IDENT_RE, TemplateError, parse_template
 
-FLOW_KEYS = ("name", "default", "jobs", "shell")
+FLOW_KEYS = ("name", "default", "jobs", "shell", "include")  # include: read by includes.py
 HOOK_KEYS = ("on_failure", "on_success", "webhook")
 
 

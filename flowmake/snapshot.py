@@ -1,7 +1,8 @@
 """The no-op proof: a compact record that lets `flowmake run` say "nothing to do"
 from stat calls alone, without parsing the Flowfile or planning.
 
-A successful run writes it: the Flowfile's hash, the targets as given, the
+A successful run writes it: the Flowfile's hash (and the stats of the files
+it includes, checked as the Flowfile's own), the targets as given, the
 hashes of the env_inputs' values, and the size, mtime and inode of every
 input and output, each taken from the stat cache entry its content hash was
 recorded with. An entry is *trusted* when it was hashed well after the
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to impor
     from .model import TaskSpec
 
 SNAPSHOT_NAME = "noop.snapshot"
-_FORMAT = 3
+_FORMAT = 4  # 4: the included files' stats
 
 
 class Files(NamedTuple):
@@ -91,6 +92,8 @@ class Snapshot(NamedTuple):
     shell: Tuple[str, ...]  # [flow] shell, which the hooks run with
     version: str
     state_identity: str  # the state database it was proven against (State.identity)
+    # The files the Flowfile includes (absolute paths) with their stats: an edit of one is an edit of the Flowfile.
+    includes: Tuple[Tuple[str, Tuple[int, int, int]], ...] = ()
 
 
 def path_in(state_dir: str | Path) -> str:
@@ -109,7 +112,7 @@ def write(state_dir: str | Path, snap: Snapshot) -> None:
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
         dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks,
         "\0".join(files.paths), array("q", files.size_mtime).tobytes(), array("Q", files.inodes).tobytes(),
-        snap.suspects, snap.hooks, snap.shell, snap.state_identity,
+        snap.suspects, snap.hooks, snap.shell, snap.state_identity, snap.includes,
     )
     target = path_in(state_dir)
     tmp = f"{target}.tmp-{os.getpid()}"
@@ -122,17 +125,17 @@ def read(state_dir: str | Path) -> Optional[Snapshot]:
     try:
         with open(path_in(state_dir), "rb") as f:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)
-        if not isinstance(data, tuple) or len(data) != 18 or data[0] != _FORMAT:
+        if not isinstance(data, tuple) or len(data) != 19 or data[0] != _FORMAT:
             return None
         (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, paths, size_mtime,
-         inodes, suspects, hooks, shell, identity) = data
+         inodes, suspects, hooks, shell, identity, includes) = data
         files = Files(paths.split("\0") if paths else [], array("q", size_mtime), array("Q", inodes))
     except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
     if len(files.size_mtime) != 2 * len(files.paths) or len(files.inodes) != len(files.paths):
         return None
     return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, suspects,
-                    hooks, shell, version, identity)
+                    hooks, shell, version, identity, includes)
 
 
 def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[str],
@@ -367,6 +370,22 @@ def stat_triple(path: str) -> Optional[Tuple[int, int, int]]:
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def include_stats(paths: Iterable[str]) -> Optional[Tuple[Tuple[str, Tuple[int, int, int]], ...]]:
+    """Each included file with its stat, for `Snapshot.includes`; None if one cannot be stat'ed."""
+    out = []
+    for path in paths:
+        stat = stat_triple(path)
+        if stat is None:
+            return None
+        out.append((path, stat))
+    return tuple(out)
+
+
+def includes_unchanged(snap: Snapshot) -> bool:
+    """Whether every file the Flowfile includes still has the stat it was proven with."""
+    return all(tuple(stat) == stat_triple(path) for path, stat in snap.includes)
 
 
 def collect_files(paths: Iterable[str], entry_of: Callable[[str], Optional["StatEntry"]]

@@ -100,6 +100,26 @@ def test_new_file_matching_a_glob_invalidates_it(tmp_path: Path, counted: List[P
     assert len(counted) == 2
 
 
+def test_included_files_are_cached_with_the_flowfile_and_an_edit_of_one_invalidates_it(
+        tmp_path: Path, counted: List[Path]) -> None:
+    path = setup(tmp_path)
+    path.write_text('[flow]\ninclude = ["more.toml", "glob/*.toml"]\n\n' + FLOW.replace('greeting = "hello"', ""))
+    (tmp_path / "more.toml").write_text('[vars]\ngreeting = "hello"\n')
+    first = load(path)
+    assert load(path) == first and len(counted) == 1  # a hit, includes and all
+    (tmp_path / "more.toml").write_text('[vars]\ngreeting = "bye!!"\n')
+    assert load(path).tasks["gather"].command.endswith("echo bye!! >> out/all.csv")
+    assert len(counted) == 2
+    (tmp_path / "glob").mkdir()
+    (tmp_path / "glob" / "t.toml").write_text('[tasks.t]\nrun = "true"\n')
+    assert "t" in load(path).tasks  # a new match of an include glob
+    assert len(counted) == 3
+    (tmp_path / "more.toml").unlink()
+    with pytest.raises(FlowfileErrors) as info:
+        load(path)
+    assert "included file more.toml does not exist" in info.value.render()
+
+
 def test_deleted_source_file_gives_the_full_loads_error(tmp_path: Path, counted: List[Path]) -> None:
     path = setup(tmp_path)
     load(path)
