@@ -1,14 +1,17 @@
 """The dependency graph: who depends on whom, cycles, targets and closures.
 
 Pure: built from a loaded `Flowfile`, no I/O. Task B depends on task A when
-an input of B is an output of A, lies inside a directory output of A, or B
-lists A in `after`. Edges are kept both ways (deps and dependents) because
+an input of B is an output of A, lies inside a directory output of A, is a
+directory input holding an output of A (a file, or a directory output
+nested in it), or B lists A in `after`. Edges are kept both ways (deps and dependents) because
 the scheduler walks down and the planner and `clean` walk up.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import posixpath
 
 from .errors import FlowfileError, FlowfileErrors, UsageError, did_you_mean
@@ -53,6 +56,8 @@ def build_graph(flowfile: Flowfile) -> Graph:
         for out in spec.outputs:
             (dir_producers if out.endswith("/") else producers)[out] = spec.name
     partial = Graph((), {}, {}, producers, dir_producers, {})
+    # Every output, sorted, made only when some input is a directory: what it holds is a range of them.
+    outputs: Optional[List[str]] = None
 
     deps: Dict[str, List[str]] = {}
     readers: Dict[str, List[str]] = {}
@@ -61,10 +66,15 @@ def build_graph(flowfile: Flowfile) -> Graph:
         mine: List[str] = []
         for path in spec.inputs:
             readers.setdefault(path, []).append(spec.name)
-            producer = partial.producer_of(path)
-            if producer is not None and producer != spec.name and producer not in seen:
-                seen.add(producer)
-                mine.append(producer)
+            found: Iterable[Optional[str]] = (partial.producer_of(path),)
+            if path.endswith("/"):
+                if outputs is None:
+                    outputs = sorted(itertools.chain(producers, dir_producers))
+                found = itertools.chain(found, _producers_within(path, outputs, producers, dir_producers))
+            for producer in found:
+                if producer is not None and producer != spec.name and producer not in seen:
+                    seen.add(producer)
+                    mine.append(producer)
         for name in spec.after:
             if name not in seen and name != spec.name:
                 seen.add(name)
@@ -84,6 +94,16 @@ def build_graph(flowfile: Flowfile) -> Graph:
         dir_producers=dir_producers,
         readers={k: tuple(v) for k, v in readers.items()},
     )
+
+
+def _producers_within(directory: str, outputs: Sequence[str], producers: Mapping[str, str],
+                      dir_producers: Mapping[str, str]) -> Iterable[str]:
+    """The tasks declaring an output strictly inside `directory` ("src/"), from the sorted `outputs`."""
+    for i in range(bisect.bisect_right(outputs, directory), len(outputs)):
+        path = outputs[i]
+        if not path.startswith(directory):
+            break
+        yield producers.get(path) or dir_producers[path]
 
 
 def _topological_order(flowfile: Flowfile, deps: Mapping[str, Sequence[str]]) -> List[str]:

@@ -51,6 +51,7 @@ class Producers:
                         hint="a directory output belongs wholly to one task",
                     )
         self.sorted_files = sorted(self.files)
+        self._sorted_dirs: Optional[List[str]] = None  # made on the first directory input
 
     def enclosing_dir(self, path: str) -> Optional[Tuple[str, str]]:
         """(directory output, owner) strictly containing `path`, if any."""
@@ -67,6 +68,17 @@ class Producers:
     def produces(self, path: str) -> bool:
         """Whether a task declares `path` (a directory ends in '/'), or a directory output holding it."""
         return path in self.files or path in self.dirs or self.enclosing_dir(path) is not None
+
+    def within(self, directory: str) -> Iterator[Tuple[str, str]]:
+        """(output, owner) for every declared output strictly inside `directory` ("src/")."""
+        if self._sorted_dirs is None:
+            self._sorted_dirs = sorted(self.dirs)
+        for paths, owners in ((self.sorted_files, self.files), (self._sorted_dirs, self.dirs)):
+            for i in range(bisect.bisect_right(paths, directory), len(paths)):
+                path = paths[i]
+                if not path.startswith(directory):
+                    break
+                yield path, owners[path]
 
     def glob(self, pattern: str) -> Iterator[Tuple[str, str]]:
         """(file output, owner) matching pattern; only the sorted range under its literal directory."""
@@ -156,6 +168,9 @@ def _resolve_inputs(
 
 def _plain_input_problem(path: str, *, draft: Draft, producers: Producers, disk: Disk) -> Optional[Tuple[str, str]]:
     """(what is wrong, hint) for an input that is neither produced nor on disk as written."""
+    own = _own_output_problem(path, draft.outputs)
+    if own is not None:
+        return own
     as_dir = path.rstrip("/") + "/"
     if not path.endswith("/") and as_dir in producers.dirs:
         return (
@@ -164,6 +179,8 @@ def _plain_input_problem(path: str, *, draft: Draft, producers: Producers, disk:
         )
     if producers.produces(path) or path in draft.wait_for:
         return None
+    if path.endswith("/") and next(producers.within(path), None) is not None:
+        return None  # made by the tasks writing into it, which it waits for (graph.py)
     kind = disk.kind(path)
     if kind is None:
         return "does not exist and no task produces it", (
@@ -175,6 +192,34 @@ def _plain_input_problem(path: str, *, draft: Draft, producers: Producers, disk:
     if kind == "file" and path.endswith("/"):
         return "is a file, not a directory", f"write {path.rstrip('/')} without the trailing '/'"
     return None
+
+
+def _own_output_problem(path: str, outputs: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """(what is wrong, hint) when an input is, holds or lies inside one of the task's own outputs.
+
+    Such a task never converges: each run changes its own input, so the next
+    run finds it stale again (and a command like `>>` appends once more).
+    """
+    stale_forever = "a task that reads its own output is stale again after every run"
+    for out in outputs:
+        if path.rstrip("/") == out.rstrip("/"):
+            return "is also its own output", f"{stale_forever}; write the result to a new path, e.g. {_renamed(out)}"
+        if out.endswith("/") and path.startswith(out):
+            return f"lies inside its own directory output {out}", (
+                f"{stale_forever}; keep {path} outside {out}, or write the output to another directory")
+        if path.endswith("/") and out.startswith(path):
+            return f"holds its own output {out}", (
+                f"{stale_forever}; write {out} outside {path}, or read it as the glob {path}** "
+                "(a glob leaves the task's own outputs out)")
+    return None
+
+
+def _renamed(path: str) -> str:
+    """`data.csv` -> `data.out.csv`, a plausible new name for an output that overwrote its input."""
+    head, dot, ext = path.rstrip("/").rpartition(".")
+    if not dot or "/" in ext:
+        return path.rstrip("/") + ".out" + ("/" if path.endswith("/") else "")
+    return f"{head}.out.{ext}"
 
 
 def _glob_input(pattern: str, *, draft: Draft, producers: Producers, disk: Disk) -> List[str]:

@@ -92,3 +92,18 @@ def test_readers_index_each_input_path_to_the_tasks_that_read_it() -> None:
                          task("b", inputs=["a.txt", "src.txt"], outputs=["b.txt"]),
                          task("c", after=["b"])))
     assert g.readers == {"src.txt": ("a", "b"), "a.txt": ("b",)}
+
+
+def test_a_directory_input_depends_on_every_output_inside_it_and_on_directory_outputs_around_it() -> None:
+    g = build_graph(flow(
+        task("gen", [], ["src/gen.txt"]),
+        task("deep", [], ["src/a/b/deep.txt"]),
+        task("nested", [], ["src/parts/"]),
+        task("outer", [], ["build/"]),
+        task("beside", [], ["srcx/other.txt", "src.txt"]),  # shares the prefix, lies outside src/
+        task("count", ["src/"], ["count.txt"]),
+        task("inner", ["build/sub/"], ["inner.txt"]),
+    ))
+    assert set(g.deps["count"]) == {"gen", "deep", "nested"}
+    assert g.deps["inner"] == ("outer",)
+    assert g.order.index("gen") < g.order.index("count")
