@@ -765,7 +765,7 @@ class Build:
         outputs: Dict[str, Optional[str]] = {}
         if message is None:
             if missing:
-                message = "did not produce " + ", ".join(missing)
+                message = "did not produce " + ", ".join(_describe_missing(self._root_dir, o) for o in missing)
             else:
                 outputs = {o: self.hasher.hash(o) for o in spec.outputs}
         exit_code = done.returncode if done.returncode >= 0 else None
@@ -864,6 +864,16 @@ def _stat_pair(path: Path) -> Optional[Tuple[int, int]]:
 def _exists(root: str, output: str) -> bool:
     path = os.path.join(root, output.rstrip("/"))
     return os.path.isdir(path) if output.endswith("/") else os.path.isfile(path)
+
+
+def _describe_missing(root: str, output: str) -> str:
+    """A missing output as the failure names it, saying so when the path is there as the other kind."""
+    path = os.path.join(root, output.rstrip("/"))
+    if not output.endswith("/") and os.path.isdir(path):
+        return f"a file {output} (it is a directory: write {output}/)"
+    if output.endswith("/") and os.path.isfile(path):
+        return f"a directory {output} (it is a file: write {output.rstrip('/')})"
+    return output
 
 
 def _fmt_seconds(seconds: float) -> str:

@@ -128,7 +128,8 @@ def run_build(
     from .report import make_reporter, shows_fresh_tasks
 
     roots = project.targets(target_names)
-    forced = frozenset(resolve_targets(project.flowfile, project.graph, force)) if force else frozenset()
+    selection = closure(project.graph, roots)
+    forced = _forced_tasks(project, force, selection=selection, target_names=target_names) if force else frozenset()
     if jobs is None:
         jobs = project.flowfile.jobs or os.cpu_count() or 1
     if progress == "auto":
@@ -144,7 +145,7 @@ def run_build(
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names),
             )
             build = Build(project.flowfile, project.graph, state, options, emit=survive_closed_pipe(reporter),
-                          selection=closure(project.graph, roots), report_fresh=shows_fresh_tasks(reporter),
+                          selection=selection, report_fresh=shows_fresh_tasks(reporter),
                           prescan=prescan)
             try:
                 code = build.run()
@@ -158,6 +159,27 @@ def run_build(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _forced_tasks(project: Project, names: Sequence[str], *, selection: Sequence[str],
+                  target_names: Sequence[str]) -> frozenset:
+    """The tasks `--force` names; one outside the targets and what they need is a usage error, not ignored."""
+    selected = set(selection)
+    forced: List[str] = []
+    for name in names:
+        tasks = resolve_targets(project.flowfile, project.graph, [name])
+        if selected.isdisjoint(tasks):
+            # Without targets the default ones apply (with no `default`, every task: never here).
+            targets = list(target_names or project.flowfile.default or ())
+            where = "the targets" if target_names else "the [flow] default targets"
+            raise UsageError(
+                f"--force {name}: {name} is not among the tasks this run selects ({where}: {' '.join(targets)}), "
+                "so it would not run",
+                file=project.flowfile.path,
+                hint=f"add it as a target as well: `flowmake run {' '.join(targets + [name])} --force {name}`",
+            )
+        forced.extend(tasks)
+    return frozenset(forced)
 
 
 def run_parsed(args, *, prescan: Optional[Prescan] = None) -> int:

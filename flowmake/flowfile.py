@@ -76,6 +76,9 @@ def _read_toml(path: Path) -> Tuple[Dict[str, Any], str, str]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise FlowfileError("the Flowfile is not UTF-8 text", file=path, line=line) from None
+    if text.startswith("\ufeff"):
+        # A byte order mark, as some Windows editors save UTF-8: TOML does not allow it, but it says nothing.
+        text = text[1:]
     try:
         return tomllib.loads(text), text, digest
     except tomllib.TOMLDecodeError as exc:
@@ -156,6 +159,13 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
             hint="write [tasks.NAME] tables",
         )
         raw_tasks = {}
+    elif not raw_tasks:
+        # Every command would succeed at doing nothing, hiding a wrong or truncated file.
+        problems.add(
+            "the Flowfile defines no tasks",
+            at=("tasks",),
+            hint="add a [tasks.NAME] table with `run = \"...\"`; `flowmake init` writes a starter Flowfile",
+        )
 
     # Pass 1: every table, and every variant's outputs.
     drafts: List[Draft] = []

@@ -66,15 +66,17 @@ def build_graph(flowfile: Flowfile) -> Graph:
         mine: List[str] = []
         for path in spec.inputs:
             readers.setdefault(path, []).append(spec.name)
-            found: Iterable[Optional[str]] = (partial.producer_of(path),)
+            producer = partial.producer_of(path)
+            if producer is not None and producer != spec.name and producer not in seen:
+                seen.add(producer)
+                mine.append(producer)
             if path.endswith("/"):
                 if outputs is None:
                     outputs = sorted(itertools.chain(producers, dir_producers))
-                found = itertools.chain(found, _producers_within(path, outputs, producers, dir_producers))
-            for producer in found:
-                if producer is not None and producer != spec.name and producer not in seen:
-                    seen.add(producer)
-                    mine.append(producer)
+                for producer in _producers_within(path, outputs, producers, dir_producers):
+                    if producer != spec.name and producer not in seen:
+                        seen.add(producer)
+                        mine.append(producer)
         for name in spec.after:
             if name not in seen and name != spec.name:
                 seen.add(name)

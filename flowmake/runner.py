@@ -10,6 +10,14 @@ handing over the GIL and the queue between them, and delayed noticing a
 task's end whenever the coordinator held the GIL. The price: while the
 coordinator hashes a large file (~0.1 s per GiB here), a task that fills
 its pipe (64 KiB) waits for it to come back.
+
+A task is over when its own process (the shell, or the command run without
+one) exits, not when its output pipe closes: a background child (`cmd &`)
+may hold the pipe open for as long as it lives. When the task's process
+exits, whatever is left of its process group is killed (SIGKILL), the
+output already written is read, and the task completes, so a leftover
+child can neither hang the run nor outlive it. A process that left the
+group (`setsid`) is not killed; its output after that moment is not read.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task
 MAX_PARTIAL = 1 << 16  # a line longer than this is written before its end arrives
 NO_MASK = Mask(())
 UNREAPED_POLL = 0.005  # seconds between looks at a task that closed its output but has not exited (no pidfd)
+EXIT_POLL = 0.05  # seconds between looks at a task whose output is still open, for its exit (no pidfd)
 
 
 class OutputLine(NamedTuple):
@@ -56,7 +65,7 @@ class Completion(NamedTuple):
 
 
 class RunningProcess:
-    __slots__ = ("task", "pid", "started", "output_fd", "timed_out")
+    __slots__ = ("task", "pid", "started", "output_fd", "timed_out", "_returncode")
 
     def __init__(self, task: str, pid: int, started: float, output_fd: int) -> None:
         self.task = task
@@ -64,14 +73,29 @@ class RunningProcess:
         self.started = started
         self.output_fd = output_fd  # read end of the pipe that is its stdout and stderr
         self.timed_out = False
+        self._returncode: Optional[int] = None
 
     def poll(self) -> Optional[int]:
-        """Its exit code (negative: the signal that killed it) once it exited, else None."""
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
-        return os.waitstatus_to_exitcode(status) if pid else None
+        """Its exit code (negative: the signal that killed it) once it exited (reaping it), else None."""
+        if self._returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self._returncode = os.waitstatus_to_exitcode(status)
+        return self._returncode
 
     def wait(self) -> int:
-        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        if self._returncode is None:
+            self._returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self._returncode
+
+    def has_exited(self) -> bool:
+        """Whether it exited, leaving it unreaped where the system allows (its pid and group id stay reserved)."""
+        if self._returncode is not None:
+            return True
+        waitid = getattr(os, "waitid", None)
+        if waitid is None:  # reaped at once instead: its group is then signalled a moment after
+            return self.poll() is not None
+        return waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
     def signal_group(self, sig: int) -> None:
         try:
@@ -81,7 +105,7 @@ class RunningProcess:
 
 
 class _Stream:
-    """One running task's output on its way to the log: lines, tail, hash."""
+    """One running task's output on its way to the log: lines, tail, hash; and whether it is over."""
 
     def __init__(self, proc: RunningProcess, log_path: str, secrets: Sequence[str],
                  deadline: Optional[float]) -> None:
@@ -99,6 +123,8 @@ class _Stream:
         self.partial = b""
         self.latest: Optional[str] = None  # newest non-blank line not yet posted
         self.last_post = 0.0
+        self.eof = False  # its output pipe reached its end (every writer closed it)
+        self.exit_fd = -1  # a pidfd that turns readable when the task's process exits; -1 without one
 
     def feed(self, data: bytes) -> None:
         data = self.partial + data
@@ -183,6 +209,10 @@ class _Watched:
         self._poll.unregister(fd)
         del self._data[fd]
 
+    def holds(self, fd: int, data: object) -> bool:
+        """Whether `fd` is still watched for `data` (not let go of since `ready` listed it)."""
+        return fd in self._data and self._data[fd] is data
+
     def ready(self, timeout: Optional[float]) -> List[Tuple[int, Any]]:
         """(descriptor, data) of those readable (or hung up) within `timeout` seconds (None: no limit)."""
         ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))  # rounded up: no busy spin
@@ -200,9 +230,9 @@ class ProcessRunner:
     def __init__(self) -> None:
         self.running: Dict[str, RunningProcess] = {}
         self._watched = _Watched()
-        self._streams: Dict[int, _Stream] = {}  # output fd -> its stream, until its end of file
+        self._streams: Dict[int, _Stream] = {}  # output fd -> its stream, until the task completes
         self._new: List[_Stream] = []  # started since the last wait: their empty logs are still to make
-        self._unreaped: List[_Stream] = []  # output closed, exit not yet seen, and no pidfd to wait on
+        self._unwatched: List[_Stream] = []  # running without a pidfd: their exits are polled for
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -234,6 +264,13 @@ class ProcessRunner:
         stream = _Stream(proc, log_path, secrets, deadline)
         self._streams[output_fd] = stream
         self._watched.add(output_fd, stream)
+        try:
+            # Watched from the start: the task ends with its process, whoever else holds its output.
+            stream.exit_fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):  # not Linux >= 5.3: polled instead
+            self._unwatched.append(stream)
+        else:
+            self._watched.add(stream.exit_fd, _Exited(stream))
         self._new.append(stream)
         return proc
 
@@ -383,9 +420,14 @@ class ProcessRunner:
                 timeout = _sooner(timeout, stream.last_post + OUTPUT_THROTTLE - now)
             if stream.deadline is not None and not stream.proc.timed_out:  # once killed, only its end is awaited
                 timeout = _sooner(timeout, stream.deadline - now)
-        if self._unreaped:
-            timeout = _sooner(timeout, UNREAPED_POLL)
+        if self._unwatched:
+            # Soon after its output closed (most often a shell in its last
+            # microseconds), more slowly while it may still be working.
+            closed = any(stream.eof for stream in self._unwatched)
+            timeout = _sooner(timeout, UNREAPED_POLL if closed else EXIT_POLL)
         for fd, data in self._watched.ready(timeout):
+            if not self._watched.holds(fd, data):
+                continue  # let go of earlier in this loop (a task that ended): its number may be reused
             if data is None:
                 try:
                     while os.read(self._wake_r, 4096):
@@ -393,9 +435,7 @@ class ProcessRunner:
                 except BlockingIOError:
                     pass
             elif isinstance(data, _Exited):
-                self._watched.remove(fd)
-                os.close(fd)
-                messages.append(self._completion(data.stream, data.stream.proc.wait()))
+                messages.append(self._end(data.stream))
             else:
                 chunk = os.read(fd, 65536)
                 if chunk:
@@ -403,14 +443,13 @@ class ProcessRunner:
                         self._unlink_empty_log(data)
                     data.feed(chunk)
                 else:
-                    self._watched.remove(fd)
-                    del self._streams[fd]
-                    self._finish(data, messages)
-        for stream in list(self._unreaped):
-            returncode = stream.proc.poll()
-            if returncode is not None:
-                self._unreaped.remove(stream)
-                messages.append(self._completion(stream, returncode))
+                    self._output_closed(data)
+                    # Most often its process has exited by now: end it at once, not after another poll.
+                    if data.proc.has_exited():
+                        messages.append(self._end(data))
+        for stream in list(self._unwatched):
+            if stream.proc.has_exited():
+                messages.append(self._end(stream))
         now = time.monotonic()
         for stream in self._streams.values():
             if stream.deadline is not None and now >= stream.deadline and not stream.proc.timed_out:
@@ -421,22 +460,41 @@ class ProcessRunner:
                 stream.latest, stream.last_post = None, now
         return messages
 
-    def _finish(self, stream: _Stream, messages: List[Union[OutputLine, Completion]]) -> None:
+    def _output_closed(self, stream: _Stream) -> None:
+        """Every writer closed the task's output; the task ends when its process exits (its pidfd, or a poll)."""
+        self._watched.remove(stream.proc.output_fd)
+        stream.eof = True
         stream.close()
+
+    def _end(self, stream: _Stream) -> Completion:
+        """The task's process exited: end what it left running, take the output written, reap it."""
         proc = stream.proc
-        returncode = proc.poll()
-        if returncode is not None:
-            messages.append(self._completion(stream, returncode))
-            return
-        # It closed its output but has not exited yet: most often a shell in
-        # its last microseconds. A pidfd turns readable when it exits, so it
-        # is waited for like output; without one (not Linux >= 5.3) it is polled.
-        try:
-            pidfd = os.pidfd_open(proc.pid)  # type: ignore[attr-defined]
-        except (AttributeError, OSError):
-            self._unreaped.append(stream)
-            return
-        self._watched.add(pidfd, _Exited(stream))
+        if stream.exit_fd >= 0:
+            self._watched.remove(stream.exit_fd)
+            os.close(stream.exit_fd)
+            stream.exit_fd = -1
+        elif stream in self._unwatched:
+            self._unwatched.remove(stream)
+        # While the exited process is not reaped its pid, which is also its
+        # group's id, cannot be reused: the signal reaches its leftovers only.
+        proc.signal_group(signal.SIGKILL)
+        returncode = proc.wait()
+        if not stream.eof:
+            # Held open by a leftover (now killed) or by one that left the
+            # group: what was written is in the pipe, and no end is waited for.
+            os.set_blocking(proc.output_fd, False)
+            try:
+                while True:
+                    chunk = os.read(proc.output_fd, 65536)
+                    if not chunk:
+                        break
+                    if stream.linked:
+                        self._unlink_empty_log(stream)
+                    stream.feed(chunk)
+            except BlockingIOError:
+                pass
+            self._output_closed(stream)
+        return self._completion(stream, returncode)
 
     def _write_empty_log(self, path: str) -> None:
         """Give a task that printed nothing its (empty) log file.
@@ -473,6 +531,7 @@ class ProcessRunner:
 
     def _completion(self, stream: _Stream, returncode: int) -> Completion:
         proc = stream.proc
+        del self._streams[proc.output_fd]
         os.close(proc.output_fd)
         return Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
                           list(stream.tail), stream.digest.hexdigest(), stream.log_error)

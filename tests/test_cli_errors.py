@@ -236,3 +236,69 @@ def test_check_prints_problems_of_every_kind_together(project: Project) -> None:
     assert "declared by both" in err or ("task a" in err and "task b" in err), err
     assert "absent.txt" in err, err
     assert re.search(r"\b(d -> e -> d|e -> d -> e)\b", err), err
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", '[flow]\nname = "x"\n', "[tasks]\n"],
+                         ids=["empty", "comment", "flow-only", "empty-tasks-table"])
+@pytest.mark.parametrize("command", [["check"], ["run", "--progress", "plain"], ["status"], []])
+def test_a_flowfile_without_tasks_says_so(project: Project, text: str, command: list) -> None:
+    project.write("Flowfile.toml", text, dedent=False)
+    result = project.run(*command)
+    assert result.returncode == 2, result
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert "error: the Flowfile defines no tasks" in result.stderr, result
+    assert "flowmake init" in result.stderr
+
+
+def test_a_flowfile_saved_with_a_byte_order_mark_loads(project: Project) -> None:
+    project.path("Flowfile.toml").write_bytes(
+        b'\xef\xbb\xbf[tasks.hello]\noutputs = ["out.txt"]\nrun = "echo hi > out.txt"\noops = 1\n')
+    err = assert_user_error(project, "check")
+    assert re.search(r"Flowfile\.toml:4:1: error: task hello: unknown key `oops`", err), err  # lines as written
+    project.path("Flowfile.toml").write_bytes(b'\xef\xbb\xbf[tasks.hello]\noutputs = ["out.txt"]\n'
+                                              b'run = "echo hi > out.txt"\n')
+    assert project.run("check").returncode == 0
+    result = project.run("run", "--progress", "plain")
+    assert result.returncode == 0, result
+    assert project.read("out.txt") == "hi\n"
+
+
+FORCED = """\
+    [flow]
+    default = ["report"]
+
+    [tasks.extract]
+    outputs = ["data.txt"]
+    run = "echo data > data.txt"
+
+    [tasks.report]
+    inputs = ["data.txt"]
+    outputs = ["report.txt"]
+    run = "cp data.txt report.txt"
+
+    [tasks.other]
+    outputs = ["other.txt"]
+    run = "echo other > other.txt"
+"""
+
+
+@pytest.mark.parametrize("targets, where", [(["report"], "the targets: report"),
+                                            ([], "the [flow] default targets: report")])
+def test_force_of_a_task_the_targets_do_not_select_is_a_usage_error(
+        project: Project, targets: list, where: str) -> None:
+    project.flowfile(FORCED)
+    result = project.run("run", "--progress", "plain", *targets, "--force", "other")
+    assert result.returncode == 2, result
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert f"error: --force other: other is not among the tasks this run selects ({where})" in result.stderr
+    assert "hint: add it as a target as well: `flowmake run report other --force other`" in result.stderr
+    assert not project.exists("other.txt") and not project.exists("report.txt")
+
+
+def test_force_of_a_task_the_targets_need_runs_it_again(project: Project) -> None:
+    project.flowfile(FORCED)
+    assert project.json_run("report").returncode == 0
+    again = project.json_run("report", "--force", "extract")
+    assert again.returncode == 0, again
+    assert [r["kind"] for r in again.reasons("extract")] == ["forced"]
+    assert project.json_run("report", "other", "--force", "other").started == ["other"]

@@ -328,3 +328,16 @@ def test_a_bug_while_moving_task_output_ends_the_run_as_an_internal_error_not_a_
     assert "internal error" in err and "ZeroDivisionError: planted" in err, err
     crash = err.rsplit("traceback written to ", 1)[1].strip()
     assert "planted" in open(crash).read()
+
+
+def test_a_directory_where_a_file_output_was_declared_says_to_write_the_slash(project: Project) -> None:
+    project.flowfile("""\
+        [tasks.tables]
+        outputs = ["outdir", "listing/"]
+        run = "mkdir -p outdir && echo t > outdir/t.csv && echo l > listing"
+    """)
+    result = project.json_run()
+    assert result.returncode == 1, result
+    assert result.finished_event("tables")["message"] == (
+        "did not produce a file outdir (it is a directory: write outdir/), "
+        "a directory listing/ (it is a file: write listing)")

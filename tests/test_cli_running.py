@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from conftest import FLOWMAKE, Project, Result, wait_for_file
+from conftest import FLOWMAKE, Project, Result, pid_alive, wait_for, wait_for_file
 
 SLEEPERS = """\
     [tasks.left]
@@ -345,3 +345,46 @@ def test_a_run_leaves_its_write_ahead_log_and_the_next_commands_read_all_it_reco
     attempts = json.loads(project.run("log", first.run_id, "--json").stdout)["attempts"]
     assert sorted(a["task"] for a in attempts) == ["one", "two"]
     assert project.run("audit", "verify").returncode == 0
+
+
+def test_a_task_ends_with_its_own_process_and_its_leftover_children_are_killed(project: Project) -> None:
+    # The background sleep holds the task's output pipe: waiting for the pipe's
+    # end would hold the run for 30 s. The task is over when its shell exits.
+    project.flowfile("""\
+        [tasks.serve]
+        outputs = ["out.txt"]
+        run = "sleep 30 & echo $! > child.pid; echo hi > out.txt; echo said"
+
+        [tasks.next]
+        inputs = ["out.txt"]
+        outputs = ["next.txt"]
+        run = "cp out.txt next.txt"
+    """)
+    started = time.monotonic()
+    result = project.json_run("-j2", timeout=20)
+    assert result.returncode == 0, result
+    assert time.monotonic() - started < 10, "the run waited for the background child"
+    assert result.statuses == {"serve": "ok", "next": "ok"}
+    child = int(project.read("child.pid"))
+    project.track_pid(child)
+    wait_for(lambda: not pid_alive(child), timeout=5, what="the leftover child to be killed")
+    log = project.path(result.finished_event("serve")["log"])
+    assert log.read_text() == "said\n"  # what it wrote before it ended is kept
+
+
+def test_a_child_that_left_the_tasks_group_does_not_hold_the_run(project: Project) -> None:
+    # A process in a session of its own is not the task's to kill; its open
+    # copy of the output pipe must not keep the task running either.
+    project.write("escape.py", "import os, sys, time\nos.setsid()\nprint(os.getpid(), flush=True)\ntime.sleep(30)\n")
+    project.flowfile(f"""\
+        [tasks.escape]
+        outputs = ["out.txt"]
+        run = "{sys.executable} escape.py > escape.pid & sleep 0.5; echo hi > out.txt"
+    """)
+    started = time.monotonic()
+    result = project.json_run(timeout=20)
+    assert result.returncode == 0, result
+    assert time.monotonic() - started < 10, "the run waited for the escaped child"
+    escaped = int(project.read("escape.pid"))
+    project.track_pid(escaped)
+    assert pid_alive(escaped)

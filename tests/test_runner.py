@@ -145,3 +145,24 @@ def test_a_timed_out_task_whose_output_stays_open_is_awaited_without_spinning(tm
         assert empty_waits <= 6, f"{empty_waits} empty waits in ~1.5 s: spinning"
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polled"])
+def test_a_task_completes_when_its_process_exits_though_a_child_holds_its_output(
+        tmp_path, monkeypatch, pidfd) -> None:
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)  # as on macOS or Linux < 5.3
+    elif not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd here")
+    runner = ProcessRunner()
+    try:
+        started = time.monotonic()
+        done = _run_to_completion(runner, "sleep 30 & echo $! > child.pid; echo before; exit 3", tmp_path)
+        assert time.monotonic() - started < 5
+        assert done.returncode == 3 and done.tail == ["before"]
+        assert (tmp_path / "t.log").read_text() == "before\n"
+        child = int((tmp_path / "child.pid").read_text())
+        wait_for(lambda: not pid_alive(child), timeout=5, what="the leftover sleep to be killed")
+        assert runner._streams == {}  # nothing of the task is left watched
+    finally:
+        runner.close()
