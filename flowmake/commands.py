@@ -399,9 +399,8 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
               + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
     if flowfile.includes:
         out.write(f"  includes {', '.join(flowfile.includes)}\n")
-    for table, key, pattern, count in flowfile.matrix_globs:
-        out.write(f"  task {table}: matrix `{key}` has {count} value{'s' if count != 1 else ''} "
-                  f"from files matching {pattern}\n")
+    for what, pattern, count in flowfile.file_values:
+        out.write(f"  {what} has {count} value{'s' if count != 1 else ''} from files matching {pattern}\n")
     return 0
 
 

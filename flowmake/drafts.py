@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequ
 
 from .durations import parse_duration
 from .errors import FlowfileError, did_you_mean
-from .paths import Disk, PathError, clean_path, glob_to_regex, is_glob, merge, unique
+from .paths import Disk, PathError, clean_path, is_glob, merge, unique
+from .patterns import VALUE_HINT, VALUE_RE, PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
 from .records import NamedTuple
 from .sections import Vars, read_env, read_shell
@@ -30,13 +31,11 @@ from .templates import (
     Entry,
     Groups,
     Names,
-    Ref,
     RunPiece,
     TemplateError,
     compile_entry,
     compile_run,
     expand_entry,
-    parse_template,
 )
 
 TASK_KEYS = (
@@ -60,7 +59,6 @@ TASK_KEYS = (
 )
 
 _TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_MATRIX_VALUE_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _LIST_VAR_REF_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 _TASK_NAME_HINT = "task names use letters, digits, '_', '-' and '.', and start with a letter or '_'"
@@ -74,7 +72,7 @@ class Context:
         self.root = root
         self.problems = problems
         self.disk = disk  # glob-driven matrix values are read from it, so the load cache re-checks them
-        self.matrix_globs: List[Tuple[str, str, str, int]] = []  # (table, key, pattern, values), for `check`
+        self.file_values: List[Tuple[str, str, int]] = list(vars.from_files)  # (what, pattern, values), for `check`
         self.vars = vars
         self.flow_env = flow_env
         self.flow_shell = flow_shell
@@ -264,12 +262,12 @@ def _matrix_values(reader: _TaskReader, key: str, spec: object) -> Optional[Tupl
     if not values:
         reader.error("matrix", empty, hint="a matrix key needs at least one value")
         return None
-    bad = [v for v in values if not _MATRIX_VALUE_RE.fullmatch(v)]
+    bad = [v for v in values if not VALUE_RE.fullmatch(v)]
     if bad:
         reader.error(
             "matrix",
             f"matrix `{key}` value {json.dumps(bad[0])} may only use letters, digits, '_', '.' and '-'",
-            hint="matrix values become part of task names such as extract:S01",
+            hint=VALUE_HINT,
         )
         return None
     repeated = [v for i, v in enumerate(values) if v in values[:i]]
@@ -280,69 +278,20 @@ def _matrix_values(reader: _TaskReader, key: str, spec: object) -> Optional[Tupl
 
 
 def _matrix_glob(reader: _TaskReader, key: str, spec: Mapping[str, Any]) -> Optional[Tuple[str, ...]]:
-    """The values of `matrix = { key = { glob = "books/{key}.txt" } }`: the part of each matching
-    file's path where `{key}` stands, sorted, from the files on disk now."""
-    label = f"task {reader.name}: matrix `{key}`: "
-    check_keys(spec, ("glob",), problems=reader.problems, at=reader.at("matrix"), label=label)
+    """The values of `matrix = { key = { glob = "books/{key}.txt" } }`, from the files on disk now."""
+    check_keys(spec, ("glob",), problems=reader.problems, at=reader.at("matrix"), label=f"task {reader.name}: matrix `{key}`: ")
     pattern = spec.get("glob")
-    example = f'write {key} = {{ glob = "dir/{{{key}}}.txt" }}'
     if not isinstance(pattern, str):
         got = "nothing" if pattern is None else describe(pattern)
-        reader.error("matrix", f"matrix `{key}` needs `glob`, a string, got {got}", hint=example)
+        reader.error("matrix", f"matrix `{key}` needs `glob`, a string, got {got}",
+                     hint=f'write {key} = {{ glob = "dir/{{{key}}}.txt" }}')
         return None
     try:
-        template = parse_template(pattern)
-    except TemplateError as exc:
-        reader.error("matrix", f"matrix `{key}` glob \"{pattern}\": {exc.message}", hint=exc.hint)
+        values = values_from_files(pattern, key=key, scalars=reader.ctx.vars.scalars, disk=reader.ctx.disk)
+    except PatternError as exc:
+        reader.error("matrix", f"matrix `{key}` {exc.message}", hint=exc.hint)
         return None
-    # Text vars are filled in; `{key}` must stand exactly once, for the part that becomes the value.
-    scalars = reader.ctx.vars.scalars
-    parts: List[str] = [""]
-    for seg in template:
-        if isinstance(seg, str):
-            parts[-1] += seg
-        elif seg == Ref(key):
-            parts.append("")
-        elif seg.name in scalars and seg.group is None and seg.item is None:
-            parts[-1] += scalars[seg.name]
-        else:
-            reader.error("matrix", f"matrix `{key}` glob \"{pattern}\" may use only {{{key}}} and text vars, not {seg}",
-                         hint=example)
-            return None
-    if len(parts) != 2:
-        reader.error("matrix", f"matrix `{key}` glob \"{pattern}\" must use {{{key}}} exactly once, "
-                     f"where the value is: uses it {len(parts) - 1} times", hint=example)
-        return None
-    try:
-        searched = clean_path(parts[0] + "*" + parts[1])
-    except PathError as exc:
-        reader.error("matrix", f"matrix `{key}` glob \"{pattern}\" {exc}",
-                     hint=f"paths are relative to the project root {reader.ctx.root}")
-        return None
-    head, tail = (glob_to_regex(p).pattern if p else "" for p in parts)
-    value_re = re.compile(head + "([^/]+)" + tail, re.DOTALL)
-    found: Dict[str, str] = {}  # value -> the first file (in sorted order) it came from
-    for path in reader.ctx.disk.glob(searched):
-        match = value_re.fullmatch(path)
-        if match is not None:
-            found.setdefault(match.group(1), path)
-    for value, path in found.items():
-        if not _MATRIX_VALUE_RE.fullmatch(value):
-            reader.error(
-                "matrix",
-                f"matrix `{key}` value {json.dumps(value)} from file {path} may only use letters, digits, "
-                "'_', '.' and '-'",
-                hint="matrix values become part of task names such as extract:S01: rename the file, "
-                "or narrow the glob",
-            )
-            return None
-    if not found:
-        reader.error("matrix", f"matrix `{key}`: no file matches \"{pattern}\"",
-                     hint="the values come from existing files (paths relative to the project root): "
-                     "add one, or check the pattern")
-        return None
-    values = tuple(sorted(found))
-    reader.ctx.matrix_globs.append((reader.name, key, pattern, len(values)))
+    reader.ctx.file_values.append((f"task {reader.name}: matrix `{key}`", pattern, len(values)))
     return values
 
 

@@ -146,7 +146,7 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
     ctx = Context(
         root=root,
         problems=problems,
-        vars=read_vars(data.get("vars"), problems=problems),
+        vars=read_vars(data.get("vars"), problems=problems, disk=disk),
         flow_env=read_env(data.get("env"), problems=problems, at=("env",), label="[env]: "),
         flow_shell=flow.shell,
         disk=disk,
@@ -196,7 +196,7 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         source_hash=sources.digest,
         uses_globs=disk.globbed,
         shell=flow.shell,
-        matrix_globs=tuple(ctx.matrix_globs),
+        file_values=tuple(ctx.file_values),
         includes=sources.includes,
         task_files=sources.task_files,
     )

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 9  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers; 8, 9: matrix_globs, includes
+_FORMAT = 10  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers; 8, 9, 10: matrix_globs, includes, file_values
 _PAGE = 64  # task specs unpickled together: a cone spread over a layered graph touches a page per few tasks
 
 

@@ -85,8 +85,8 @@ class Flowfile(NamedTuple):
     # without any known file changing, which the no-op snapshot cannot see.
     uses_globs: bool = True
     shell: Tuple[str, ...] = DEFAULT_SHELL  # [flow] shell: hooks run with it
-    # Matrix keys whose values came from files: (task table, key, pattern, how many values), for `check`.
-    matrix_globs: Tuple[Tuple[str, str, str, int], ...] = ()
+    # Matrix keys and list vars whose values came from files: (what, pattern, how many values), for `check`.
+    file_values: Tuple[Tuple[str, str, int], ...] = ()
     includes: Tuple[str, ...] = ()  # project-relative paths of the files [flow] include added, in load order
     task_files: Mapping[str, str] = NO_GROUPS  # task table -> the included file declaring it (if not this one)
 

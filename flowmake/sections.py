@@ -15,6 +15,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import did_you_mean
 from .model import DEFAULT_SHELL, Hooks
+from .paths import Disk
+from .patterns import PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
 from .records import NamedTuple
 from .templates import BRACE_HINT, FILES, IDENT_RE, TemplateError, parse_template
@@ -28,16 +30,21 @@ class Vars(NamedTuple):
 
     scalars: Mapping[str, str]
     lists: Mapping[str, Tuple[str, ...]]
+    from_files: Tuple[Tuple[str, str, int], ...] = ()  # ("var `NAME`", pattern, values) of glob list vars
 
 
-def read_vars(raw: object, *, problems: Problems) -> Vars:
-    """Text and list vars; a var may use text vars ({raw}/x), resolved in any order."""
+def read_vars(raw: object, *, problems: Problems, disk: Disk) -> Vars:
+    """Text and list vars; a var may use text vars ({raw}/x), resolved in any order.
+
+    A list var may also be `{ glob = "books/{book}.txt" }`: its items come from the files on disk.
+    """
     if not isinstance(raw, dict):
         if raw is not None:
             problems.add(f"[vars] must be a table, got {toml_type(raw)}", at=("vars",))
         return Vars({}, {})
     texts: Dict[str, str] = {}
     lists: Dict[str, List[str]] = {}
+    globbed: Dict[str, object] = {}
     for name, value in raw.items():
         if not IDENT_RE.fullmatch(name) or name in FILES:
             why = "is reserved" if name in FILES else "must be letters, digits and '_', not starting with a digit"
@@ -46,6 +53,8 @@ def read_vars(raw: object, *, problems: Problems) -> Vars:
             texts[name] = value
         elif is_str_list(value):
             lists[name] = value
+        elif isinstance(value, dict):
+            globbed[name] = value
         else:
             problems.add(
                 f"var `{name}` must be a string or a list of strings, got {describe(value)}",
@@ -57,7 +66,32 @@ def read_vars(raw: object, *, problems: Problems) -> Vars:
     resolved_lists = {
         name: tuple(resolver.substitute(name, item, (name,)) for item in items) for name, items in lists.items()
     }
-    return Vars(scalars, resolved_lists)
+    from_files = []
+    for name, spec in globbed.items():
+        values = _glob_var(name, spec, scalars=scalars, problems=problems, disk=disk)
+        if values is not None:
+            resolved_lists[name] = values
+            from_files.append((f"var `{name}`", spec["glob"], len(values)))  # type: ignore[index]
+    return Vars(scalars, resolved_lists, tuple(from_files))
+
+
+def _glob_var(name: str, spec: object, *, scalars: Mapping[str, str], problems: Problems,
+              disk: Disk) -> Optional[Tuple[str, ...]]:
+    """The items of `NAME = { glob = "books/{book}.txt" }`: the part of each matching file where
+    the one placeholder that is not a text var stands."""
+    assert isinstance(spec, dict)
+    check_keys(spec, ("glob",), problems=problems, at=("vars", name), label=f"var `{name}`: ")
+    pattern = spec.get("glob")
+    if not isinstance(pattern, str):
+        got = "nothing" if pattern is None else describe(pattern)
+        problems.add(f"var `{name}` needs `glob`, a string, got {got}", at=("vars", name),
+                     hint=f'write {name} = {{ glob = "dir/{{item}}.txt" }}')
+        return None
+    try:
+        return values_from_files(pattern, key=None, scalars=scalars, disk=disk)
+    except PatternError as exc:
+        problems.add(f"var `{name}` {exc.message}", at=("vars", name), hint=exc.hint)
+        return None
 
 
 class _VarResolver:

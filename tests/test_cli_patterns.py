@@ -42,6 +42,7 @@ for path in sys.argv[1:]:
 ZIPF = """\
     [vars]
     python = {python}
+    books = {{ glob = "books/{{book}}.txt" }}   # a list var of the same values, for the fan-in
 
     [tasks.count]
     help = "count the words of one book"
@@ -51,13 +52,13 @@ ZIPF = """\
     run = "{{python}} countwords.py {{inputs[0]}} {{outputs}}"
 
     [tasks.plot]
-    matrix = {{ book = {{ glob = "books/{{book}}.txt" }} }}
+    matrix = {{ book = "{{books}}" }}
     inputs = ["dats/{{book}}.dat", "plotcounts.py"]
     outputs = ["plots/{{book}}.txt"]
     run = "{{python}} plotcounts.py {{inputs[0]}} {{outputs}}"
 
     [tasks.results]
-    inputs = {{ dats = ["dats/*.dat"], script = ["zipf_test.py"] }}
+    inputs = {{ dats = ["dats/{{books}}.dat"], script = ["zipf_test.py"] }}
     outputs = ["results.txt"]
     run = "{{python}} zipf_test.py {{inputs.dats}} > {{outputs}}"
 """
@@ -109,7 +110,7 @@ def test_zipf_pipeline_adding_a_book_adds_its_variant_and_its_row(project: Proje
     assert third.ran == []
 
 
-def test_a_removed_book_takes_its_variants_with_it(project: Project) -> None:
+def test_a_removed_book_takes_its_variants_and_its_row_with_it(project: Project) -> None:
     zipf(project)
     assert project.json_run().returncode == 0
     project.path("books/isles.txt").unlink()
@@ -117,6 +118,9 @@ def test_a_removed_book_takes_its_variants_with_it(project: Project) -> None:
     result = project.run("run", "plot:isles")
     assert result.returncode == 2, result
     assert "unknown target 'plot:isles'" in result.stderr
+    result = project.json_run()
+    assert result.ran == ["results"]
+    assert result_rows(project) == ["abyss"]  # dats/isles.dat is still on disk, but no book names it
 
 
 def test_glob_matrix_values_are_sorted_and_the_part_the_placeholder_marks(project: Project) -> None:
@@ -144,8 +148,8 @@ def test_check_says_how_many_values_each_glob_driven_matrix_has(project: Project
     assert result.returncode == 0, result
     assert result.lines == [
         "ok: Flowfile.toml is valid: 7 tasks in 3 groups",
+        "  var `books` has 3 values from files matching books/{book}.txt",
         "  task count: matrix `book` has 3 values from files matching books/{book}.txt",
-        "  task plot: matrix `book` has 3 values from files matching books/{book}.txt",
     ]
 
 
@@ -155,9 +159,9 @@ def test_a_file_whose_name_is_not_a_variant_name_is_exit_2_naming_the_file(proje
     for command in (["check"], ["run"], ["status"]):
         result = project.run(*command)
         assert result.returncode == 2, result
-        assert result.err_lines[0].endswith(
-            "Flowfile.toml:6: error: task count: matrix `book` value \"moby dick\" from file books/moby dick.txt "
-            "may only use letters, digits, '_', '.' and '-'"), result
+        for line, what in ((3, "var `books`"), (7, "task count: matrix `book`")):
+            assert (f"{project.path('Flowfile.toml')}:{line}: error: {what} value \"moby dick\" from file "
+                    "books/moby dick.txt may only use letters, digits, '_', '.' and '-'") in result.err_lines, result
         assert "Traceback" not in result.stderr
 
 
@@ -185,7 +189,8 @@ def test_a_glob_matrix_matching_no_file_is_exit_2(project: Project) -> None:
     result = project.run("check")
     assert result.returncode == 2, result
     assert result.err_lines == [
-        f"{project.path('Flowfile.toml')}:2: error: task count: matrix `book`: no file matches \"books/{{book}}.txt\"",
+        f"{project.path('Flowfile.toml')}:2: error: task count: matrix `book` has no file matching "
+        "\"books/{book}.txt\"",
         "  hint: the values come from existing files (paths relative to the project root): add one, "
         "or check the pattern",
     ]
@@ -212,3 +217,29 @@ def test_bad_glob_matrix_specs_are_exit_2_with_one_message_each(project: Project
         assert result.returncode == 2, result
         assert f"error: task count: {message}" in result.err_lines[0], (spec, result)
         assert "Traceback" not in result.stderr
+
+
+def test_a_glob_list_var_takes_its_items_from_files_for_a_fan_in(project: Project) -> None:
+    project.flowfile("""\
+        [vars]
+        raw = "data/raw"
+        samples = { glob = "{raw}/{sample}.csv" }
+
+        [tasks.merge]
+        inputs = ["{raw}/{samples}.csv"]
+        outputs = ["merged.txt"]
+        run = "echo {samples} > {outputs}"
+    """)
+    for name in ("b2", "a1", "c3"):
+        project.write(f"data/raw/{name}.csv", "x\n")
+    project.write("data/raw/notes.txt", "not a sample\n")
+    result = project.json_run()
+    assert result.returncode == 0, result
+    assert result.started_event("merge")["command"] == "echo a1 b2 c3 > merged.txt"
+    assert project.run("check").lines[1] == "  var `samples` has 3 values from files matching {raw}/{sample}.csv"
+    project.flowfile('[vars]\nraw = "data/raw"\nsamples = { glob = "{raw}/*.csv" }\n\n[tasks.t]\nrun = "true"\n')
+    result = project.run("check")
+    assert result.returncode == 2, result
+    assert result.err_lines[0] == (
+        f"{project.path('Flowfile.toml')}:3: error: var `samples` glob \"{{raw}}/*.csv\" must use one placeholder "
+        "that is not a text var exactly once, where the value is: uses 0")
