@@ -159,8 +159,9 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
             hint="write [tasks.NAME] tables",
         )
         raw_tasks = {}
-    elif not raw_tasks:
-        # Every command would succeed at doing nothing, hiding a wrong or truncated file.
+    elif not raw_tasks and not problems.in_file_order():
+        # Every command would succeed at doing nothing, hiding a wrong or truncated
+        # file; a mistake already found (`[task.x]`) says more, and alone.
         problems.add(
             "the Flowfile defines no tasks",
             at=("tasks",),
