@@ -10,6 +10,7 @@ input edited by hand, shows up as a hash that does not match.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ class LineageNode:
 
 def lineage(state: State, hasher: FileHasher, path: str) -> LineageNode:
     """The tree of attempts and inputs behind the current content of `path`."""
-    path = posixpath.normpath(path[2:] if path.startswith("./") else path)
+    path = _as_recorded(state, hasher, path)
     current = hasher.hash(path)
     memo: Dict[Tuple[str, Optional[str]], LineageNode] = {}
     return _node(state, hasher, path, current, memo, set(), top=True)
@@ -69,7 +70,7 @@ def _node(state: State, hasher: FileHasher, path: str, wanted: Optional[str],
     if key in memo:
         return memo[key]
     current = hasher.hash(path) if not top else wanted
-    candidates = state.attempts_writing(_output_keys(path))
+    candidates = state.attempts_writing(output_keys(path))
     producer, recorded, note = _pick(candidates, path, wanted)
     node = LineageNode(path, recorded if recorded is not None else wanted, current, producer, note=note)
     memo[key] = node
@@ -81,11 +82,29 @@ def _node(state: State, hasher: FileHasher, path: str, wanted: Optional[str],
     return node
 
 
-def _output_keys(path: str) -> List[str]:
+def _as_recorded(state: State, hasher: FileHasher, path: str) -> str:
+    """`path` normalized as attempts record it: a directory output ends in '/'.
+
+    `parts` and `parts/` both name the directory output parts/, as they do
+    as targets; so does a directory on disk that no recorded run wrote.
+    """
+    norm = posixpath.normpath(path)
+    if norm in (".", "/"):
+        return norm
+    as_dir = norm + "/"
+    if path.endswith("/") or os.path.isdir(os.path.join(hasher.root, norm)):
+        return as_dir
+    if any(as_dir in a.outputs for a in state.attempts_writing([as_dir])):
+        return as_dir  # a directory output, gone from disk now
+    return norm
+
+
+def output_keys(path: str) -> List[str]:
     """The path itself and every directory output that could contain it."""
     keys = [path, path.rstrip("/") + "/"]
     parent = posixpath.dirname(path.rstrip("/"))
-    while parent:
+    # Stops at "" for a relative path and at "/" for an absolute one.
+    while parent and parent != "/":
         keys.append(parent + "/")
         parent = posixpath.dirname(parent)
     return keys
@@ -99,8 +118,8 @@ def _pick(candidates: List[AttemptRecord], path: str, wanted: Optional[str]
         if attempt.outputs.get(path) == wanted and wanted is not None:
             return attempt, wanted, None
     for attempt in candidates:
-        if path not in attempt.outputs:
-            container = next(k for k in attempt.outputs if k.endswith("/") and path.startswith(k))
+        container = next((k for k in attempt.outputs if k.endswith("/") and k != path and path.startswith(k)), None)
+        if path not in attempt.outputs and container is not None:
             return attempt, wanted, f"inside directory output {container} (recorded as a whole)"
     latest = candidates[0]
     return latest, latest.outputs.get(path), (

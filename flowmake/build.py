@@ -35,7 +35,7 @@ from .events import (
 from .graph import Graph, downstream
 from .hashing import RACY_WINDOW_NS, FileHasher, hash_file, source_hash
 from .identity import current_user, host_name, new_run_id
-from .layout import run_log_dir
+from .layout import LogNames, run_log_dir
 from .masking import MIN_LENGTH, Mask
 from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
 from .plan import (command_hash, decide, env_hashes, env_input_hash, fingerprint, runs_anyway,
@@ -253,6 +253,7 @@ class Build:
         self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus}
         self.failed: List[str] = []
         self._attempts: Dict[str, int] = {}  # task -> number of its next attempt
+        self._log_names: Optional[LogNames] = None  # made when the first task starts
         self._failures: List[TaskFinished] = []
         self._begun = False  # the run is recorded in the journal
         self._hold_started: Optional[List[TaskStarted]] = None
@@ -713,8 +714,10 @@ class Build:
                 full = os.path.join(self._root_dir, parent)
                 if not os.path.isdir(full):  # one stat, where makedirs fails a mkdir first
                     os.makedirs(full, exist_ok=True)
-        suffix = "" if attempt == 1 else f".attempt{attempt}"
-        log_rel = f"{run_log_dir(self.run_id)}/{name}{suffix}.log"
+        if self._log_names is None:
+            # Over every task, not the selected ones: a task's log name does not depend on the targets.
+            self._log_names = LogNames({n: s.retries + 1 for n, s in self.flowfile.tasks.items()})
+        log_rel = f"{run_log_dir(self.run_id)}/{self._log_names.name(name, attempt)}"
         env = dict(self.environ)
         env.update(spec.env)
         env["FLOWMAKE_RUN_ID"] = self.run_id

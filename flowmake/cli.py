@@ -81,6 +81,13 @@ def _project():
     return Project.load(file=_globals.file, directory=_globals.directory)
 
 
+def _history_root() -> Path:
+    """For the commands that read only the state: found without loading the Flowfile."""
+    from .commands import history_root
+
+    return history_root(file=_globals.file, directory=_globals.directory)
+
+
 # -- run ---------------------------------------------------------------------
 
 
@@ -185,17 +192,19 @@ def init(force: bool = typer.Option(False, "--force", help="Overwrite an existin
 @_guarded
 def log(
     run_id: Optional[str] = typer.Argument(None, help="A run id (or a unique prefix): show each task attempt of that run."),
+    task: Optional[str] = typer.Argument(None, help="A task, matrix task (all its variants) or output path: print its log from that run (every attempt)."),
+    last: bool = typer.Option(False, "--last", help="The newest run; `--last TASK`: TASK's log from the newest run in which it ran."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (documented in docs/json.md)."),
     limit: int = typer.Option(20, "--limit", help="How many recent runs to list."),
     prune: Optional[int] = typer.Option(None, "--prune", metavar="KEEP", help="Delete the log files of all but the newest KEEP runs (records stay)."),
     wait: bool = typer.Option(False, "--wait", help="With --prune: wait for a running flowmake instead of exiting 3."),
 ) -> int:
-    """Recent runs; with a run id, every task attempt of that run."""
+    """Recent runs; with a run id, every task attempt of that run; with a task too, its log. Reads only the state."""
     from .history import prune_logs, show_log
 
     if prune is not None:
-        return prune_logs(_project(), prune, wait=wait)
-    return show_log(_project(), run_id, as_json=as_json, limit=limit)
+        return prune_logs(_history_root(), prune, wait=wait)
+    return show_log(_history_root(), run_id, task, last=last, as_json=as_json, limit=limit)
 
 
 @app.command()
@@ -208,7 +217,7 @@ def lineage(
     """Which task and run produced PATH, from which inputs (with hashes), back to source files."""
     from .history import show_lineage
 
-    return show_lineage(_project(), path, as_json=as_json, sources_only=sources)
+    return show_lineage(_history_root(), path, as_json=as_json, sources_only=sources)
 
 
 audit_app = typer.Typer(help="Check and export the tamper-evident audit trail.", no_args_is_help=True)
@@ -223,7 +232,7 @@ def audit_verify() -> int:
     """Recompute the hash chain of every record; exit 1 naming the first bad one."""
     from .history import audit_verify as verify
 
-    return verify(_project())
+    return verify(_history_root())
 
 
 @audit_app.command("export")
@@ -237,7 +246,7 @@ def audit_export(
         raise UsageError(f"unknown export format '{fmt}'", hint="use one of: " + ", ".join(EXPORT_FORMATS))
     from .history import audit_export as export
 
-    return export(_project(), fmt=fmt, output=output)
+    return export(_history_root(), fmt=fmt, output=output)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

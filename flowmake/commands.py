@@ -91,18 +91,33 @@ def _warn(message: str) -> None:
 
 
 def open_state(project: Project):
+    return open_state_at(project.root)
+
+
+def open_state_at(root: Path):
     from .state import State
 
-    return State.open(project.root, warn=_warn)
+    return State.open(root, warn=_warn)
 
 
 def take_lock(project: Project, *, wait: bool):
+    return lock_at(project.root, wait=wait)
+
+
+def lock_at(root: Path, *, wait: bool):
     from .lock import ProjectLock
     from .state import ensure_state_dir
 
-    lock = ProjectLock(ensure_state_dir(project.root) / "lock")
+    lock = ProjectLock(ensure_state_dir(root) / "lock")
     lock.acquire(wait=wait)
     return lock
+
+
+def history_root(*, file: Optional[Path], directory: Optional[Path]) -> Path:
+    """The project root without loading the Flowfile (layout.find_history_root)."""
+    from .layout import find_history_root
+
+    return find_history_root(_enter(directory), file)
 
 
 # -- run -----------------------------------------------------------------------

@@ -40,7 +40,7 @@ class Graph(NamedTuple):
         if path + "/" in self.dir_producers:
             return self.dir_producers[path + "/"]
         parent = posixpath.dirname(path.rstrip("/"))
-        while parent:
+        while parent and parent != "/":  # "/" is its own dirname: an absolute path would never end
             task = self.dir_producers.get(parent + "/")
             if task is not None:
                 return task
@@ -198,7 +198,7 @@ def resolve_targets(flowfile: Flowfile, graph: Graph, names: Sequence[str]) -> T
         elif name in groups:
             resolved.extend(groups[name])
         else:
-            path = posixpath.normpath(name[2:] if name.startswith("./") else name)
+            path = _target_path(flowfile, name)
             producer = graph.producers.get(path) or graph.dir_producers.get(path.rstrip("/") + "/")
             if producer is None:
                 choices = list(flowfile.tasks) + list(groups) + list(graph.producers)
@@ -209,6 +209,19 @@ def resolve_targets(flowfile: Flowfile, graph: Graph, names: Sequence[str]) -> T
                 )
             resolved.append(producer)
     return tuple(dict.fromkeys(resolved))
+
+
+def _target_path(flowfile: Flowfile, name: str) -> str:
+    """A target given as a path, relative to the root; an absolute one must lie inside the project."""
+    if posixpath.isabs(name):
+        from .layout import in_project
+
+        rel = in_project(flowfile.root, name)
+        if rel is None:
+            raise UsageError(f"target {name} is not inside the project (its root is {flowfile.root})",
+                             hint="name a task, or a declared output relative to the project root")
+        name = rel
+    return posixpath.normpath(name[2:] if name.startswith("./") else name)
 
 
 def default_targets(flowfile: Flowfile, graph: Graph) -> Tuple[str, ...]:

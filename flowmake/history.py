@@ -2,19 +2,22 @@
 
 Kept apart from `commands.py` (which runs and inspects the pipeline) because
 they answer a different question, asked later and by other people: what
-ran, on which bytes, and is the record of it intact.
+ran, on which bytes, and is the record of it intact. So they read the state
+only, never the Flowfile: they take the project root (commands.history_root)
+and keep working when today's Flowfile does not load or is gone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
-from .commands import Project, open_state, take_lock
-from .errors import UsageError
+from .commands import lock_at, open_state_at
+from .errors import UsageError, did_you_mean
 from .removal import remove
 
 
@@ -37,10 +40,34 @@ def _find_run(state, run_id: str) -> str:
     raise UsageError(f"no run with id '{run_id}' is recorded in this project", hint=hint)
 
 
-def show_log(project: Project, run_id: Optional[str], *, as_json: bool, limit: int,
-             out: TextIO = sys.stdout) -> int:
-    state = open_state(project)
+def project_path(root: Path, path: str) -> str:
+    """`path` relative to the project root; exit 2 at once for one outside it."""
+    from .layout import in_project
+
+    rel = in_project(root, path)
+    if rel is None:
+        raise UsageError(f"{path} is not inside the project (its root is {root})",
+                         hint="give a path relative to the project root, e.g. dist/report.md, or an absolute "
+                              "path under the root")
+    return rel
+
+
+def show_log(root: Path, run_id: Optional[str], task: Optional[str] = None, *, last: bool = False,
+             as_json: bool, limit: int, out: TextIO = sys.stdout) -> int:
+    """The runs; one run's attempts; or (with `task`) that task's log in the run.
+
+    `last`: the newest run, and with a task (given where the run id goes,
+    `flowmake log --last TASK`) the newest run in which that task ran.
+    """
+    if last:
+        if task is not None:
+            raise UsageError("--last takes the place of the run id",
+                             hint=f"`flowmake log --last {task}`, or `flowmake log {run_id} {task}`")
+        task, run_id = run_id, None
+    state = open_state_at(root)
     try:
+        if last:
+            run_id = _newest_run(state, root, task)
         if run_id is None:
             runs = state.runs(limit)
             if as_json:
@@ -62,6 +89,8 @@ def show_log(project: Project, run_id: Optional[str], *, as_json: bool, limit: i
         attempts = state.attempts(rid)
     finally:
         state.close()
+    if task is not None:
+        return _print_task_log(root, rid, _attempts_of(root, attempts, task, rid), as_json=as_json, out=out)
     if as_json:
         payload = _run_json(run)
         payload["argv"] = list(run.argv)
@@ -96,6 +125,119 @@ def show_log(project: Project, run_id: Optional[str], *, as_json: bool, limit: i
         elif a.exit_code is not None:
             out.write("  log         - (it printed nothing)\n")
     return 0
+
+
+def _newest_run(state, root: Path, task: Optional[str]) -> str:
+    """The newest run; with a task (or matrix task, or output path), the newest run in which it ran."""
+    if task is None:
+        ids = state.run_ids()
+        if not ids:
+            raise UsageError("no runs recorded yet", hint="`flowmake run` records one")
+        return ids[0]
+    newest = state.newest_run_by_task()
+    found = [rid for name, rid in newest.items() if name == task or name.split(":", 1)[0] == task]
+    if not found:
+        rel = _log_path_arg(root, task)
+        if rel is not None:
+            from .audit import output_keys
+
+            found = [a.run_id for a in state.attempts_writing(output_keys(rel))]
+    if not found:
+        names = sorted(newest)
+        raise UsageError(f"no recorded run ran a task '{task}'",
+                         hint=did_you_mean(task, names + sorted({n.split(":", 1)[0] for n in names}))
+                         or "`flowmake log` lists the runs, `flowmake log RUN_ID` the tasks each ran")
+    return max(found)
+
+
+def _log_path_arg(root: Path, arg: str) -> Optional[str]:
+    """A TASK argument read as an output path, relative to the root; exit 2 for an absolute one outside."""
+    if os.path.isabs(arg):
+        return project_path(root, arg)
+    if "/" in arg or "." in arg:
+        from .layout import in_project
+
+        return in_project(root, arg)
+    return None
+
+
+def _attempts_of(root: Path, attempts: Sequence, task: str, run_id: str) -> List:
+    """The attempts of `task` in a run: the task itself, a matrix task's variants, or an output's writer."""
+    mine = [a for a in attempts if a.task == task]
+    if not mine:
+        mine = [a for a in attempts if ":" in a.task and a.task.split(":", 1)[0] == task]
+    if not mine:
+        rel = _log_path_arg(root, task)
+        if rel is not None:
+            from .audit import output_keys
+
+            keys = set(output_keys(posixpath.normpath(rel)))
+            mine = [a for a in attempts if keys.intersection(a.outputs)]
+    if not mine:
+        names = sorted({a.task for a in attempts})
+        groups = sorted({n.split(":", 1)[0] for n in names if ":" in n})
+        ran = ("the tasks that ran in it: " + _shorten_names(names)) if names else "no task ran in that run"
+        raise UsageError(f"task '{task}' did not run in run {run_id} (no attempt of it is recorded there)",
+                         hint=did_you_mean(task, names + groups) or ran)
+    return mine
+
+
+def _shorten_names(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … +{len(names) - limit} more" if len(names) > limit else "")
+
+
+def _print_task_log(root: Path, run_id: str, attempts: Sequence, *, as_json: bool, out: TextIO) -> int:
+    """Each attempt's log as it was written (secrets already masked); `==> ... <==` heads when several."""
+    texts: List[Optional[bytes]] = []
+    for a in attempts:
+        try:
+            texts.append((root / a.log).read_bytes() if a.log else b"")
+        except OSError:
+            texts.append(None)  # pruned or deleted: the record stays
+    if as_json:
+        payload = []
+        for a, data in zip(attempts, texts):
+            item = {"run_id": a.run_id, **_attempt_json(a)}
+            item["text"] = None if data is None else data.decode("utf-8", "replace")
+            payload.append(item)
+        out.write(json.dumps(payload, indent=2) + "\n")
+        return 0
+    gone = [a for a, data in zip(attempts, texts) if data is None]
+    if len(gone) == len(attempts):
+        a = gone[0]
+        raise UsageError(f"the log of {a.task} in run {run_id} ({a.log}) no longer exists",
+                         hint="`flowmake log --prune` deletes old runs' logs; the record stays: "
+                              f"`flowmake log {run_id}`")
+    if len(attempts) == 1:
+        a, data = attempts[0], texts[0]
+        if not data:
+            why = f"it never started: {a.message}" if a.log is None and a.message else "it printed nothing"
+            print(f"note: {a.task} in run {run_id}: {why}", file=sys.stderr)
+        _write_bytes(out, data or b"")
+        return 0
+    for i, (a, data) in enumerate(zip(attempts, texts)):
+        code = "" if a.exit_code is None else f", exit {a.exit_code}"
+        where = a.log or "no log"
+        if data is None:
+            where += ", which no longer exists"
+        elif not data:
+            where += ", empty" if a.log else ""
+        out.write(("\n" if i else "") + f"==> {a.task}, attempt {a.attempt}: {a.status}{code} ({where}) <==\n")
+        if data:
+            _write_bytes(out, data if data.endswith(b"\n") else data + b"\n")
+    return 0
+
+
+def _write_bytes(out: TextIO, data: bytes) -> None:
+    """A log's bytes unchanged where `out` has a binary side (the console); decoded where not."""
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        out.write(data.decode("utf-8", "replace"))
+        return
+    out.flush()
+    buffer.write(data)
+    buffer.flush()
 
 
 def _run_json(r) -> dict:
@@ -154,19 +296,19 @@ def _table(rows: List[tuple], out: TextIO) -> None:
         out.write("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
 
 
-def prune_logs(project: Project, keep: int, *, wait: bool, out: TextIO = sys.stdout) -> int:
+def prune_logs(root: Path, keep: int, *, wait: bool, out: TextIO = sys.stdout) -> int:
     import time
 
     from .layout import STATE_DIR
 
     if keep < 0:
         raise UsageError(f"--prune needs a number of runs to keep (0 or more), got {keep}")
-    lock = take_lock(project, wait=wait)
+    lock = lock_at(root, wait=wait)
     try:
-        state = open_state(project)
+        state = open_state_at(root)
         try:
             old = state.run_ids()[keep:]
-            logs = project.root / STATE_DIR / "logs"
+            logs = root / STATE_DIR / "logs"
             pruned = []
             for rid in old:
                 if not (logs / rid).exists():
@@ -203,14 +345,15 @@ def _sources(node) -> List[dict]:
     return sorted(found.values(), key=lambda d: (d["path"], d["hash"] or ""))
 
 
-def show_lineage(project: Project, path: str, *, as_json: bool, sources_only: bool = False,
+def show_lineage(root: Path, path: str, *, as_json: bool, sources_only: bool = False,
                  out: TextIO = sys.stdout) -> int:
     from .audit import lineage
     from .hashing import FileHasher
 
-    state = open_state(project)
+    rel = project_path(root, path)
+    state = open_state_at(root)
     try:
-        node = lineage(state, FileHasher(project.root, state.stat_cache()), path)
+        node = lineage(state, FileHasher(root, state.stat_cache()), rel)
     finally:
         state.close()
     if node.producer is None and node.current_hash is None:
@@ -276,12 +419,12 @@ def show_lineage(project: Project, path: str, *, as_json: bool, sources_only: bo
     return 0
 
 
-def audit_verify(project: Project, out: TextIO = sys.stdout) -> int:
+def audit_verify(root: Path, out: TextIO = sys.stdout) -> int:
     from .audit import verify
 
-    state = open_state(project)
+    state = open_state_at(root)
     try:
-        report, log_problems = verify(state, project.root)
+        report, log_problems = verify(state, root)
     finally:
         state.close()
     if not report.ok:
@@ -300,11 +443,11 @@ def audit_verify(project: Project, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def audit_export(project: Project, *, fmt: str, output: Optional[Path], out: TextIO = sys.stdout) -> int:
+def audit_export(root: Path, *, fmt: str, output: Optional[Path], out: TextIO = sys.stdout) -> int:
     import csv
     import io
 
-    state = open_state(project)
+    state = open_state_at(root)
     try:
         entries = state.journal()
         report = state.verify_journal()

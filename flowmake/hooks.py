@@ -68,6 +68,8 @@ def fire(hooks: Hooks, summary: RunSummary, *, root: Path, shell: Sequence[str],
             "FLOWMAKE_RESULT": summary.result.value,
             "FLOWMAKE_FAILED": " ".join(f.task for f in summary.failures),
             "FLOWMAKE_LOG_DIR": str(root / summary.log_dir),
+            # Log names are not the task names (layout.LogNames): say which file is whose.
+            "FLOWMAKE_FAILED_LOGS": " ".join(f.log.rsplit("/", 1)[-1] if f.log else "-" for f in summary.failures),
         })
         log = root / summary.log_dir / f"hook.{which}.log"
         try:

@@ -13,7 +13,7 @@ from .records import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
-    from typing import Optional
+    from typing import Dict, List, Mapping, Optional
 
 FLOWFILE_NAME = "Flowfile.toml"
 STATE_DIR = ".flowmake"
@@ -58,6 +58,153 @@ def find_flowfile(cwd: Path, explicit: Optional[Path] = None) -> Path:
     )
 
 
+def find_history_root(cwd: Path, explicit: Optional[Path] = None) -> Path:
+    """The project root for commands that read only the state (log, lineage, audit).
+
+    They must work when today's Flowfile does not load, or is gone: with `-f`,
+    the root is that file's directory, whether the file exists or not; else
+    the nearest directory upwards holding a Flowfile.toml or a `.flowmake/`.
+    """
+    from pathlib import Path
+
+    cwd = Path(os.path.abspath(cwd))
+    if explicit is not None:
+        path = Path(os.path.abspath(cwd / explicit))
+        if path.is_dir():
+            raise FlowfileError(f"{path} is a directory, not a Flowfile",
+                                hint=f"pass -f {path / FLOWFILE_NAME}, or -C {path}")
+        if not path.is_file() and not os.path.isdir(path.parent / STATE_DIR):
+            raise FlowfileError(f"Flowfile {path} does not exist and {path.parent} has no {STATE_DIR}/",
+                                hint="check the -f path")
+        return path.parent
+    here = str(cwd)
+    while True:
+        if os.path.isfile(os.path.join(here, FLOWFILE_NAME)) or os.path.isdir(os.path.join(here, STATE_DIR)):
+            return Path(here)
+        parent = os.path.dirname(here)
+        if parent == here:
+            raise FlowfileError(f"no {FLOWFILE_NAME} or {STATE_DIR}/ in {cwd} or any parent",
+                                hint="run this in a flowmake project, or pass -C DIR or -f PATH")
+        here = parent
+
+
+def in_project(root: Path, path: str) -> Optional[str]:
+    """`path` as a project-relative path ('/'-separated, a trailing '/' kept), or None if outside.
+
+    A relative path is relative to the root already (`..` may not leave it). An absolute one is
+    taken lexically first, then through symlinks (a root reached through a
+    link, as /tmp is on macOS), so that `$PWD/out.txt` names out.txt.
+    The root itself is not a path in the project.
+    """
+    if not os.path.isabs(path):
+        norm = os.path.normpath(path)
+        if norm in (".", "..") or norm.startswith(".." + os.sep):
+            return None
+        return norm.replace(os.sep, "/") + ("/" if path.endswith("/") else "")
+    trailing = "/" if path.endswith("/") else ""
+    for base, full in ((os.path.abspath(root), os.path.abspath(path)),
+                       (os.path.realpath(root), os.path.realpath(path))):
+        rel = os.path.relpath(full, base)
+        if rel != "." and rel != ".." and not rel.startswith(".." + os.sep):
+            return rel.replace(os.sep, "/") + trailing
+    return None
+
+
 def run_log_dir(run_id: str) -> str:
     """Project-relative directory of one run's task and hook logs."""
     return f"{STATE_DIR}/logs/{run_id}"
+
+
+# Windows refuses these as file names, with any extension (`con.log`, `aux.S01.log`).
+_WINDOWS_DEVICES = frozenset(["con", "prn", "aux", "nul"] + [f"{d}{i}" for d in ("com", "lpt") for i in range(10)])
+HOOK_LOG_STEMS = ("hook.on_failure", "hook.on_success")  # hooks.py writes these beside the tasks' logs
+_HOOK_KEYS = frozenset(s.casefold() for s in HOOK_LOG_STEMS)
+_LONGEST_STEM = 120  # well under 255 bytes a name, and room in Windows' 260-character paths
+
+
+def plain_log_stem(task: str, attempt: int) -> str:
+    """A log's name without `.log`, before any clash is resolved: `:` (matrix) becomes `.`."""
+    stem = task.replace(":", ".")
+    return stem if attempt == 1 else f"{stem}.attempt{attempt}"
+
+
+class LogNames:
+    """Portable, distinct log file names for the task attempts of one run.
+
+    Task names use letters, digits, `_`, `-`, `.` and (matrix variants) `:`,
+    which artifact uploaders and Windows refuse; so `:` becomes `.`
+    (`validate:S01` writes `validate.S01.log`, its second attempt
+    `validate.S01.attempt2.log`). That alone could give two tasks one file
+    (`validate:S01` and a task named `validate.S01`; `Build` and `build` on a
+    case-insensitive disk), or a name Windows reserves (`con.log`) or one too
+    long: each of those gets a short hash of its real name instead
+    (`validate.S01-1f0c9a2e.log`). Every name stays in the POSIX portable
+    set; the attempt records keep the path, which is how `flowmake log`
+    maps a file back to its task.
+    """
+
+    def __init__(self, attempts: Mapping[str, int]) -> None:
+        """`attempts`: every task of the Flowfile -> the most attempts it may make (retries + 1)."""
+        self._attempts = attempts
+        # One pass over the names (a run that starts one task of 10,000 pays
+        # ~2 ms); which stems clash is then asked per started task.
+        self._folded = set(map(str.casefold, attempts))
+        self._counts: Optional[Dict[str, int]] = None  # every stem's count: only when names differ by case alone
+
+    def name(self, task: str, attempt: int) -> str:
+        stem = plain_log_stem(task, attempt)
+        key = stem.casefold()
+        if (key in _HOOK_KEYS or len(stem) > _LONGEST_STEM or key.split(".", 1)[0] in _WINDOWS_DEVICES
+                or self._clashes(task, attempt, key)):
+            import hashlib  # only for the rare clash: not on every run's path
+
+            digest = hashlib.blake2b(f"{task}\0{attempt}".encode(), digest_size=8).hexdigest()
+            first, dot, rest = stem[:_LONGEST_STEM - 17].partition(".")
+            for size in (8, 16):  # longer only if the short form is itself someone's plain name
+                if first.casefold() in _WINDOWS_DEVICES:  # the device name must not stand alone before a dot
+                    stem = f"{first}-{digest[:size]}{dot}{rest}"
+                else:
+                    stem = f"{first}{dot}{rest}-{digest[:size]}"
+                if not self._clashes(task, attempt, stem.casefold()):
+                    break
+        return stem + ".log"
+
+    def _clashes(self, task: str, attempt: int, key: str) -> bool:
+        """Whether another task attempt's plain stem is `key`, ignoring case."""
+        own = task.casefold()
+        if self._counts is None and len(self._folded) == len(self._attempts) and key.count(".") <= 8:
+            # The names whose stem could be `key`: `key` itself, or it with some
+            # dots standing for matrix colons; as a first attempt or a retry.
+            base, retry = key, 1
+            head, dot, tail = key.rpartition(".attempt")
+            if dot and tail.isdigit() and int(tail) > 1:
+                retry = int(tail)
+            for stem, b in ((key, 1), (head, retry)) if retry > 1 else ((key, 1),):
+                for candidate in _colon_forms(stem):
+                    if candidate in self._folded and (candidate, b) != (own, attempt):
+                        if b == 1 or self._most(candidate) >= b:
+                            return True
+            return False
+        if self._counts is None:
+            counts: Dict[str, int] = {}
+            for name, most in self._attempts.items():
+                for n in range(1, most + 1):
+                    k = plain_log_stem(name, n).casefold()
+                    counts[k] = counts.get(k, 0) + 1
+            self._counts = counts
+        mine = plain_log_stem(task, attempt).casefold() == key
+        return self._counts.get(key, 0) > (1 if mine else 0)
+
+    def _most(self, folded: str) -> int:
+        return max(most for name, most in self._attempts.items() if name.casefold() == folded)
+
+
+def _colon_forms(stem: str) -> List[str]:
+    """`stem` with each subset of its dots turned back into colons."""
+    forms = [""]
+    for part_index, part in enumerate(stem.split(".")):
+        if part_index == 0:
+            forms = [part]
+        else:
+            forms = [f + sep + part for f in forms for sep in (".", ":")]
+    return forms

@@ -218,6 +218,11 @@ class State:
         )
         return [_decode(seq, body, _attempt_from_json) for seq, body in rows]
 
+    def newest_run_by_task(self) -> Dict[str, str]:
+        """Each task with a recorded attempt -> the newest run that has one."""
+        rows = self._conn.execute("SELECT task, MAX(run_id) FROM journal WHERE kind = 'attempt' GROUP BY task")
+        return {task: run_id for task, run_id in rows if task is not None}
+
     def attempts_writing(self, paths: Sequence[str]) -> List[AttemptRecord]:
         """Successful attempts that recorded any of these output paths, newest first."""
         found: List[AttemptRecord] = []

@@ -140,12 +140,12 @@ def test_example_validation_failure_stops_before_report_and_package_and_alerts(e
     alert = example.read("alerts/latest.txt")
     assert example.read(f"alerts/{run_id}.txt") == alert
     assert alert.splitlines()[:2] == [f"flowmake run {run_id}: failed", "failed tasks: validate:S02"], alert
-    assert "validate:S02.log" in alert and "AGE 250 is outside 0..120" in alert, alert
+    assert "validate.S02.log" in alert and "AGE 250 is outside 0..120" in alert, alert
     assert "FAILED: 2 error-level finding(s)" in alert, alert
 
     plain = example.plain_run()
     assert plain.returncode == 1, plain
-    assert "AGE 250" in plain.stderr and "validate:S02.log" in plain.stderr
+    assert "AGE 250" in plain.stderr and "validate.S02.log" in plain.stderr
     assert example.read("alerts/latest.txt") != alert  # a new run, a new alert
     assert len(list(example.path("alerts").glob("*.txt"))) == 3
 

@@ -228,7 +228,7 @@ def test_a_task_that_prints_nothing_gets_an_empty_log_on_record(project: Project
     attempts = json.loads(project.run("log", result.run_id, "--json").stdout)["attempts"]
     logs = {a["task"]: a["log"] for a in attempts}
     run_dir = f".flowmake/logs/{result.run_id}"
-    assert logs == {**{f"silent:{n}": f"{run_dir}/silent:{n}.log" for n in "123"},
+    assert logs == {**{f"silent:{n}": f"{run_dir}/silent.{n}.log" for n in "123"},
                     "mute_failure": f"{run_dir}/mute_failure.log", "talker": f"{run_dir}/talker.log"}
     for task, log in logs.items():
         assert result.finished_event(task)["log"] == log

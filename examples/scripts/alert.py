@@ -6,8 +6,9 @@
 
 flowmake runs it in the project root after a run that failed or was
 interrupted, with FLOWMAKE_RUN_ID, FLOWMAKE_RESULT, FLOWMAKE_FAILED (failed
-task names, space-separated) and FLOWMAKE_LOG_DIR (the run's log directory)
-in the environment. It writes alerts/RUN_ID.txt with the run's result and,
+task names, space-separated), FLOWMAKE_LOG_DIR (the run's log directory) and
+FLOWMAKE_FAILED_LOGS (each failed task's last log file name, in the same
+order) in the environment. It writes alerts/RUN_ID.txt with the run's result and,
 for each failed task, the last lines of its log (the last attempt's log when
 the task was retried), and copies it to alerts/latest.txt. A real pipeline
 would mail or page someone here instead; the file stands in for that.
@@ -19,27 +20,7 @@ Standard library only.
 
 import argparse
 import os
-import re
 import sys
-
-
-def attempt_number(name, task):
-    """TASK.log is attempt 1, TASK.attempt2.log attempt 2, ...; None otherwise."""
-    if name == task + ".log":
-        return 1
-    m = re.fullmatch(re.escape(task) + r"\.attempt(\d+)\.log", name)
-    return int(m.group(1)) if m else None
-
-
-def last_log(log_dir, task):
-    """Path of the task's log from its last attempt, or None."""
-    try:
-        names = os.listdir(log_dir)
-    except OSError:
-        return None
-    attempts = [(n, name) for name in names
-                for n in [attempt_number(name, task)] if n is not None]
-    return os.path.join(log_dir, max(attempts)[1]) if attempts else None
 
 
 def shown(path):
@@ -65,13 +46,15 @@ def main():
     result = os.environ.get("FLOWMAKE_RESULT", "unknown")
     failed = os.environ.get("FLOWMAKE_FAILED", "").split()
     log_dir = os.environ.get("FLOWMAKE_LOG_DIR", "")
+    logs = dict(zip(failed, os.environ.get("FLOWMAKE_FAILED_LOGS", "").split()))
 
     out = ["flowmake run %s: %s" % (run_id, result),
            "failed tasks: %s" % (" ".join(failed) if failed else "(none)"),
            "logs: %s" % (shown(log_dir) if log_dir else "(unknown)"), ""]
     for task in failed:
-        path = last_log(log_dir, task) if log_dir else None
-        if path is None:
+        name = logs.get(task, "-")
+        path = os.path.join(log_dir, name) if log_dir and name != "-" else None
+        if path is None or not os.path.exists(path):
             out += ["--- %s: no log" % task, ""]
             continue
         lines = tail(path, args.lines)
