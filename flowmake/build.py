@@ -716,7 +716,8 @@ class Build:
                     os.makedirs(full, exist_ok=True)
         if self._log_names is None:
             # Over every task, not the selected ones: a task's log name does not depend on the targets.
-            self._log_names = LogNames({n: s.retries + 1 for n, s in self.flowfile.tasks.items()})
+            tasks = self.flowfile.tasks
+            self._log_names = LogNames(tasks, lambda task: tasks[task].retries + 1)
         log_rel = f"{run_log_dir(self.run_id)}/{self._log_names.name(name, attempt)}"
         env = dict(self.environ)
         env.update(spec.env)

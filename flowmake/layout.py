@@ -13,7 +13,7 @@ from .records import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
-    from typing import Dict, List, Mapping, Optional
+    from typing import Callable, Collection, Dict, List, Optional
 
 FLOWFILE_NAME = "Flowfile.toml"
 STATE_DIR = ".flowmake"
@@ -143,12 +143,17 @@ class LogNames:
     maps a file back to its task.
     """
 
-    def __init__(self, attempts: Mapping[str, int]) -> None:
-        """`attempts`: every task of the Flowfile -> the most attempts it may make (retries + 1)."""
-        self._attempts = attempts
-        # One pass over the names (a run that starts one task of 10,000 pays
-        # ~2 ms); which stems clash is then asked per started task.
-        self._folded = set(map(str.casefold, attempts))
+    def __init__(self, tasks: Collection[str], most_attempts: Callable[[str], int]) -> None:
+        """`tasks`: every task of the Flowfile; `most_attempts(task)`: retries + 1.
+
+        Asked only of the few tasks whose names could clash: a loaded
+        Flowfile unpickles each task on first use (loadcache.py), and a run
+        that starts one task of 10,000 must not pay for the other 9,999.
+        """
+        self._tasks = tasks
+        self._most_attempts = most_attempts
+        # One pass over the names (~2 ms for 10,000); which stems clash is then asked per started task.
+        self._folded = set(map(str.casefold, tasks))
         self._counts: Optional[Dict[str, int]] = None  # every stem's count: only when names differ by case alone
 
     def name(self, task: str, attempt: int) -> str:
@@ -172,7 +177,7 @@ class LogNames:
     def _clashes(self, task: str, attempt: int, key: str) -> bool:
         """Whether another task attempt's plain stem is `key`, ignoring case."""
         own = task.casefold()
-        if self._counts is None and len(self._folded) == len(self._attempts) and key.count(".") <= 8:
+        if self._counts is None and len(self._folded) == len(self._tasks) and key.count(".") <= 8:
             # The names whose stem could be `key`: `key` itself, or it with some
             # dots standing for matrix colons; as a first attempt or a retry.
             base, retry = key, 1
@@ -187,8 +192,8 @@ class LogNames:
             return False
         if self._counts is None:
             counts: Dict[str, int] = {}
-            for name, most in self._attempts.items():
-                for n in range(1, most + 1):
+            for name in self._tasks:
+                for n in range(1, self._most_attempts(name) + 1):
                     k = plain_log_stem(name, n).casefold()
                     counts[k] = counts.get(k, 0) + 1
             self._counts = counts
@@ -196,7 +201,8 @@ class LogNames:
         return self._counts.get(key, 0) > (1 if mine else 0)
 
     def _most(self, folded: str) -> int:
-        return max(most for name, most in self._attempts.items() if name.casefold() == folded)
+        # Without case twins, exactly one task folds to `folded`.
+        return next(self._most_attempts(name) for name in self._tasks if name.casefold() == folded)
 
 
 def _colon_forms(stem: str) -> List[str]:

@@ -11,8 +11,13 @@ from flowmake.layout import LogNames, plain_log_stem
 PORTABLE = re.compile(r"[A-Za-z0-9._-]+\.log")
 
 
+def log_names(tasks: dict) -> LogNames:
+    """LogNames over `tasks` (name -> most attempts), as build.py makes it."""
+    return LogNames(tasks, tasks.__getitem__)
+
+
 def every_name(tasks: dict) -> list:
-    names = LogNames(tasks)
+    names = log_names(tasks)
     return [names.name(task, attempt) for task, most in tasks.items() for attempt in range(1, most + 1)]
 
 
@@ -28,7 +33,7 @@ def assert_distinct_and_portable(tasks: dict) -> list:
 
 
 def test_plain_names_keep_their_name_and_colons_become_dots() -> None:
-    names = LogNames({"extract": 1, "fit:S01:EU": 3, "report": 1})
+    names = log_names({"extract": 1, "fit:S01:EU": 3, "report": 1})
     assert names.name("extract", 1) == "extract.log"
     assert names.name("fit:S01:EU", 1) == "fit.S01.EU.log"
     assert names.name("fit:S01:EU", 3) == "fit.S01.EU.attempt3.log"
@@ -38,7 +43,7 @@ def test_each_kind_of_clash_is_resolved_by_a_hash_of_the_real_name() -> None:
     tasks = {"validate:S01": 1, "validate.S01": 1, "Build": 1, "build": 1, "con": 1, "aux:x": 1,
              "hook.on_failure": 1, "x": 2, "x.attempt2": 1, "a" * 200: 1, "y": 2, "y.attempt3": 1}
     files = assert_distinct_and_portable(tasks)
-    names = LogNames(tasks)
+    names = log_names(tasks)
     assert names.name("y", 2) == "y.attempt2.log" and names.name("y.attempt3", 1) == "y.attempt3.log"
     assert names.name("validate:S01", 1).startswith("validate.S01-")
     assert names.name("x", 1) == "x.log" and names.name("x", 2).startswith("x.attempt2-")
@@ -60,7 +65,7 @@ def test_a_name_is_the_same_whichever_way_the_clash_is_found() -> None:
         assert_distinct_and_portable(tasks)
         slow = dict(tasks)
         slow["Zq"] = slow["zQ"] = 1  # forces the full count
-        fast_names, slow_names = LogNames(tasks), LogNames(slow)
+        fast_names, slow_names = log_names(tasks), log_names(slow)
         for task, most in tasks.items():
             for attempt in range(1, most + 1):
                 assert fast_names.name(task, attempt) == slow_names.name(task, attempt), (tasks, task, attempt)
@@ -72,3 +77,18 @@ def test_exhaustively_small_names_never_share_a_file() -> None:
     names |= {f"{a}:{b}" for a in alphabet for b in ("b", "attempt2")} | {f"{a}.attempt2" for a in alphabet}
     assert_distinct_and_portable({n: 2 for n in sorted(names)})
     assert plain_log_stem("a:b", 1) == "a.b"
+
+
+def test_naming_one_task_of_many_asks_no_other_task_for_its_retries() -> None:
+    # build.py's most_attempts unpickles a task spec (loadcache.py): only clash candidates may be asked.
+    tasks = {f"t{i}": 1 for i in range(1000)}
+    tasks.update({"fit": 3, "fit.attempt2": 1})
+    asked: list = []
+
+    def most(task: str) -> int:
+        asked.append(task)
+        return tasks[task]
+
+    names = LogNames(tasks, most)
+    assert names.name("t5", 1) == "t5.log" and asked == []
+    assert names.name("fit.attempt2", 1).startswith("fit.attempt2-") and asked == ["fit"]
