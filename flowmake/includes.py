@@ -7,7 +7,8 @@ relative to the project root (the directory of the main Flowfile), so a task
 reads the same wherever it is written. An entry may be a glob (its sorted
 matches, none at all being fine), an included file may include others, and
 each file is read once: a file reached again is skipped, but a file that
-includes one of the files including it is a cycle (exit 2). An included file
+names one of the files including it is a cycle (exit 2; a glob matching
+them is not). An included file
 holds only `[vars]`, `[env]`, `[tasks.*]` and `[flow] include`; flow-wide
 settings and hooks stay in the main file. A task, var or env name declared
 in two files is an error naming both files and lines.
@@ -92,13 +93,13 @@ def gather(data: Dict[str, Any], digest: str, *, root: Path, disk: Disk, problem
                         task_files[name] = rel
 
     def include(doc: Dict[str, Any], part: int, chain: Tuple[str, ...]) -> None:
-        for rel in _entries(doc.get("flow"), part=part, disk=disk, problems=problems):
-            if rel in chain:
+        for rel, globbed in _entries(doc.get("flow"), part=part, disk=disk, problems=problems):
+            if rel in chain and not globbed:  # a glob such as `*.toml` may match its own file: that is no cycle
                 cycle = " -> ".join(chain[chain.index(rel):] + (rel,))
                 problems.add(f"include cycle: {cycle}", at=("flow", "include"), part=part,
                              hint="a file cannot include a file that includes it")
                 continue
-            if rel == main_rel or any(rel == seen for seen, _ in included):
+            if rel in chain or rel == main_rel or any(rel == seen for seen, _ in included):
                 continue  # read once: a second route to the same file adds nothing
             path = root / rel
             if not path.is_file():
@@ -122,8 +123,9 @@ def gather(data: Dict[str, Any], digest: str, *, root: Path, disk: Disk, problem
     return Sources(merged, tuple(rel for rel, _ in included), source_hash(parts), task_files)
 
 
-def _entries(flow: object, *, part: int, disk: Disk, problems: Problems) -> List[str]:
-    """The project-relative files one `[flow] include` names, globs expanded, in order."""
+def _entries(flow: object, *, part: int, disk: Disk, problems: Problems) -> List[Tuple[str, bool]]:
+    """The project-relative files one `[flow] include` names, globs expanded, in order; each with
+    whether a glob found it."""
     if not isinstance(flow, dict) or "include" not in flow:
         return []
     raw = flow["include"]
@@ -133,7 +135,7 @@ def _entries(flow: object, *, part: int, disk: Disk, problems: Problems) -> List
         problems.add(f"[flow]: key `include` must be a list of paths, got {describe(raw)}",
                      at=("flow", "include"), part=part, hint='write include = ["config/studies.toml"]')
         return []
-    out: List[str] = []
+    out: List[Tuple[str, bool]] = []
     for entry in raw:
         try:
             rel = clean_path(entry)
@@ -145,9 +147,9 @@ def _entries(flow: object, *, part: int, disk: Disk, problems: Problems) -> List
             problems.add(f"[flow]: include {entry} is a directory", at=("flow", "include"), part=part,
                          hint=f'include the files in it: include = ["{rel}*.toml"]')
         elif is_glob(rel):
-            out.extend(disk.glob(rel))  # recorded, so the load cache sees a file come or go
+            out.extend((match, True) for match in disk.glob(rel))  # recorded: the load cache sees a file come or go
         else:
-            out.append(rel)
+            out.append((rel, False))
     return out
 
 

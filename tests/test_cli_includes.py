@@ -168,6 +168,22 @@ def test_nested_includes_are_relative_to_the_root_and_a_file_reached_twice_is_re
     assert project.run("check").lines[1] == "  includes config/all.toml, config/common.toml, config/who.toml"
 
 
+def test_an_include_glob_matching_its_own_file_or_an_includer_skips_it(project: Project) -> None:
+    project.flowfile("""\
+        [flow]
+        include = ["*.toml"]
+
+        [tasks.t]
+        outputs = ["t.txt"]
+        run = "echo {who} > t.txt"
+    """)
+    project.write("who.toml", '[flow]\ninclude = ["*.toml"]\n\n[vars]\nwho = "me"\n')
+    result = project.json_run()
+    assert result.returncode == 0, result
+    assert project.read("t.txt") == "me\n"
+    assert project.run("check").lines[1] == "  includes who.toml"
+
+
 def test_a_missing_include_is_exit_2_at_the_line_that_names_it(project: Project) -> None:
     project.flowfile("""\
         [flow]
