@@ -448,7 +448,7 @@ class Build:
             collected = snapshots.collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)),
                                                 self.hasher.entry)
         flowfile = str(self.flowfile.path)
-        ff_stat = snapshots.stat_triple(flowfile)
+        ff_stat = snapshots.stat_key(flowfile)
         if collected is None or ff_stat is None or time.time_ns() - ff_stat[1] <= RACY_WINDOW_NS:
             return  # a file never hashed, or a Flowfile too fresh to vouch for by its stat
         includes = snapshots.include_stats(str(self.root / rel) for rel in self.flowfile.includes)

@@ -151,12 +151,12 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]])
         return None
     root = os.path.dirname(flowfile)
     state_dir = os.path.join(root, STATE_DIR)
-    stamp = snapshots.stat_triple(snapshots.path_in(state_dir))  # before the read: see Prescan.snapshot_if_current
+    stamp = snapshots.stat_key(snapshots.path_in(state_dir))  # before the read: see Prescan.snapshot_if_current
     snap = snapshots.read(state_dir)
     if (snap is None
             or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
                                      environ=os.environ)
-            or tuple(snap.flowfile_stat) != snapshots.stat_triple(flowfile)
+            or tuple(snap.flowfile_stat) != snapshots.stat_key(flowfile)
             or (snap.includes and not snapshots.includes_unchanged(snap))):
         return None
     if snap.suspects:
@@ -186,7 +186,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]])
         lock.release()
 
 
-def _start_prescan(snap: snapshots.Snapshot, stamp: Optional[Tuple[int, int, int]], root: str,
+def _start_prescan(snap: snapshots.Snapshot, stamp: Optional[Tuple[int, int, int, int]], root: str,
                    hand_over: Optional[List[snapshots.Prescan]]) -> None:
     if hand_over is not None:
         prescan = snapshots.start_prescan(snap.files, root)

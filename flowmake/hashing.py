@@ -1,11 +1,16 @@
 """Content hashes of files and directory trees, behind a stat cache.
 
 The only module that reads the contents of users' files. A file whose size,
-mtime and inode match what was recorded when it was last hashed is not read
-again, unless its mtime was within `RACY_WINDOW_NS` of the moment it was
-hashed: a write landing in the same timestamp tick as the hash would leave
-the stat unchanged (git's "racy timestamp" problem), so such entries are
-re-hashed until they have aged.
+mtime, ctime and inode match what was recorded when it was last hashed is
+not read again, unless its mtime was within `RACY_WINDOW_NS` of the moment
+it was hashed: a write landing in the same timestamp tick as the hash would
+leave the stat unchanged (git's "racy timestamp" problem), so such entries
+are re-hashed until they have aged.
+
+The ctime is in the key, as in git's index, because it is the one time no
+tool can set: `touch -r`, `cp -p`, `rsync -t` and `tar x` put an old mtime
+back on new bytes (and a file deleted and written again often gets its
+inode back), but every write and every utime moves the ctime to now.
 
 Why BLAKE3: it is a cryptographic hash (the audit trail must prove which bytes
 ran, so a fast non-cryptographic hash such as xxh3 is out) and it is the
@@ -73,15 +78,21 @@ class StatEntry(NamedTuple):
 
     size: int
     mtime_ns: int
+    ctime_ns: int
     inode: int
     hash: str
     hashed_at_ns: int
 
     def matches(self, st: os.stat_result) -> bool:
-        return self.size == st.st_size and self.mtime_ns == st.st_mtime_ns and self.inode == st.st_ino
+        return (self.size == st.st_size and self.mtime_ns == st.st_mtime_ns and self.ctime_ns == st.st_ctime_ns
+                and self.inode == st.st_ino)
 
     @property
     def trusted(self) -> bool:
+        # Judged on the mtime, as git judges its index: a plain write moves it
+        # to now. Judging on the ctime instead would leave every file re-read
+        # for 2 s after a chmod or a `cp -p`, for a hole that needs a write
+        # and a restored mtime inside one timestamp tick of the hash.
         return self.hashed_at_ns - self.mtime_ns > RACY_WINDOW_NS
 
 
@@ -141,7 +152,7 @@ class FileHasher:
             return None
         self.reads += 1
         self.bytes_read += st.st_size
-        entry = StatEntry(st.st_size, st.st_mtime_ns, st.st_ino, digest, hashed_at)
+        entry = StatEntry(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest, hashed_at)
         self.updated[path] = self._unsaved[path] = entry
         return digest
 

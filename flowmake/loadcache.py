@@ -6,12 +6,13 @@ loader learnt from the disk: which paths exist and as what (plain inputs
 must exist or be produced), and what each glob matched. The cache keeps the
 result with the hash of the bytes and those disk facts; it is used only when
 the bytes hash the same and every fact still holds (one stat per checked
-directory whose entries have not changed, else one per checked path, and
-one listing per globbed directory), so a new file matching a glob or
-a deleted source file sends the load down the full path, with its errors.
-The Flowfile and the files it includes are always read, so an edit is always
-seen (a file newly matched by an include glob is a changed glob match). The graph, a pure
-function of the loaded Flowfile, is kept beside it.
+directory whose inode, mtime and ctime have not changed, else one per
+checked path, and one listing per globbed directory), so a new file matching
+a glob or a deleted source file sends the load down the full path, with its
+errors. The Flowfile and the files it includes are always read, so an edit
+is always seen, whatever their stats say (a file newly matched by an include
+glob is a changed glob match). The graph, a pure function of the loaded
+Flowfile, is kept beside it.
 
 The task specs are kept in pages of 64 that are unpickled as they are looked up:
 a run after one edit in 10,000 tasks needs a few of them, and unpickling
@@ -41,7 +42,8 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 10  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers; 8, 9, 10: matrix_globs, includes, file_values
+_FORMAT = 10  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers;
+# 8, 9: matrix_globs, includes; 10: directory stamps with the ctime
 _PAGE = 64  # task specs unpickled together: a cone spread over a layered graph touches a page per few tasks
 
 

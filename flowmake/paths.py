@@ -111,8 +111,8 @@ def literal_dir(pattern: str) -> str:
 if TYPE_CHECKING:
     # Directory (project-relative, "" for the root) -> {path: kind} of the checked paths in it.
     KindsByDir = Dict[str, Dict[str, Optional[str]]]
-    # Directory -> (inode, mtime_ns) when its entries were last seen as recorded.
-    DirStamps = Dict[str, Tuple[int, int]]
+    # Directory -> (inode, mtime_ns, ctime_ns) when its entries were last seen as recorded.
+    DirStamps = Dict[str, Tuple[int, int, int]]
 
 
 def kinds_by_dir(kinds: Dict[str, Optional[str]]) -> KindsByDir:
@@ -150,11 +150,13 @@ class Disk:
         return dict(self._kinds), dict(self._globs)
 
     def stamps(self, grouped: KindsByDir, *, racy_window_ns: int) -> DirStamps:
-        """The directories whose inode and mtime can vouch for the kinds of the paths in them.
+        """The directories whose inode, mtime and ctime can vouch for the kinds of the paths in them.
 
         A path changes kind (appears, goes, becomes a directory) only by an
-        entry of its directory changing, which moves that directory's mtime;
-        so while the directory's inode and mtime hold, its paths need no stat.
+        entry of its directory changing, which moves that directory's mtime
+        and ctime; so while the directory's inode and both times hold, its
+        paths need no stat. (The mtime alone can be put back by utime; the
+        ctime cannot.)
         Not for a directory modified within `racy_window_ns` (a change in the
         same timestamp tick would not show), nor one where a checked path is a
         symlink (its target can go without its directory noticing).
@@ -170,7 +172,7 @@ class Disk:
                 continue
             if any(os.path.islink(os.path.join(self.root, rel)) for rel in in_dir):
                 continue
-            out[directory] = (st.st_ino, st.st_mtime_ns)
+            out[directory] = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
         return out
 
     def agrees_with(self, grouped: KindsByDir, stamps: DirStamps, globs: Dict[str, Tuple[str, ...]]) -> bool:
@@ -191,7 +193,7 @@ class Disk:
                 if stamp is not None:
                     try:
                         st = os.stat(directory or ".", dir_fd=root_fd)
-                        if (st.st_ino, st.st_mtime_ns) == tuple(stamp):
+                        if (st.st_ino, st.st_mtime_ns, st.st_ctime_ns) == tuple(stamp):
                             continue
                     except OSError:
                         pass

@@ -1,12 +1,13 @@
 """The no-op proof: a compact record that lets `flowmake run` say "nothing to do"
 from stat calls alone, without parsing the Flowfile or planning.
 
-A successful run writes it: the Flowfile's hash (and the stats of the files
-it includes, checked as the Flowfile's own), the targets as given, the
-hashes of the env_inputs' values, and the size, mtime and inode of every
-input and output, each taken from the stat cache entry its content hash was
-recorded with. An entry is *trusted* when it was hashed well after the
-file's last modification (see hashing.py); files whose entry is not trusted
+A successful run writes it: the Flowfile's hash and stat key (and the stat
+keys of the files it includes, checked as the Flowfile's own), the targets
+as given, the hashes of the env_inputs' values, and the stat key (size,
+mtime, ctime, inode: the ctime because no tool can set it back, see
+hashing.py) of every input and output, each taken from the stat cache entry
+its content hash was recorded with. An entry is *trusted* when it was hashed
+well after the file's last modification (see hashing.py); files whose entry is not trusted
 yet (written by this very run, say) are listed as *suspects*. If, on the next
 run, the Flowfile and every trusted stat are the same and there is no
 suspect, then every content hash and so every fingerprint is the same, and
@@ -43,42 +44,44 @@ if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to impor
     from .model import TaskSpec
 
 SNAPSHOT_NAME = "noop.snapshot"
-_FORMAT = 4  # 4: the included files' stats
+_FORMAT = 5  # 4: the included files' stats; 5: ctimes in the stats
+_PER = 3  # numbers per path in Files.stats
 
 
 class Files(NamedTuple):
     """Recorded stats of many files, kept flat: 20,000 tuples cost more to load than to stat."""
 
     paths: Sequence[str]
-    size_mtime: Sequence[int]  # size, mtime_ns of each path in turn (signed 64-bit)
+    stats: Sequence[int]  # size, mtime_ns, ctime_ns of each path in turn (signed 64-bit)
     inodes: Sequence[int]  # unsigned 64-bit
 
     def without(self, leave_out: Set[str]) -> "Files":
         drop = [i for i, path in enumerate(self.paths) if path in leave_out]
-        paths, size_mtime, inodes = list(self.paths), array("q", self.size_mtime), array("Q", self.inodes)
+        paths, stats, inodes = list(self.paths), array("q", self.stats), array("Q", self.inodes)
         if len(drop) <= 64:
             # The usual edit leaves out a few: delete those in place (C copies)
             # rather than rebuild 20,000 entries in Python.
             for i in reversed(drop):
-                del paths[i], size_mtime[2 * i:2 * i + 2], inodes[i]
-            return Files(paths, size_mtime, inodes)
+                del paths[i], stats[_PER * i:_PER * i + _PER], inodes[i]
+            return Files(paths, stats, inodes)
         dropped = set(drop)
         keep = [i for i in range(len(paths)) if i not in dropped]
-        return Files([paths[i] for i in keep], array("q", [v for i in keep for v in size_mtime[2 * i:2 * i + 2]]),
+        return Files([paths[i] for i in keep],
+                     array("q", [v for i in keep for v in stats[_PER * i:_PER * i + _PER]]),
                      array("Q", [inodes[i] for i in keep]))
 
     def part(self, start: int, stop: int) -> "Files":
         """Entries start..stop-1."""
-        return Files(self.paths[start:stop], self.size_mtime[2 * start:2 * stop], self.inodes[start:stop])
+        return Files(self.paths[start:stop], self.stats[_PER * start:_PER * stop], self.inodes[start:stop])
 
     def plus(self, other: "Files") -> "Files":
-        return Files([*self.paths, *other.paths], array("q", self.size_mtime) + array("q", other.size_mtime),
+        return Files([*self.paths, *other.paths], array("q", self.stats) + array("q", other.stats),
                      array("Q", self.inodes) + array("Q", other.inodes))
 
 
 class Snapshot(NamedTuple):
     flowfile: str  # absolute path
-    flowfile_stat: Tuple[int, int, int]
+    flowfile_stat: Tuple[int, int, int, int]  # stat_key
     flowfile_hash: str
     targets: Tuple[str, ...]  # as given on the command line
     env_inputs: Mapping[str, str]  # name -> hash of the value
@@ -92,8 +95,8 @@ class Snapshot(NamedTuple):
     shell: Tuple[str, ...]  # [flow] shell, which the hooks run with
     version: str
     state_identity: str  # the state database it was proven against (State.identity)
-    # The files the Flowfile includes (absolute paths) with their stats: an edit of one is an edit of the Flowfile.
-    includes: Tuple[Tuple[str, Tuple[int, int, int]], ...] = ()
+    # The files the Flowfile includes (absolute paths) with their stat keys: an edit of one is an edit of the Flowfile.
+    includes: Tuple[Tuple[str, Tuple[int, int, int, int]], ...] = ()
 
 
 def path_in(state_dir: str | Path) -> str:
@@ -111,7 +114,7 @@ def write(state_dir: str | Path, snap: Snapshot) -> None:
     data = (
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
         dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks,
-        "\0".join(files.paths), array("q", files.size_mtime).tobytes(), array("Q", files.inodes).tobytes(),
+        "\0".join(files.paths), array("q", files.stats).tobytes(), array("Q", files.inodes).tobytes(),
         snap.suspects, snap.hooks, snap.shell, snap.state_identity, snap.includes,
     )
     target = path_in(state_dir)
@@ -127,12 +130,12 @@ def read(state_dir: str | Path) -> Optional[Snapshot]:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)
         if not isinstance(data, tuple) or len(data) != 19 or data[0] != _FORMAT:
             return None
-        (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, paths, size_mtime,
+        (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, paths, stats,
          inodes, suspects, hooks, shell, identity, includes) = data
-        files = Files(paths.split("\0") if paths else [], array("q", size_mtime), array("Q", inodes))
+        files = Files(paths.split("\0") if paths else [], array("q", stats), array("Q", inodes))
     except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
-    if len(files.size_mtime) != 2 * len(files.paths) or len(files.inodes) != len(files.paths):
+    if len(files.stats) != _PER * len(files.paths) or len(files.inodes) != len(files.paths):
         return None
     return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, suspects,
                     hooks, shell, version, identity, includes)
@@ -160,7 +163,7 @@ SPLIT_SCAN_MIN_FILES = 4000
 
 
 def files_unchanged(files: Files, root_fd: int) -> bool:
-    """True when every file (relative to `root_fd`) still has the recorded size, mtime and inode."""
+    """True when every file (relative to `root_fd`) still has the recorded stat key (stat_key)."""
     half = len(files.paths) // 2
     if half * 2 < SPLIT_SCAN_MIN_FILES or _cpus() < 2:
         return not _scan(files, root_fd, stop_at_first=True)
@@ -208,19 +211,20 @@ def _cpus() -> int:
 
 
 def changed_files(files: Files, root_fd: int) -> Set[str]:
-    """The files (relative to `root_fd`) whose size, mtime or inode differ from the record, or that are gone."""
+    """The files (relative to `root_fd`) whose stat key differs from the record, or that are gone."""
     return _scan(files, root_fd, stop_at_first=False)
 
 
 def _scan(files: Files, root_fd: int, *, stop_at_first: bool) -> Set[str]:
     stat = os.stat
-    size_mtime, inodes = files.size_mtime, files.inodes
     changed: Set[str] = set()
-    for i, path in enumerate(files.paths):
+    numbers = iter(files.stats)
+    # zip takes a path's three numbers in turn from one iterator: faster
+    # than indexing the array (11,000 files: 34 ms against 44).
+    for path, inode, size, mtime, ctime in zip(files.paths, files.inodes, numbers, numbers, numbers):
         try:
             st = stat(path, dir_fd=root_fd)
-            same = st.st_size == size_mtime[2 * i] and st.st_mtime_ns == size_mtime[2 * i + 1] \
-                and st.st_ino == inodes[i]
+            same = st.st_size == size and st.st_mtime_ns == mtime and st.st_ctime_ns == ctime and st.st_ino == inode
         except OSError:
             same = False
         if not same:
@@ -251,11 +255,11 @@ class Prescan:
         # The snapshot these files came from, with the stat of its file then,
         # so the run need not read it again while that file is unchanged.
         self.snapshot: Optional[Snapshot] = None
-        self.stamp: Optional[Tuple[int, int, int]] = None
+        self.stamp: Optional[Tuple[int, int, int, int]] = None
 
     def snapshot_if_current(self, state_dir: str | Path) -> Optional[Snapshot]:
         """The snapshot the no-op path read, if its file is still the one it read."""
-        if self.stamp is None or self.stamp != stat_triple(path_in(state_dir)):
+        if self.stamp is None or self.stamp != stat_key(path_in(state_dir)):
             return None
         return self.snapshot
 
@@ -364,19 +368,20 @@ def start_prescan(files: Files, root: str) -> Optional[Prescan]:
     return Prescan(files, pid, read_fd)
 
 
-def stat_triple(path: str) -> Optional[Tuple[int, int, int]]:
+def stat_key(path: str) -> Optional[Tuple[int, int, int, int]]:
+    """Size, mtime, ctime and inode: what must all stay put while the content does."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def include_stats(paths: Iterable[str]) -> Optional[Tuple[Tuple[str, Tuple[int, int, int]], ...]]:
+def include_stats(paths: Iterable[str]) -> Optional[Tuple[Tuple[str, Tuple[int, int, int, int]], ...]]:
     """Each included file with its stat, for `Snapshot.includes`; None if one cannot be stat'ed."""
     out = []
     for path in paths:
-        stat = stat_triple(path)
+        stat = stat_key(path)
         if stat is None:
             return None
         out.append((path, stat))
@@ -385,7 +390,7 @@ def include_stats(paths: Iterable[str]) -> Optional[Tuple[Tuple[str, Tuple[int, 
 
 def includes_unchanged(snap: Snapshot) -> bool:
     """Whether every file the Flowfile includes still has the stat it was proven with."""
-    return all(tuple(stat) == stat_triple(path) for path, stat in snap.includes)
+    return all(tuple(stat) == stat_key(path) for path, stat in snap.includes)
 
 
 def collect_files(paths: Iterable[str], entry_of: Callable[[str], Optional["StatEntry"]]
@@ -393,7 +398,7 @@ def collect_files(paths: Iterable[str], entry_of: Callable[[str], Optional["Stat
     """The recorded stats of these files and the suspects among them; None if any was never hashed."""
     seen: Set[str] = set()
     trusted: List[str] = []
-    size_mtime: List[int] = []
+    stats: List[int] = []
     inodes: List[int] = []
     suspects: List[str] = []
     for path in paths:
@@ -407,9 +412,9 @@ def collect_files(paths: Iterable[str], entry_of: Callable[[str], Optional["Stat
             suspects.append(path)
             continue
         trusted.append(path)
-        size_mtime += (entry.size, entry.mtime_ns)
+        stats += (entry.size, entry.mtime_ns, entry.ctime_ns)
         inodes.append(entry.inode)
-    return Files(trusted, size_mtime, inodes), tuple(suspects)
+    return Files(trusted, stats, inodes), tuple(suspects)
 
 
 def snapshot_allowed(specs: Sequence["TaskSpec"], *, forced: bool, uses_globs: bool) -> bool:

@@ -35,14 +35,18 @@ if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to impor
     T = TypeVar("T")
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the stat cache keys on st_ctime_ns too
+
+_FILES_TABLE = """
+CREATE TABLE files (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL, hash TEXT NOT NULL, hashed_at_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE files (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL, hash TEXT NOT NULL, hashed_at_ns INTEGER NOT NULL
-) WITHOUT ROWID;
+""" + _FILES_TABLE + """
 CREATE TABLE traces (
     task TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, command_hash TEXT NOT NULL,
     env TEXT NOT NULL, inputs TEXT NOT NULL, outputs TEXT NOT NULL, run_id TEXT NOT NULL
@@ -177,8 +181,8 @@ class State:
 
     def stat_cache(self) -> Mapping[str, StatEntry]:
         """The stat cache, each entry as it is when first looked up (callers do not mutate it)."""
-        return _Rows(self._conn, "SELECT path, size, mtime_ns, inode, hash, hashed_at_ns FROM files", "path",
-                     lambda r: StatEntry(r[1], r[2], r[3], r[4], r[5]), empty="files" in self._empty)
+        return _Rows(self._conn, "SELECT path, size, mtime_ns, ctime_ns, inode, hash, hashed_at_ns FROM files",
+                     "path", lambda r: StatEntry(r[1], r[2], r[3], r[4], r[5], r[6]), empty="files" in self._empty)
 
     def traces(self) -> Mapping[str, Trace]:
         """Traces, each as it is when first looked up: a build looks a task's up before it runs it."""
@@ -483,8 +487,9 @@ def _attempt_from_json(d: Mapping) -> AttemptRecord:
 
 def _save_stat_entries(conn: sqlite3.Connection, entries: Mapping[str, StatEntry]) -> None:
     conn.executemany(
-        "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, hash, hashed_at_ns) VALUES (?, ?, ?, ?, ?, ?)",
-        [(p, e.size, e.mtime_ns, e.inode, e.hash, e.hashed_at_ns) for p, e in entries.items()],
+        "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, inode, hash, hashed_at_ns)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(p, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.hash, e.hashed_at_ns) for p, e in entries.items()],
     )
 
 
@@ -503,6 +508,8 @@ def _connect_existing(path: str | Path) -> Tuple[sqlite3.Connection, str]:
         _configure(conn)
         rows = dict(conn.execute("SELECT key, value FROM meta"))
         version = int(rows.get("schema_version", "0"))
+        if version == 1:
+            version = _upgrade_from_1(conn)
         if version != SCHEMA_VERSION:
             raise StateError(f"schema version {version}, this flowmake uses {SCHEMA_VERSION}")
         if rows.get("hash") != HASH_ALGORITHM:
@@ -514,6 +521,25 @@ def _connect_existing(path: str | Path) -> Tuple[sqlite3.Connection, str]:
         conn.close()
         raise
     return conn, rows.get("created", "")
+
+
+def _upgrade_from_1(conn: sqlite3.Connection) -> int:
+    """Version 1 to 2, in place: the stat cache is emptied and made again with a ctime column.
+
+    Every file is hashed once more on the next run (its old entries lack the
+    ctime that could vouch for it), but the traces and the audit journal are
+    kept, so nothing reruns whose content did not change. Returns the version
+    now on disk (another process may have upgraded it first).
+    """
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")  # one upgrader at a time; the others then see version 2
+        version = int(dict(conn.execute("SELECT key, value FROM meta")).get("schema_version", "0"))
+        if version == 1:
+            conn.execute("DROP TABLE files")
+            conn.execute(_FILES_TABLE)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            version = SCHEMA_VERSION
+    return version
 
 
 def _create(path: Path) -> Tuple[sqlite3.Connection, str]:

@@ -422,9 +422,9 @@ def test_a_split_scan_finds_a_change_in_either_half(project: Project, monkeypatc
     for i in range(6):
         project.write(f"f{i}.txt", f"{i}\n")
     names = [f"f{i}.txt" for i in range(6)]
-    records = snapshots.Files(names, [v for n in names for v in (os.stat(project.root / n).st_size,
-                                                                    os.stat(project.root / n).st_mtime_ns)],
-                              [os.stat(project.root / n).st_ino for n in names])
+    stats = [os.stat(project.root / n) for n in names]
+    records = snapshots.Files(names, [v for st in stats for v in (st.st_size, st.st_mtime_ns, st.st_ctime_ns)],
+                              [st.st_ino for st in stats])
     if changed is not None:
         project.write(names[0] if changed == "first" else names[-1], "a different size\n")
     monkeypatch.setattr(snapshots, "SPLIT_SCAN_MIN_FILES", 2)
@@ -447,7 +447,7 @@ def test_the_no_op_paths_snapshot_is_handed_over_only_while_its_file_is_unchange
     assert prescan is not None
     try:
         assert prescan.snapshot_if_current(state) is None  # nothing handed over
-        prescan.snapshot, prescan.stamp = snap, snapshots.stat_triple(snapshots.path_in(state))
+        prescan.snapshot, prescan.stamp = snap, snapshots.stat_key(snapshots.path_in(state))
         assert prescan.snapshot_if_current(state) is snap
         copy = state / "copy"
         copy.write_bytes(Path(snapshots.path_in(state)).read_bytes())
@@ -455,3 +455,22 @@ def test_the_no_op_paths_snapshot_is_handed_over_only_while_its_file_is_unchange
         assert prescan.snapshot_if_current(state) is None
     finally:
         prescan.close()
+
+
+@pytest.mark.parametrize("dropped", [3, 70], ids=["in-place", "rebuilt"])
+def test_files_keep_each_paths_size_mtime_ctime_and_inode_together(dropped: int) -> None:
+    names = [f"f{i}" for i in range(100)]
+    files = snapshots.Files(names, [v for i in range(100) for v in (i, 1000 + i, 2000 + i)],
+                            [5000 + i for i in range(100)])
+
+    def entries(f: snapshots.Files) -> list:
+        return [(p, tuple(f.stats[3 * i:3 * i + 3]), f.inodes[i]) for i, p in enumerate(f.paths)]
+
+    out = {i for i in range(100) if (i * 37) % 100 < dropped}  # scattered; past 64, the other branch
+    kept = [i for i in range(100) if i not in out]
+    smaller = files.without({f"f{i}" for i in out})
+    assert len(smaller.paths) == 100 - dropped
+    assert entries(smaller) == [(f"f{i}", (i, 1000 + i, 2000 + i), 5000 + i) for i in kept]
+    assert entries(files.part(2, 4)) == [("f2", (2, 1002, 2002), 5002), ("f3", (3, 1003, 2003), 5003)]
+    assert entries(files.part(0, 1).plus(files.part(99, 100))) == [("f0", (0, 1000, 2000), 5000),
+                                                                     ("f99", (99, 1099, 2099), 5099)]

@@ -28,12 +28,12 @@ def test_trace_attempt_and_stat_cache_survive_reopen(tmp_path: Path) -> None:
     s = open_state(tmp_path, [])
     s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
     trace = Trace("t", "fp", "ch", {"TZ": "x"}, {"a": "h"}, {"b": "o"}, "r1")
-    s.task_finished(attempt("t"), trace=trace, stat_entries={"a": StatEntry(1, 2, 3, "h", 4)})
+    s.task_finished(attempt("t"), trace=trace, stat_entries={"a": StatEntry(1, 2, 5, 3, "h", 4)})
     s.finish_run("r1", finished=3.0, result="success")
     s.close()
     s = open_state(tmp_path, [])
     assert s.traces()["t"] == trace
-    assert s.stat_cache()["a"].hash == "h"
+    assert s.stat_cache()["a"] == StatEntry(1, 2, 5, 3, "h", 4)  # the ctime too
     assert s.unfinished_runs() == []
     (run,) = s.runs()
     assert (run.id, run.result) == ("r1", "success")
@@ -102,10 +102,10 @@ def test_database_from_unknown_schema_version_is_set_aside(tmp_path: Path) -> No
 
 def test_stat_cache_reads_rows_as_looked_up_and_keeps_the_first_read(tmp_path: Path) -> None:
     s = open_state(tmp_path, [])
-    s.save_stat_entries({f"f{i}": StatEntry(i, i, i, f"h{i}", i) for i in range(3)})
+    s.save_stat_entries({f"f{i}": StatEntry(i, i, i, i, f"h{i}", i) for i in range(3)})
     cache = s.stat_cache()
     assert cache["f1"].hash == "h1" and "f2" in cache and "nope" not in cache and cache.get("nope") is None
-    s.save_stat_entries({"f1": StatEntry(9, 9, 9, "changed", 9), "nope": StatEntry(1, 1, 1, "new", 1)})
+    s.save_stat_entries({"f1": StatEntry(9, 9, 9, 9, "changed", 9), "nope": StatEntry(1, 1, 1, 1, "new", 1)})
     # Keys already looked up answer as they first did; the rest are read as they are now.
     assert cache["f1"].hash == "h1" and "nope" not in cache
     assert sorted(cache) == ["f0", "f1", "f2"] and len(cache) == 3
@@ -118,7 +118,7 @@ def test_stat_cache_past_the_bulk_threshold_reads_the_whole_table_once(tmp_path:
 
     monkeypatch.setattr(state_module._Rows, "_BULK_AFTER", 3)
     s = open_state(tmp_path, [])
-    s.save_stat_entries({f"f{i}": StatEntry(i, i, i, f"h{i}", i) for i in range(10)})
+    s.save_stat_entries({f"f{i}": StatEntry(i, i, i, i, f"h{i}", i) for i in range(10)})
     cache = s.stat_cache()
     assert [cache[f"f{i}"].hash for i in range(10)] == [f"h{i}" for i in range(10)]
     assert cache.get("f10") is None and len(cache) == 10
@@ -132,7 +132,7 @@ def test_a_new_database_answers_lookups_without_queries_until_it_is_written(tmp_
     assert s.stat_cache().get("a") is None and "t" not in s.traces()
     assert queries == []  # a first run looks up every file and task: none is there
     trace = Trace("t", "fp", "ch", {}, {"a": "h"}, {}, "r1")
-    s.task_finished(attempt("t"), trace=trace, stat_entries={"a": StatEntry(1, 2, 3, "h", 4)})
+    s.task_finished(attempt("t"), trace=trace, stat_entries={"a": StatEntry(1, 2, 5, 3, "h", 4)})
     assert s.traces()["t"] == trace and s.stat_cache()["a"].hash == "h"
     s.close()
     s = open_state(tmp_path, [])
