@@ -27,6 +27,7 @@ from .events import (
     RunResult,
     RunStarted,
     TaskFinished,
+    TaskLines,
     TaskOutput,
     TaskStarted,
     TaskStatus,
@@ -41,7 +42,7 @@ from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, Run
 from .plan import (command_hash, decide, env_hashes, env_input_hash, fingerprint, runs_anyway,
                    upstream_proof_reasons)
 from .records import TYPE_CHECKING, NamedTuple
-from .runner import Completion, OutputLine, ProcessRunner, RunningProcess, end_orphans
+from .runner import Completion, OutputLine, OutputLines, ProcessRunner, RunningProcess, end_orphans
 from .schedule import Schedule
 from .state import State, state_dir
 
@@ -58,6 +59,8 @@ GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 MAX_UNRECORDED = 32  # attempts committed together at most
 RECORD_DELAY = 0.1  # seconds a quick task's record may wait for others
 QUICK_TASK = 1.0  # seconds: a task that took longer is committed at once, so a kill cannot lose much work
+# How each output mode needs the runner to hand lines over (runner.ProcessRunner).
+_LINE_DELIVERY = {"prefixed": "stream", "interleaved": "stream", "group": "block"}
 _EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_SIGTERM,
                     int(signal.SIGHUP): EXIT_SIGHUP}
 
@@ -76,6 +79,7 @@ class BuildOptions(NamedTuple):
     forced: FrozenSet[str] = frozenset()
     argv: Tuple[str, ...] = ()
     target_names: Tuple[str, ...] = ()  # as given on the command line (keys the no-op snapshot)
+    output: str = "latest"  # what tasks print, as shown: model.OUTPUT_MODES or "latest" (commands.output_mode)
 
 
 class Interrupted(Exception):
@@ -509,7 +513,8 @@ class Build:
             order = [name for name in self.selection if name not in proven]
         sched = Schedule(order, self.graph.deps, keep_going=self.options.keep_going)
         self._sched = sched
-        runner = ProcessRunner()
+        output = self.options.output
+        runner = ProcessRunner(lines=_LINE_DELIVERY.get(output), latest=output != "none")
         self._runner = runner
         self._active: Dict[str, _Active] = {}
         waiting_to_start: List[str] = []  # ready and stale, waiting for a free slot
@@ -566,6 +571,9 @@ class Build:
             for msg in messages:
                 if isinstance(msg, OutputLine):
                     self.emit(TaskOutput(self.run_id, time.time(), msg.task, msg.line))
+                    continue
+                if isinstance(msg, OutputLines):
+                    self.emit(TaskLines(self.run_id, time.time(), msg.task, tuple(msg.lines), msg.omitted))
                     continue
                 runner.finished(msg.task)
                 missing = self._missing_outputs(msg)

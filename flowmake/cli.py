@@ -30,6 +30,7 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., object])
 
 PROGRESS_MODES = ("auto", "tree", "plain", "json")
+OUTPUT_CHOICES = ("auto", "interleaved", "prefixed", "group", "none")  # model.OUTPUT_MODES and auto
 GRAPH_FORMATS = ("text", "dot", "mermaid")
 
 
@@ -72,7 +73,7 @@ def main_options(
     if ctx.invoked_subcommand is None:
         # Bare `flowmake` is `flowmake run` with its defaults.
         ctx.invoke(run, targets=None, jobs=None, dry_run=False, keep_going=False, always_make=False, force=None,
-                   progress="auto", wait=False, quiet=False, verbose=False)
+                   progress="auto", output=None, wait=False, quiet=False, verbose=False)
 
 
 def _project():
@@ -101,6 +102,10 @@ def run(
     always_make: bool = typer.Option(False, "-B", "--always-make", help="Run every selected task, stale or not."),
     force: Optional[List[str]] = typer.Option(None, "--force", help="Run this task even if fresh (repeatable)."),
     progress: str = typer.Option("auto", "--progress", help="auto | tree | plain | json"),
+    output: Optional[str] = typer.Option(
+        None, "--output",
+        help="What tasks print: prefixed ([task] line) | interleaved | group (a block at its end) | none | auto "
+             "(default: [flow] output, else prefixed in plain logs, the latest line in the tree)."),
     wait: bool = typer.Option(False, "--wait", help="If another run holds the project, wait for it instead of exiting 3."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only failures and the final summary."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Also list fresh tasks."),
@@ -108,13 +113,15 @@ def run(
     """Bring the targets and what they need up to date."""
     if progress not in PROGRESS_MODES:
         raise UsageError(f"unknown --progress mode '{progress}'", hint="use one of: " + ", ".join(PROGRESS_MODES))
+    if output is not None and output not in OUTPUT_CHOICES:
+        raise UsageError(f"unknown --output mode '{output}'", hint="use one of: " + ", ".join(OUTPUT_CHOICES))
     if jobs is not None and jobs < 1:
         raise UsageError(f"-j must be at least 1, got {jobs}")
     from .commands import run_build
 
     return run_build(
         _project(), targets or [], jobs=jobs, dry_run=dry_run, keep_going=keep_going, always_make=always_make,
-        force=force or [], progress=progress, wait=wait, quiet=quiet, verbose=verbose, argv=sys.argv[1:],
+        force=force or [], progress=progress, output=output, wait=wait, quiet=quiet, verbose=verbose, argv=sys.argv[1:],
     )
 
 

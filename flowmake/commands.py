@@ -137,6 +137,7 @@ def run_build(
     quiet: bool,
     verbose: bool,
     argv: Sequence[str],
+    output: Optional[str] = None,
     prescan: Optional[Prescan] = None,
 ) -> int:
     from .build import Build, BuildOptions
@@ -149,15 +150,17 @@ def run_build(
         jobs = project.flowfile.jobs or os.cpu_count() or 1
     if progress == "auto":
         progress = "tree" if sys.stdout.isatty() else "plain"
+    shown = output_mode(output, project.flowfile.output, progress=progress, quiet=quiet)
     # A dry run only looks, so it neither waits for nor blocks a real run.
     lock = None if dry_run else take_lock(project, wait=wait)
     try:
         state = open_state(project)
         try:
-            reporter = make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose)
+            reporter = make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose,
+                                     output=shown)
             options = BuildOptions(
                 roots=roots, jobs=jobs, keep_going=keep_going, dry_run=dry_run, always_make=always_make,
-                forced=forced, argv=tuple(argv), target_names=tuple(target_names),
+                forced=forced, argv=tuple(argv), target_names=tuple(target_names), output=shown,
             )
             build = Build(project.flowfile, project.graph, state, options, emit=survive_closed_pipe(reporter),
                           selection=selection, report_fresh=shows_fresh_tasks(reporter),
@@ -197,13 +200,33 @@ def _forced_tasks(project: Project, names: Sequence[str], *, selection: Sequence
     return frozenset(forced)
 
 
+def output_mode(asked: Optional[str], flow_output: Optional[str], *, progress: str, quiet: bool) -> str:
+    """The output mode a run uses: `--output`, else `[flow] output`, else the progress mode's own.
+
+    `--output auto` is the default even when the Flowfile names another.
+    Plain logs (CI) get every line prefixed as it comes, so a long step is
+    never silent; the tree and JSON get `latest` (each running task's latest
+    line, throttled), which prints no line of its own; -q, none. `[flow]
+    output` is about how text looks: the JSON stream changes only when asked.
+    """
+    if asked is not None and asked != "auto":
+        return asked
+    if progress == "json":
+        return "latest"
+    if quiet:
+        return "none"
+    if asked is None and flow_output is not None:
+        return flow_output
+    return "prefixed" if progress == "plain" else "latest"
+
+
 def run_parsed(args, *, prescan: Optional[Prescan] = None) -> int:
     """`flowmake run` from fastpath.parse's arguments, without the typer CLI."""
     project = Project.load(file=Path(args.file) if args.file is not None else None,
                            directory=Path(args.directory) if args.directory is not None else None)
     return run_build(project, args.targets, jobs=args.jobs, dry_run=args.dry_run, keep_going=args.keep_going,
                      always_make=args.always_make, force=args.force, progress=args.progress, wait=args.wait,
-                     quiet=args.quiet, verbose=args.verbose, argv=args.argv, prescan=prescan)
+                     quiet=args.quiet, verbose=args.verbose, argv=args.argv, output=args.output, prescan=prescan)
 
 
 # -- status --------------------------------------------------------------------

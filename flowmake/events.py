@@ -137,6 +137,35 @@ class TaskOutput(NamedTuple):
         }
 
 
+class TaskLines(NamedTuple):
+    """Lines a running task printed, every one, in order (for `--output` modes that print them).
+
+    Sent as they arrive (prefixed, interleaved) or as one block when the task
+    ends (group), before its task_finished. Secrets are masked; a line redrawn
+    with carriage returns is its final state (docs/cli.md, "Task output").
+    """
+
+    run_id: str
+    time: float
+    task: str
+    lines: Tuple[str, ...]
+    omitted: int = 0  # lines before these that a block left out (they are in the log)
+
+    @property
+    def kind(self) -> str:
+        return "task_lines"
+
+    def to_json(self) -> dict:
+        out: dict = {
+            **_envelope(self),
+            "task": self.task,
+            "lines": list(self.lines),
+        }
+        if self.omitted:
+            out["omitted"] = self.omitted
+        return out
+
+
 class TaskFinished(NamedTuple):
     run_id: str
     time: float
@@ -219,4 +248,4 @@ class RunFinished(NamedTuple):
 
 
 if TYPE_CHECKING:  # a name for type checkers only; nothing tests for it at run time
-    Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskOutput, TaskFinished, Notice, RunFinished]
+    Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskOutput, TaskLines, TaskFinished, Notice, RunFinished]

@@ -34,6 +34,7 @@ class _Args:
         self.quiet = False
         self.verbose = False
         self.progress = "auto"
+        self.output: Optional[str] = None
         self.wait = False
         self.dry_run = False
         self.keep_going = False
@@ -106,6 +107,12 @@ def parse(argv: Sequence[str]) -> Optional[_Args]:
             if mode not in ("auto", "plain", "json", "tree"):
                 return None
             args.progress = mode
+        elif item == "--output" or item.startswith("--output="):
+            # Nothing runs on a no-op, so it changes nothing there; typer rejects a bad one.
+            shown = value("--output")
+            if shown not in ("auto", "interleaved", "prefixed", "group", "none"):
+                return None
+            args.output = shown
         else:
             return None
         i += 1

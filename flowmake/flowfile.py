@@ -200,5 +200,6 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         file_values=tuple(ctx.file_values),
         includes=sources.includes,
         task_files=sources.task_files,
+        output=flow.output,
     )
     return flowfile, problems.in_file_order(), disk

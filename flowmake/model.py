@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to impor
     from typing import Mapping, Optional, Tuple
 
 DEFAULT_SHELL: Tuple[str, ...] = ("sh", "-c")
+# How a run shows what its tasks print (`--output`, `[flow] output`; docs/cli.md).
+OUTPUT_MODES: Tuple[str, ...] = ("interleaved", "prefixed", "group", "none")
 # The groups of a task whose inputs or outputs are a plain list: one shared,
 # never mutated, so that the load cache pickles (and unpickles) it once, not
 # twice per task (~4 ms of a 10,000-task run).
@@ -89,6 +91,7 @@ class Flowfile(NamedTuple):
     file_values: Tuple[Tuple[str, str, int], ...] = ()
     includes: Tuple[str, ...] = ()  # project-relative paths of the files [flow] include added, in load order
     task_files: Mapping[str, str] = NO_GROUPS  # task table -> the included file declaring it (if not this one)
+    output: Optional[str] = None  # [flow] output, one of OUTPUT_MODES; None: the progress mode's default
 
     @property
     def has_secrets(self) -> bool:

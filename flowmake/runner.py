@@ -4,7 +4,8 @@ Each task runs in its own session (so its whole process group can be
 signalled, and a Ctrl-C at the terminal reaches flowmake alone, which then
 decides). The coordinator's own thread moves the output: `wait` copies every
 running task's output to its log (masking secrets), keeps the last lines,
-enforces timeouts and returns output lines and completions. One thread, as
+enforces timeouts and returns output lines (the latest, for live views; and
+every line when the output mode prints them) and completions. One thread, as
 make and ninja have it: a second one cost each task a few dozen futex calls
 handing over the GIL and the queue between them, and delayed noticing a
 task's end whenever the coordinator held the GIL. The price: while the
@@ -46,11 +47,27 @@ MAX_PARTIAL = 1 << 16  # a line longer than this is written before its end arriv
 NO_MASK = Mask(())
 UNREAPED_POLL = 0.005  # seconds between looks at a task that closed its output but has not exited (no pidfd)
 EXIT_POLL = 0.05  # seconds between looks at a task whose output is still open, for its exit (no pidfd)
+# A line redrawn with carriage returns (a progress bar) is handed to the
+# output modes that print lines once it ends, and meanwhile at most once per
+# this many seconds: a log gets a line every half minute, not every redraw,
+# and is never silent for the ten minutes after which CI services kill a job.
+REDRAW_INTERVAL = 30.0
+BLOCK_LINES = 10_000  # lines of a task's output kept for `--output group`; earlier ones are only in its log
 
 
 class OutputLine(NamedTuple):
+    """The latest line a task printed (throttled): for live displays."""
+
     task: str
     line: str
+
+
+class OutputLines(NamedTuple):
+    """Every line a task printed since the last of these, in order; `omitted` earlier ones left out of a block."""
+
+    task: str
+    lines: List[str]
+    omitted: int = 0
 
 
 class Completion(NamedTuple):
@@ -105,10 +122,15 @@ class RunningProcess:
 
 
 class _Stream:
-    """One running task's output on its way to the log: lines, tail, hash; and whether it is over."""
+    """One running task's output on its way to the log: lines, tail, hash; and whether it is over.
+
+    `lines` ("stream" or "block") also keeps every line for the output modes
+    that print them (docs/cli.md, "Task output"): a line's shown text is its
+    final state, what a terminal would show after its carriage returns.
+    """
 
     def __init__(self, proc: RunningProcess, log_path: str, secrets: Sequence[str],
-                 deadline: Optional[float]) -> None:
+                 deadline: Optional[float], *, lines: Optional[str] = None, latest: bool = True) -> None:
         self.proc = proc
         # Made by `wait` before it next sleeps, not between a task's end and
         # the next one's start: creating a file is dear (see _write_empty_log).
@@ -120,15 +142,28 @@ class _Stream:
         self.deadline = deadline
         self.tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.digest = blake3()
-        self.partial = b""
+        self.partial = b""  # not yet masked: the rest after the last line end or carriage return
+        self.drawing = b""  # masked: the line being drawn, from its last carriage return on
         self.latest: Optional[str] = None  # newest non-blank line not yet posted
         self.last_post = 0.0
         self.eof = False  # its output pipe reached its end (every writer closed it)
         self.exit_fd = -1  # a pidfd that turns readable when the task's process exits; -1 without one
+        self.shows_latest = latest
+        self.block = lines == "block"
+        self.streaming = lines == "stream"
+        # Lines not yet handed over; a block keeps only its last BLOCK_LINES.
+        self.lines: Optional[Deque[str]] = None
+        if lines is not None:
+            self.lines = collections.deque(maxlen=BLOCK_LINES if self.block else None)
+        self.line_count = 0  # lines ever put in `lines`: what a full block leaves out is the difference
+        self.drawn_since: Optional[float] = None  # when the line being drawn last had a state handed over, or began
+        self.drawn_shown: Optional[str] = None  # that state
 
     def feed(self, data: bytes) -> None:
         data = self.partial + data
-        cut = data.rfind(b"\n") + 1
+        # Up to a line's end or a carriage return (a progress bar's next state,
+        # which the tree shows while the line is still drawn).
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
         if cut == 0 and len(data) < MAX_PARTIAL:
             self.partial = data  # wait for the line's end: a secret may straddle chunks
             return
@@ -146,7 +181,7 @@ class _Stream:
             point = self.mask.split_point(data, cut)
             if point == cut:
                 return cut
-            line_end = data.rfind(b"\n", 0, point) + 1
+            line_end = max(data.rfind(b"\n", 0, point), data.rfind(b"\r", 0, point)) + 1
             if line_end == 0:
                 return point if len(data) >= MAX_PARTIAL else 0
             cut = line_end
@@ -155,6 +190,9 @@ class _Stream:
         if self.partial:
             self._write(self.partial)
             self.partial = b""
+        if self.drawing:
+            self._lines([self.drawing])
+            self.drawing = b""
         if self.log is not None:
             try:
                 self.log.close()
@@ -176,12 +214,65 @@ class _Stream:
             except OSError as exc:  # the task fails for it (build.py); its output still reaches the tail
                 self.failed_log(exc)
         self.digest.update(chunk)
-        for raw in chunk[:-1].split(b"\n") if chunk.endswith(b"\n") else chunk.split(b"\n"):
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            self.tail.append(line)
-            shown = line.rsplit("\r", 1)[-1]  # progress bars redraw with \r
-            if shown.strip():
-                self.latest = shown
+        parts = (self.drawing + chunk).split(b"\n")
+        drawing = parts.pop()
+        if parts:
+            self._lines(parts)
+        # Only its latest state matters now (the earlier ones were drawn over).
+        redraw = drawing.rfind(b"\r", 0, len(drawing) - 1)
+        self.drawing = drawing[redraw + 1:] if redraw >= 0 else drawing
+        if len(self.drawing) >= MAX_PARTIAL:
+            self._lines([self.drawing])  # a line too long to hold (or no text at all) is cut
+            self.drawing = b""
+        elif self.drawing:
+            state = self.drawing.rstrip(b"\r").decode("utf-8", "replace")
+            if state.strip() and self.shows_latest:
+                self.latest = state
+            if self.lines is not None and self.drawn_since is None:
+                self.drawn_since = time.monotonic()
+
+    def _lines(self, parts: List[bytes]) -> None:
+        """Finished lines, without their line ends: their final states go to the tail and `lines`.
+
+        Only the last TAIL_LINES are decoded when no mode prints every line:
+        a task may print millions, all moved on the coordinator's thread.
+        """
+        kept = parts if self.lines is not None else parts[-TAIL_LINES:]
+        if any(b"\r" in raw for raw in kept):
+            kept = [raw.rstrip(b"\r") for raw in kept]
+            kept = [raw[raw.rfind(b"\r") + 1:] for raw in kept]
+        texts = [raw.decode("utf-8", "replace") for raw in kept]
+        self.tail.extend(texts)
+        if self.shows_latest:
+            for text in reversed(texts):
+                if text.strip():
+                    self.latest = text
+                    break
+        if self.lines is not None:
+            if self.drawn_shown is not None and texts[0] == self.drawn_shown:
+                del texts[0]  # handed over already, while it was drawn
+            self.drawn_since = self.drawn_shown = None
+            self.lines.extend(texts)
+            self.line_count += len(texts)
+
+    def hand_over_drawn_state(self, now: float) -> None:
+        """The line being drawn showed no state for REDRAW_INTERVAL: its current one is handed over."""
+        assert self.lines is not None
+        state = self.drawing.rstrip(b"\r").decode("utf-8", "replace")
+        if state.strip() and state != self.drawn_shown:
+            self.lines.append(state)
+            self.line_count += 1
+            self.drawn_shown = state
+        self.drawn_since = now
+
+    def take_lines(self) -> Tuple[List[str], int]:
+        """The lines not yet handed over, and how many before them a full block left out."""
+        assert self.lines is not None
+        lines = list(self.lines)
+        omitted = self.line_count - len(lines)
+        self.lines.clear()
+        self.line_count = 0
+        return lines, omitted
 
 
 class _Exited(NamedTuple):
@@ -227,7 +318,11 @@ class ProcessRunner:
     when thousands of trivial tasks run.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, lines: Optional[str] = None, latest: bool = True) -> None:
+        """`lines`: None, or hand every line over as it comes ("stream") or when the task ends ("block");
+        `latest`: report each running task's latest line (OutputLine)."""
+        self._lines = lines
+        self._latest = latest
         self.running: Dict[str, RunningProcess] = {}
         self._watched = _Watched()
         self._streams: Dict[int, _Stream] = {}  # output fd -> its stream, until the task completes
@@ -261,7 +356,7 @@ class ProcessRunner:
         proc = RunningProcess(task, pid, time.time(), output_fd)
         self.running[task] = proc
         deadline = time.monotonic() + timeout if timeout is not None else None
-        stream = _Stream(proc, log_path, secrets, deadline)
+        stream = _Stream(proc, log_path, secrets, deadline, lines=self._lines, latest=self._latest)
         self._streams[output_fd] = stream
         self._watched.add(output_fd, stream)
         try:
@@ -398,13 +493,13 @@ class ProcessRunner:
             self._executables[key] = _which(name, env.get("PATH", os.defpath))
         return self._executables[key]
 
-    def wait(self, timeout: Optional[float]) -> List[Union[OutputLine, Completion]]:
+    def wait(self, timeout: Optional[float]) -> List[Union[OutputLine, OutputLines, Completion]]:
         """Move output until something happens or `timeout` seconds pass (None: no limit).
 
         Returns the output lines and completions that came, in order; an
         empty list after a timeout or a `wake`.
         """
-        messages: List[Union[OutputLine, Completion]] = []
+        messages: List[Union[OutputLine, OutputLines, Completion]] = []
         for stream in self._new:
             # The log a silent task ends with, made while it runs rather than
             # between its end and the next task's start.
@@ -418,6 +513,8 @@ class ProcessRunner:
         for stream in self._streams.values():
             if stream.latest is not None:  # its latest line is due at the end of the throttle
                 timeout = _sooner(timeout, stream.last_post + OUTPUT_THROTTLE - now)
+            if stream.drawn_since is not None and stream.streaming:
+                timeout = _sooner(timeout, stream.drawn_since + REDRAW_INTERVAL - now)
             if stream.deadline is not None and not stream.proc.timed_out:  # once killed, only its end is awaited
                 timeout = _sooner(timeout, stream.deadline - now)
         if self._unwatched:
@@ -435,7 +532,7 @@ class ProcessRunner:
                 except BlockingIOError:
                     pass
             elif isinstance(data, _Exited):
-                messages.append(self._end(data.stream))
+                messages.extend(self._end(data.stream))
             else:
                 chunk = os.read(fd, 65536)
                 if chunk:
@@ -446,10 +543,10 @@ class ProcessRunner:
                     self._output_closed(data)
                     # Most often its process has exited by now: end it at once, not after another poll.
                     if data.proc.has_exited():
-                        messages.append(self._end(data))
+                        messages.extend(self._end(data))
         for stream in list(self._unwatched):
             if stream.proc.has_exited():
-                messages.append(self._end(stream))
+                messages.extend(self._end(stream))
         now = time.monotonic()
         for stream in self._streams.values():
             if stream.deadline is not None and now >= stream.deadline and not stream.proc.timed_out:
@@ -458,6 +555,11 @@ class ProcessRunner:
             if stream.latest is not None and now - stream.last_post >= OUTPUT_THROTTLE:
                 messages.append(OutputLine(stream.proc.task, stream.latest))
                 stream.latest, stream.last_post = None, now
+            if stream.streaming:
+                if stream.drawn_since is not None and now - stream.drawn_since >= REDRAW_INTERVAL:
+                    stream.hand_over_drawn_state(now)
+                if stream.lines:
+                    messages.append(OutputLines(stream.proc.task, *stream.take_lines()))
         return messages
 
     def _output_closed(self, stream: _Stream) -> None:
@@ -466,7 +568,7 @@ class ProcessRunner:
         stream.eof = True
         stream.close()
 
-    def _end(self, stream: _Stream) -> Completion:
+    def _end(self, stream: _Stream) -> List[Union[OutputLines, Completion]]:
         """The task's process exited: end what it left running, take the output written, reap it."""
         proc = stream.proc
         if stream.exit_fd >= 0:
@@ -529,12 +631,17 @@ class ProcessRunner:
         if stream.log_path == self._empty_log:
             self._empty_log = None  # the next silent task starts a new one
 
-    def _completion(self, stream: _Stream, returncode: int) -> Completion:
+    def _completion(self, stream: _Stream, returncode: int) -> List[Union[OutputLines, Completion]]:
+        """Its last lines (or its whole block), then its completion."""
+        ended: List[Union[OutputLines, Completion]] = []
+        if stream.lines:
+            ended.append(OutputLines(stream.proc.task, *stream.take_lines()))
         proc = stream.proc
         del self._streams[proc.output_fd]
         os.close(proc.output_fd)
-        return Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
-                          list(stream.tail), stream.digest.hexdigest(), stream.log_error)
+        ended.append(Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
+                                list(stream.tail), stream.digest.hexdigest(), stream.log_error))
+        return ended
 
     def finished(self, task: str) -> None:
         self.running.pop(task, None)

@@ -14,14 +14,14 @@ import shlex
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import did_you_mean
-from .model import DEFAULT_SHELL, Hooks
+from .model import DEFAULT_SHELL, OUTPUT_MODES, Hooks
 from .paths import Disk
 from .patterns import PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
 from .records import NamedTuple
 from .templates import BRACE_HINT, FILES, IDENT_RE, TemplateError, parse_template
 
-FLOW_KEYS = ("name", "default", "jobs", "shell", "include")  # include: read by includes.py
+FLOW_KEYS = ("name", "default", "jobs", "shell", "include", "output")  # include: read by includes.py
 HOOK_KEYS = ("on_failure", "on_success", "webhook")
 
 
@@ -194,6 +194,7 @@ class Flow(NamedTuple):
     default: Optional[Tuple[str, ...]] = None
     jobs: Optional[int] = None
     shell: Tuple[str, ...] = DEFAULT_SHELL
+    output: Optional[str] = None
 
 
 def read_flow(raw: object, *, problems: Problems) -> Flow:
@@ -222,7 +223,13 @@ def read_flow(raw: object, *, problems: Problems) -> Flow:
         problems.add(f"[flow]: key `jobs` must be an integer of at least 1, got {jobs!r}", at=("flow", "jobs"))
         jobs = None
     shell = read_shell(raw.get("shell"), problems=problems, at=("flow", "shell"), label="[flow]: ")
-    return Flow(name, tuple(default) if default is not None else None, jobs, shell or DEFAULT_SHELL)
+    output = raw.get("output")
+    if output is not None and output not in OUTPUT_MODES:
+        got = f"'{output}'" if isinstance(output, str) else toml_type(output)
+        problems.add(f"[flow]: key `output` must be one of {', '.join(OUTPUT_MODES)}, got {got}",
+                     at=("flow", "output"), hint='write output = "prefixed"')
+        output = None
+    return Flow(name, tuple(default) if default is not None else None, jobs, shell or DEFAULT_SHELL, output)
 
 
 def read_hooks(raw: object, *, problems: Problems) -> Hooks:

@@ -24,6 +24,7 @@ from flowmake.events import (
     RunResult,
     RunStarted,
     TaskFinished,
+    TaskLines,
     TaskOutput,
     TaskStarted,
     TaskStatus,
@@ -471,3 +472,20 @@ def test_format_clock() -> None:
 def test_clean_line_keeps_what_a_terminal_would_show() -> None:
     assert clean_line("10%\r50%\r\x1b[1m90%\x1b[0m\tdone\n") == "90%    done"
     assert clean_line("bell\x07 and \x1b]0;title\x07x") == "bell and x"
+
+
+@pytest.mark.parametrize("output, shown", [
+    ("prefixed", ["[extract] … 3 earlier lines left out: the task's log has them", "[extract] row 4", "[extract] done"]),
+    ("group", ["… 3 earlier lines left out: the task's log has them", "row 4", "done"]),
+])
+def test_plain_prints_task_lines_in_the_output_mode_and_says_what_a_block_left_out(output, shown) -> None:
+    out = io.StringIO()
+    reporter = make_reporter("plain", out=out, err=io.StringIO(), output=output)
+    reporter.handle(TaskLines(RUN, T0, "extract", ("row 4", "done"), omitted=3))
+    assert out.getvalue().splitlines() == shown
+
+
+def test_task_lines_json_has_omitted_only_when_lines_were_left_out() -> None:
+    assert TaskLines(RUN, T0, "a", ("x",)).to_json() == {
+        "event": "task_lines", "run_id": RUN, "time": "2025-11-24T16:00:00.000Z", "task": "a", "lines": ["x"]}
+    assert TaskLines(RUN, T0, "a", ("x",), omitted=2).to_json()["omitted"] == 2

@@ -12,7 +12,8 @@ from typing import Iterator, List
 import pytest
 
 from conftest import pid_alive, wait_for
-from flowmake.runner import Completion, ProcessRunner, end_orphans
+from flowmake import runner as runner_module
+from flowmake.runner import Completion, OutputLines, ProcessRunner, end_orphans
 
 
 @pytest.fixture
@@ -166,3 +167,48 @@ def test_a_task_completes_when_its_process_exits_though_a_child_holds_its_output
         assert runner._streams == {}  # nothing of the task is left watched
     finally:
         runner.close()
+
+
+def _lines_until_completion(runner: ProcessRunner, command: str, tmp_path, timeout: float = 20.0):
+    """Every OutputLines message of one task (as (lines, omitted)), up to its Completion, which must follow them."""
+    runner.start("t", ["sh", "-c", command], cwd=str(tmp_path), env=dict(os.environ),
+                 log_path=str(tmp_path / "t.log"))
+    handed: List = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in runner.wait(0.5):
+            if isinstance(message, OutputLines):
+                handed.append((message.lines, message.omitted))
+            elif isinstance(message, Completion):
+                return handed
+    raise AssertionError("no completion")
+
+
+def test_a_line_redrawn_with_carriage_returns_is_handed_over_once_per_interval_and_at_its_end(
+        tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(runner_module, "REDRAW_INTERVAL", 0.5)
+    runner = ProcessRunner(lines="stream")
+    try:
+        started = time.monotonic()
+        handed = _lines_until_completion(
+            runner, "i=0; while [ $i -lt 30 ]; do i=$((i+1)); printf '\\rstep %d' $i; sleep 0.05; done; echo", tmp_path)
+        elapsed = time.monotonic() - started
+    finally:
+        runner.close()
+    lines = [line for batch, _ in handed for line in batch]
+    assert lines[-1] == "step 30"  # its final state, when its line ended
+    between = lines[:-1]
+    assert 1 <= len(between) <= elapsed / 0.5 + 1, (between, elapsed)  # not one per redraw (30)
+    numbers = [int(line.split()[1]) for line in between]
+    assert numbers == sorted(set(numbers)) and numbers[-1] < 30, between
+
+
+def test_a_group_block_keeps_its_last_lines_and_counts_those_left_out(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(runner_module, "BLOCK_LINES", 5)
+    runner = ProcessRunner(lines="block")
+    try:
+        handed = _lines_until_completion(runner, "seq 1 12; sleep 0.3; echo end", tmp_path)
+    finally:
+        runner.close()
+    assert handed == [(["9", "10", "11", "12", "end"], 8)]  # one block, at the end
+    assert (tmp_path / "t.log").read_text().split() == [str(n) for n in range(1, 13)] + ["end"]

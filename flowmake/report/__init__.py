@@ -61,8 +61,13 @@ def make_reporter(
     color: Optional[bool] = None,
     quiet: bool = False,
     verbose: bool = False,
+    output: str = "latest",
 ) -> Reporter:
-    """The reporter for `mode` ("tree", "plain" or "json"; the CLI resolves "auto")."""
+    """The reporter for `mode` ("tree", "plain" or "json"; the CLI resolves "auto").
+
+    `output` (commands.output_mode) says how task_lines events look: each
+    line as `[task] line` when "prefixed", else as it is.
+    """
     if mode == "json":
         from .jsonl import JsonReporter
 
@@ -73,13 +78,14 @@ def make_reporter(
     if mode == "plain" or (mode == "tree" and quiet):
         from .plain import PlainReporter
 
-        return PlainReporter(out=out, err=err, color=colored, quiet=quiet, verbose=verbose)
+        return PlainReporter(out=out, err=err, color=colored, quiet=quiet, verbose=verbose,
+                             prefixed=output == "prefixed")
     if mode == "tree":
-        return _tree(out=out, err=err, color=colored, verbose=verbose)
+        return _tree(out=out, err=err, color=colored, verbose=verbose, prefixed=output == "prefixed")
     raise ValueError(f"unknown progress mode {mode!r} (expected one of: {', '.join(MODES)})")
 
 
-def _tree(*, out: TextIO, err: TextIO, color: bool, verbose: bool) -> Reporter:
+def _tree(*, out: TextIO, err: TextIO, color: bool, verbose: bool, prefixed: bool) -> Reporter:
     from rich.console import Console
 
     from .tree import TreeReporter
@@ -92,4 +98,4 @@ def _tree(*, out: TextIO, err: TextIO, color: bool, verbose: bool) -> Reporter:
         markup=False,
         emoji=False,
     )
-    return TreeReporter(console=console, err=err, verbose=verbose)
+    return TreeReporter(console=console, err=err, verbose=verbose, prefixed=prefixed)

@@ -10,7 +10,8 @@ never imports rich, which keeps start-up fast.
 
 from __future__ import annotations
 
-from ..events import Notice, RunFinished, RunStarted, TaskFinished, TaskOutput, TaskStarted, TaskStatus, TaskWaiting
+from ..events import (Notice, RunFinished, RunStarted, TaskFinished, TaskLines, TaskOutput, TaskStarted, TaskStatus,
+                      TaskWaiting)
 from ..records import TYPE_CHECKING
 from .common import (
     PlanEntry,
@@ -54,8 +55,10 @@ def paint(text: str, style: str, color: bool) -> str:
 class PlainReporter:
     """Writes one line per event; see the module docstring."""
 
-    def __init__(self, *, out: TextIO, err: TextIO, color: bool = False, quiet: bool = False, verbose: bool = False) -> None:
+    def __init__(self, *, out: TextIO, err: TextIO, color: bool = False, quiet: bool = False, verbose: bool = False,
+                 prefixed: bool = False) -> None:
         self.out = out
+        self.prefixed = prefixed  # task_lines as `[task] line`, else as they are
         self.err = err
         self.color = color
         self.quiet = quiet
@@ -83,8 +86,10 @@ class PlainReporter:
             self._write(self.err, f"{event.level}: {event.message}")
         elif isinstance(event, RunFinished):
             self._run_finished(event)
+        elif isinstance(event, TaskLines):
+            self._task_lines(event)
         elif isinstance(event, TaskOutput):
-            pass  # a CI log gets the whole output from the log file; echoing samples adds noise
+            pass  # the latest line, sampled: task_lines carry every line
 
     def close(self) -> None:
         for stream in (self.out, self.err):
@@ -127,6 +132,14 @@ class PlainReporter:
         if self.quiet or not event.paths:
             return
         self._line("wait", "cyan", event.task, "for " + list_text(event.paths, full=self.verbose))
+
+    def _task_lines(self, event: TaskLines) -> None:
+        lines = list(event.lines)
+        if event.omitted:
+            lines.insert(0, f"… {plural(event.omitted, 'earlier line')} left out: the task's log has them")
+        prefix = f"[{event.task}] " if self.prefixed else ""
+        self.out.write("".join(f"{prefix}{line}\n" for line in lines))
+        self.out.flush()
 
     def _task_finished(self, event: TaskFinished) -> None:
         self._waiting.pop(event.task, None)

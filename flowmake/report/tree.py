@@ -29,6 +29,7 @@ from ..events import (
     RunResult,
     RunStarted,
     TaskFinished,
+    TaskLines,
     TaskOutput,
     TaskStarted,
     TaskStatus,
@@ -191,8 +192,10 @@ def _line(text: Text) -> Text:
 class TreeReporter:
     """Drives Live from events; see the module docstring."""
 
-    def __init__(self, *, console: Console, err: TextIO, verbose: bool = False, clock: Clock = time.monotonic) -> None:
+    def __init__(self, *, console: Console, err: TextIO, verbose: bool = False, clock: Clock = time.monotonic,
+                 prefixed: bool = False) -> None:
         self.console = console
+        self.prefixed = prefixed  # task_lines as `[task] line`, else as they are
         self.err = err
         self.verbose = verbose
         self.clock = clock
@@ -212,6 +215,8 @@ class TreeReporter:
             self._run_finished(event)
         elif isinstance(event, Notice):
             self._notice(event)
+        elif isinstance(event, TaskLines):
+            self._task_lines(event)
         else:
             self._task_event(event)
 
@@ -251,6 +256,15 @@ class TreeReporter:
                 self.board.finished(event, now)
         if isinstance(event, TaskFinished) and event.status is TaskStatus.FAILED and not event.will_retry:
             self._to_err(tail_report(event))
+
+    def _task_lines(self, event: TaskLines) -> None:
+        """Printed once, above the live tree (rich's Live keeps itself below what is printed)."""
+        lines = list(event.lines)
+        if event.omitted:
+            lines.insert(0, f"… {plural(event.omitted, 'earlier line')} left out: the task's log has them")
+        prefix = f"[{event.task}] " if self.prefixed else ""
+        # from_ansi keeps a task's colours and drops escapes that would move the cursor under Live.
+        self.console.print(Text.from_ansi("\n".join(prefix + line for line in lines)))
 
     def _notice(self, event: Notice) -> None:
         line = f"{event.level}: {event.message}"
