@@ -185,9 +185,10 @@ def test_failed_task_log_tail_and_path_go_to_stderr_not_stdout(project: Project)
         line.strip() for line in err if line.strip().startswith(("line", "oops"))], result
     assert "line6" not in [line.strip() for line in err]
     assert any(".flowmake/logs/" in line and "bad.log" in line for line in err), result
+    # stdout has the task's output as it came (`[bad] oops`, --output prefixed), never the tail
     for n in (7, 25):
         assert f"line{n}" not in result.lines
-    assert "oops" not in result.stdout
+    assert "oops" not in result.lines and "[bad] oops" in result.lines
 
 
 def test_each_task_log_is_in_flowmake_logs_run_id_task_log(project: Project) -> None:
