@@ -104,8 +104,8 @@ def run(
     progress: str = typer.Option("auto", "--progress", help="auto | tree | plain | json"),
     output: Optional[str] = typer.Option(
         None, "--output",
-        help="What tasks print: prefixed ([task] line) | interleaved | group (a block at its end) | none | auto "
-             "(default: [flow] output, else prefixed in plain logs, the latest line in the tree)."),
+        help="What tasks print: prefixed (each line as \\[TASK] line) | interleaved | group (a block at its end) | "
+             "none | auto (default: flow.output, else prefixed in plain logs, the latest line in the tree)."),
     wait: bool = typer.Option(False, "--wait", help="If another run holds the project, wait for it instead of exiting 3."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only failures and the final summary."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Also list fresh tasks."),
