@@ -11,7 +11,13 @@ The project is Software Carpentry's make lesson (the Zipf pipeline).
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+
+import pytest
+
+from flowmake.fastpath import try_noop
 
 from conftest import Project
 
@@ -243,3 +249,18 @@ def test_a_glob_list_var_takes_its_items_from_files_for_a_fan_in(project: Projec
     assert result.err_lines[0] == (
         f"{project.path('Flowfile.toml')}:3: error: var `samples` glob \"{{raw}}/*.csv\" must use one placeholder "
         "that is not a text var exactly once, where the value is: uses 0")
+
+
+def test_the_no_op_fast_path_never_leaves_a_new_book_out(project: Project, capsys: pytest.CaptureFixture) -> None:
+    zipf(project)
+    assert project.json_run().returncode == 0
+    past = time.time() - 30  # old enough for every stat to be trusted: only the glob keeps the fast path away
+    for path in project.root.rglob("*"):
+        if ".flowmake" not in path.parts and path.is_file():
+            os.utime(path, (past, past))
+    assert project.json_run().ran == []
+    project.write("books/last.txt", "last of the last\n")
+    assert try_noop(["-C", str(project.root), "run", "--progress", "json"]) is None
+    capsys.readouterr()
+    result = project.json_run()
+    assert result.ran == ["count:last", "plot:last", "results"]
