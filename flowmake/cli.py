@@ -217,7 +217,7 @@ def log(
 @app.command()
 @_guarded
 def lineage(
-    path: str = typer.Argument(..., help="A file in the project, e.g. dist/submission.zip."),
+    path: str = typer.Argument(..., help="A file or directory output, relative to the project root or absolute inside it, e.g. dist/submission.zip."),
     as_json: bool = typer.Option(False, "--json", help="Print the lineage tree as JSON."),
     sources: bool = typer.Option(False, "--sources", help="Only the source files behind PATH, with their hashes."),
 ) -> int:
