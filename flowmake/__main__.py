@@ -27,22 +27,27 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         print(f"flowmake {__version__}")
         return 0
+    from .shorthand import expand
+
+    typed = args
+    args = expand(typed)  # `flowmake TARGET`, `flowmake -n`: `run`; `status -C dir`: `-C dir status`
     if not args or args[0] in ("run", "-f", "--file", "-C", "--directory") or args[0].startswith("--file=") \
             or args[0].startswith("--directory="):
-        code = _run(args, process_ends=argv is None)
+        code = _run(args, typed=typed, process_ends=argv is None)
         if code is not None:
             if argv is None:
                 _leave(code)
             return code
     from .cli import main as cli_main
 
-    return cli_main(argv)
+    return cli_main(args, typed=typed)
 
 
-def _run(args: List[str], *, process_ends: bool) -> Optional[int]:
+def _run(args: List[str], *, typed: List[str], process_ends: bool) -> Optional[int]:
     """`flowmake run` without typer: the no-op path, else the full path; None for the CLI to handle.
 
-    `process_ends`: _leave follows, so the state database needs no closing.
+    `typed`: the arguments as given, for the run's record. `process_ends`:
+    _leave follows, so the state database needs no closing.
     """
     from .fastpath import parse, try_noop
     from .guard import exit_code_of
@@ -52,10 +57,10 @@ def _run(args: List[str], *, process_ends: bool) -> Optional[int]:
         keep_open_until_exit()
 
     prescans: List[Prescan] = []  # the no-op path's scan of changed files, for the full path
-    code = exit_code_of(lambda: try_noop(args, hand_over=prescans))
+    code = exit_code_of(lambda: try_noop(args, hand_over=prescans, typed=typed))
     if code is not None:
         return code
-    parsed = parse(args)
+    parsed = parse(args, typed=typed)
     if parsed is None:
         return None  # other commands, --help and bad arguments: the CLI
     # A well-formed `run` needs no typer (~15 ms to import).

@@ -39,7 +39,7 @@ from .identity import current_user, host_name, new_run_id
 from .layout import LogNames, run_log_dir
 from .masking import MIN_LENGTH, Mask
 from .model import AttemptRecord, Flowfile, Observation, Reason, ReasonKind, RunRecord, TaskSpec, Trace
-from .plan import (command_hash, decide, env_hashes, env_input_hash, fingerprint, runs_anyway,
+from .plan import (always_runs, command_hash, decide, env_hashes, env_input_hash, fingerprint, runs_anyway,
                    upstream_proof_reasons)
 from .records import TYPE_CHECKING, NamedTuple
 from .runner import Completion, OutputLine, OutputLines, ProcessRunner, RunningProcess, end_orphans
@@ -80,6 +80,9 @@ class BuildOptions(NamedTuple):
     argv: Tuple[str, ...] = ()
     target_names: Tuple[str, ...] = ()  # as given on the command line (keys the no-op snapshot)
     output: str = "latest"  # what tasks print, as shown: model.OUTPUT_MODES or "latest" (commands.output_mode)
+    # Warnings about the Flowfile that every run repeats (a task named like a
+    # command); the no-op snapshot keeps them for the fast path.
+    notices: Tuple[str, ...] = ()
 
 
 class Interrupted(Exception):
@@ -158,13 +161,17 @@ def preview(
     environ: Mapping[str, str],
     check_interrupt: Callable[[], None] = lambda: None,
     proven_fresh: Mapping[str, str] = {},
+    always_blocks: bool = True,
 ) -> Preview:
     """Decide every selected task as things stand, in topological order.
 
     A task below a stale one is `blocked`: its inputs will be rewritten first,
     so it is decided only when it is about to start. Tasks in `proven_fresh`
     (see `Build._proven_fresh`; task -> group) are fresh without looking at
-    them, or even at their specs.
+    them, or even at their specs. Without `always_blocks` (status), a task
+    that runs on every run (plan.always_runs) does not block the tasks below
+    it: they are decided on the files as they are, as if it rewrote them
+    byte for byte. A run must wait for it instead, to see what it writes.
     """
     selected = set(selection)
     everything = len(selected) == len(graph.deps)  # then every dependency is selected too
@@ -195,7 +202,7 @@ def preview(
             result.observations[name] = obs
             reasons = task_reasons(spec, trace, obs, forced=forced(name))
             will_run = bool(reasons)
-        if reasons:
+        if reasons and (always_blocks or not always_runs(spec)):
             unsettled.add(name)
         result.planned.append(PlannedTask(name, spec.group, will_run, blocked_by, reasons, deps))
     return result
@@ -327,6 +334,8 @@ class Build:
             RunStarted(self.run_id, time.time(), self.flowfile.name, opts.roots, tuple(pv.planned), opts.jobs,
                        dry_run=opts.dry_run)
         )
+        for message in opts.notices:
+            self.emit(Notice(self.run_id, time.time(), message))
         if opts.dry_run:
             self.emit(RunFinished(self.run_id, time.time(), RunResult.SUCCESS, self._preview_counts(pv),
                                   time.monotonic() - t0, dry_run=True))
@@ -473,6 +482,7 @@ class Build:
             version=__version__,
             state_identity=self.state.identity,
             includes=includes,
+            notices=self.options.notices,
         ))
 
     def _reap_orphans(self) -> None:

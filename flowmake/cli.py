@@ -19,11 +19,13 @@ import typer
 from . import __version__
 from .errors import EXIT_USAGE, UsageError
 from .guard import exit_code_of
+from .shorthand import HELP as SHORTHAND_HELP
 
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     help="flowmake: a make-like pipeline runner for data work. Run `flowmake run` in a project with a Flowfile.toml.",
+    epilog=SHORTHAND_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -38,6 +40,7 @@ class Globals:
     def __init__(self, file: Optional[Path], directory: Optional[Path]) -> None:
         self.file = file
         self.directory = directory
+        self.typed: List[str] = sys.argv[1:]  # the arguments as given, for the run's record
 
 
 _globals = Globals(None, None)
@@ -63,8 +66,8 @@ def _version_callback(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def main_options(
     ctx: typer.Context,
-    file: Optional[Path] = typer.Option(None, "-f", "--file", help="Use this Flowfile instead of searching for Flowfile.toml."),
-    directory: Optional[Path] = typer.Option(None, "-C", "--directory", help="Change to this directory first."),
+    file: Optional[Path] = typer.Option(None, "-f", "--file", help="Use this Flowfile instead of searching for Flowfile.toml (before or after the command)."),
+    directory: Optional[Path] = typer.Option(None, "-C", "--directory", help="Change to this directory first (before or after the command)."),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """flowmake: bring data pipelines up to date, and prove what ran."""
@@ -92,7 +95,7 @@ def _history_root() -> Path:
 # -- run ---------------------------------------------------------------------
 
 
-@app.command()
+@app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def run(
     targets: Optional[List[str]] = typer.Argument(None, help="Tasks, matrix variants or output paths (default: [flow] default, else every task)."),
@@ -121,14 +124,15 @@ def run(
 
     return run_build(
         _project(), targets or [], jobs=jobs, dry_run=dry_run, keep_going=keep_going, always_make=always_make,
-        force=force or [], progress=progress, output=output, wait=wait, quiet=quiet, verbose=verbose, argv=sys.argv[1:],
+        force=force or [], progress=progress, output=output, wait=wait, quiet=quiet, verbose=verbose,
+        argv=_globals.typed,
     )
 
 
 # -- inspection ---------------------------------------------------------------
 
 
-@app.command()
+@app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def status(
     targets: Optional[List[str]] = typer.Argument(None, help="Tasks to show in full (default: every task, one line each)."),
@@ -141,7 +145,7 @@ def status(
     return show_status(_project(), targets or [], as_json=as_json, exit_code=exit_code)
 
 
-@app.command("list")
+@app.command("list", epilog=SHORTHAND_HELP)
 @_guarded
 def list_tasks() -> int:
     """The tasks, with their help text."""
@@ -150,7 +154,7 @@ def list_tasks() -> int:
     return show_list(_project())
 
 
-@app.command()
+@app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def graph(
     targets: Optional[List[str]] = typer.Argument(None, help="Only these targets and what they need."),
@@ -164,7 +168,7 @@ def graph(
     return show_graph(_project(), targets or [], fmt=fmt)
 
 
-@app.command()
+@app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def clean(
     targets: Optional[List[str]] = typer.Argument(None, help="Tasks whose outputs to delete (default: every task)."),
@@ -177,7 +181,7 @@ def clean(
     return clean_outputs(_project(), targets or [], dry_run=dry_run, wait=wait)
 
 
-@app.command()
+@app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def check() -> int:
     """Load and validate the Flowfile; print every problem; run nothing."""
@@ -186,7 +190,7 @@ def check() -> int:
     return check_flowfile(file=_globals.file, directory=_globals.directory)
 
 
-@app.command()
+@app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def init(force: bool = typer.Option(False, "--force", help="Overwrite an existing Flowfile.toml.")) -> int:
     """Write a starter Flowfile.toml in the current directory."""
@@ -195,7 +199,7 @@ def init(force: bool = typer.Option(False, "--force", help="Overwrite an existin
     return write_starter(directory=_globals.directory, overwrite=force)
 
 
-@app.command()
+@app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def log(
     run_id: Optional[str] = typer.Argument(None, help="A run id (or a unique prefix): show each task attempt of that run."),
@@ -214,7 +218,7 @@ def log(
     return show_log(_history_root(), run_id, task, last=last, as_json=as_json, limit=limit)
 
 
-@app.command()
+@app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def lineage(
     path: str = typer.Argument(..., help="A file or directory output, relative to the project root or absolute inside it, e.g. dist/submission.zip."),
@@ -227,13 +231,14 @@ def lineage(
     return show_lineage(_history_root(), path, as_json=as_json, sources_only=sources)
 
 
-audit_app = typer.Typer(help="Check and export the tamper-evident audit trail.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check and export the tamper-evident audit trail.", no_args_is_help=True,
+                        epilog=SHORTHAND_HELP)
 app.add_typer(audit_app, name="audit")
 
 EXPORT_FORMATS = ("json", "csv")
 
 
-@audit_app.command("verify")
+@audit_app.command("verify", epilog=SHORTHAND_HELP)
 @_guarded
 def audit_verify() -> int:
     """Recompute the hash chain of every record; exit 1 naming the first bad one."""
@@ -242,7 +247,7 @@ def audit_verify() -> int:
     return verify(_history_root())
 
 
-@audit_app.command("export")
+@audit_app.command("export", epilog=SHORTHAND_HELP)
 @_guarded
 def audit_export(
     fmt: str = typer.Option("json", "--format", help="json | csv"),
@@ -256,9 +261,14 @@ def audit_export(
     return export(_history_root(), fmt=fmt, output=output)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, *, typed: Optional[List[str]] = None) -> int:
+    """`argv` as shorthand.expand made it (expanded here when not); `typed`, as given, is what a run records."""
+    from .shorthand import expand
+
+    given = sys.argv[1:] if argv is None else argv
+    _globals.typed = list(given if typed is None else typed)
     try:
-        app(args=argv, prog_name="flowmake")
+        app(args=expand(given), prog_name="flowmake")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)

@@ -86,6 +86,13 @@ def _enter(directory: Optional[Path]) -> Path:
     return Path.cwd()
 
 
+def flowfile_warnings(flowfile: Flowfile) -> List[str]:
+    """What `check` and every run warn about a valid Flowfile."""
+    from .shorthand import shadow_warning, shadowed_commands
+
+    return [shadow_warning(name) for name in shadowed_commands(flowfile.groups())]
+
+
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -161,6 +168,7 @@ def run_build(
             options = BuildOptions(
                 roots=roots, jobs=jobs, keep_going=keep_going, dry_run=dry_run, always_make=always_make,
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names), output=shown,
+                notices=tuple(flowfile_warnings(project.flowfile)),
             )
             build = Build(project.flowfile, project.graph, state, options, emit=survive_closed_pipe(reporter),
                           selection=selection, report_fresh=shows_fresh_tasks(reporter),
@@ -236,6 +244,7 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
                 out: TextIO = sys.stdout) -> int:
     from .build import preview
     from .hashing import FileHasher
+    from .plan import always_runs
 
     flowfile, graph = project.flowfile, project.graph
     detailed = bool(names)
@@ -245,20 +254,23 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
     try:
         hasher = FileHasher(project.root, state.stat_cache())
         pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher,
-                     forced=lambda name: False, environ=os.environ)
+                     forced=lambda name: False, environ=os.environ, always_blocks=False)
         _save_quietly(project, state, hasher)
     finally:
         state.close()
     wanted = set(shown)
     rows = [p for p in pv.planned if p.name in wanted]
-    anything_stale = any(p.will_run or p.blocked_by for p in rows)
+    # Tasks that run on every run are not work left undone: never part of the gate.
+    always = {p.name for p in rows if always_runs(flowfile.tasks[p.name])}
+    words = {p.name: "always" if p.name in always else _state_word(p) for p in rows}
+    anything_stale = any(words[p.name] in ("stale", "blocked") for p in rows)
     if as_json:
-        payload = [_status_json(p) for p in rows]
+        payload = [_status_json(p, words[p.name]) for p in rows]
         out.write(json.dumps(payload, indent=2) + "\n")
     else:
         width = max((len(p.name) for p in rows), default=0)
         for p in rows:
-            word = _state_word(p)
+            word = words[p.name]
             if p.blocked_by and not p.will_run:
                 summary = "after " + ", ".join(p.blocked_by)
             else:
@@ -270,15 +282,16 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
                     out.write(f"           {r}\n")
                     if r.old is not None or r.new is not None:
                         out.write(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}\n")
-        stale = sum(1 for p in rows if p.will_run)
-        blocked = sum(1 for p in rows if p.blocked_by and not p.will_run)
+        counted = list(words.values())
+        stale, blocked = counted.count("stale"), counted.count("blocked")
         noun = "task" if len(rows) == 1 else "tasks"
-        out.write(f"{len(rows)} {noun}: {len(rows) - stale - blocked} fresh, {stale} stale, {blocked} blocked\n")
+        line = f"{len(rows)} {noun}: {counted.count('fresh')} fresh, {stale} stale, {blocked} blocked"
+        out.write(line + (f", {len(always)} always" if always else "") + "\n")
     return 1 if exit_code and anything_stale else 0
 
 
-def _status_json(p) -> dict:
-    out = {"task": p.name, "state": _state_word(p), "reasons": [r.to_json() for r in p.reasons]}
+def _status_json(p, word: str) -> dict:
+    out = {"task": p.name, "state": word, "reasons": [r.to_json() for r in p.reasons]}
     if p.blocked_by:
         out["blocked_by"] = list(p.blocked_by)
     return out
@@ -430,7 +443,7 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
         unique.sort(key=lambda e: (files.index(str(e.location.file)) if str(e.location.file) in files else 0,
                                    e.location.line or 0))
         raise FlowfileErrors(unique)
-    for warning in outputs_outside(flowfile):
+    for warning in [*outputs_outside(flowfile), *flowfile_warnings(flowfile)]:
         _warn(warning)
     groups = flowfile.groups()
     out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"

@@ -43,11 +43,14 @@ class _Args:
         self.argv: Tuple[str, ...] = ()
 
 
-def parse(argv: Sequence[str]) -> Optional[_Args]:
+def parse(argv: Sequence[str], *, typed: Optional[Sequence[str]] = None) -> Optional[_Args]:
     """`flowmake [-f F] [-C D] [run [opts] [targets]]`, when well-formed; None for
-    anything else (other commands, --help, a bad value), which typer handles."""
+    anything else (other commands, --help, a bad value), which typer handles.
+
+    `argv` as shorthand.expand made it; `typed`, as given, is what the run records.
+    """
     args = _Args()
-    args.argv = tuple(argv)
+    args.argv = tuple(argv if typed is None else typed)
     items = list(argv)
     i = 0
 
@@ -126,21 +129,23 @@ def _find_flowfile(args: _Args) -> Optional[str]:
     return nearest_flowfile(os.getcwd())
 
 
-def try_noop(argv: Sequence[str], *, hand_over: Optional[List[snapshots.Prescan]] = None) -> Optional[int]:
+def try_noop(argv: Sequence[str], *, hand_over: Optional[List[snapshots.Prescan]] = None,
+             typed: Optional[Sequence[str]] = None) -> Optional[int]:
     """Exit code of a proven no-op run, or None to take the full path.
 
     With `hand_over`, a decline because files changed (or are suspects)
     leaves there the scan of them it started for the full path (snapshot.Prescan).
     """
     cwd = os.getcwd()
-    code = _try_noop(argv, hand_over)
+    code = _try_noop(argv, hand_over, typed)
     if code is None:
         os.chdir(cwd)  # the full path applies -C itself
     return code
 
 
-def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]]) -> Optional[int]:
-    args = parse(argv)
+def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
+              typed: Optional[Sequence[str]]) -> Optional[int]:
+    args = parse(argv, typed=typed)
     if args is None or args.dry_run or args.always_make or args.force:
         return None
     mode = args.progress
@@ -215,7 +220,7 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
             return None  # the database was started over since: its records are not the ones proven
         if state.unfinished_runs():
             return None  # a killed run left tasks behind: the full path ends them
-        from .events import PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
+        from .events import Notice, PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
         from .guard import survive_closed_pipe
         from .model import RunRecord
         from .report import make_reporter, shows_fresh_tasks
@@ -231,6 +236,8 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
         try:
             planned = tuple(PlannedTask(name, group, False, (), (), tuple(deps)) for name, group, deps in snap.tasks)
             emit(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
+            for message in snap.notices:
+                emit(Notice(run_id, time.time(), message))
             if shows_fresh_tasks(reporter):
                 now = time.time()
                 for name, _group, _deps in snap.tasks:

@@ -64,6 +64,14 @@ def decide(
     return tuple(reasons)
 
 
+def always_runs(spec: TaskSpec) -> bool:
+    """`always = true`, or a command with neither inputs nor outputs: it runs on every run.
+
+    Never "stale work left undone": `status --exit-code` leaves it out of its gate.
+    """
+    return spec.command is not None and (spec.always or (not spec.inputs and not spec.outputs))
+
+
 def runs_anyway(spec: TaskSpec, trace: Optional[Trace], obs: Observation, *, forced: bool = False) -> bool:
     """True when the task runs whatever its outputs are: decided by `obs` without its outputs.
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to impor
     from .model import TaskSpec
 
 SNAPSHOT_NAME = "noop.snapshot"
-_FORMAT = 5  # 4: the included files' stats; 5: ctimes in the stats
+_FORMAT = 6  # 4: the included files' stats; 5: ctimes in the stats; 6: the warnings a no-op repeats
 _PER = 3  # numbers per path in Files.stats
 
 
@@ -97,6 +97,7 @@ class Snapshot(NamedTuple):
     state_identity: str  # the state database it was proven against (State.identity)
     # The files the Flowfile includes (absolute paths) with their stat keys: an edit of one is an edit of the Flowfile.
     includes: Tuple[Tuple[str, Tuple[int, int, int, int]], ...] = ()
+    notices: Tuple[str, ...] = ()  # warnings about the Flowfile the run gave, which a no-op repeats
 
 
 def path_in(state_dir: str | Path) -> str:
@@ -115,7 +116,7 @@ def write(state_dir: str | Path, snap: Snapshot) -> None:
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
         dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks,
         "\0".join(files.paths), array("q", files.stats).tobytes(), array("Q", files.inodes).tobytes(),
-        snap.suspects, snap.hooks, snap.shell, snap.state_identity, snap.includes,
+        snap.suspects, snap.hooks, snap.shell, snap.state_identity, snap.includes, tuple(snap.notices),
     )
     target = path_in(state_dir)
     tmp = f"{target}.tmp-{os.getpid()}"
@@ -128,17 +129,17 @@ def read(state_dir: str | Path) -> Optional[Snapshot]:
     try:
         with open(path_in(state_dir), "rb") as f:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)
-        if not isinstance(data, tuple) or len(data) != 19 or data[0] != _FORMAT:
+        if not isinstance(data, tuple) or len(data) != 20 or data[0] != _FORMAT:
             return None
         (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, paths, stats,
-         inodes, suspects, hooks, shell, identity, includes) = data
+         inodes, suspects, hooks, shell, identity, includes, notices) = data
         files = Files(paths.split("\0") if paths else [], array("q", stats), array("Q", inodes))
     except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
     if len(files.stats) != _PER * len(files.paths) or len(files.inodes) != len(files.paths):
         return None
     return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, suspects,
-                    hooks, shell, version, identity, includes)
+                    hooks, shell, version, identity, includes, notices)
 
 
 def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[str],
