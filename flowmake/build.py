@@ -332,7 +332,7 @@ class Build:
         )
         self.emit(
             RunStarted(self.run_id, time.time(), self.flowfile.name, opts.roots, tuple(pv.planned), opts.jobs,
-                       dry_run=opts.dry_run)
+                       dry_run=opts.dry_run, commands=self._plan_commands(pv) if opts.dry_run else {})
         )
         for message in opts.notices:
             self.emit(Notice(self.run_id, time.time(), message))
@@ -403,6 +403,12 @@ class Build:
         cone = downstream(self.graph, touched).union(touched)
         self._cone_of_previous = (snap, cone)
         return {name: group for name, group, *_ in snap.tasks if name not in cone}
+
+    def _plan_commands(self, pv: Preview) -> Dict[str, str]:
+        """What a dry run shows make -n style: the command of each task that would or may run, secrets masked."""
+        tasks = self.flowfile.tasks
+        return {p.name: self._shown_command(tasks[p.name]) for p in pv.planned
+                if (p.will_run or p.blocked_by) and tasks[p.name].command is not None}
 
     def _preview_counts(self, pv: Preview) -> Dict[str, int]:
         stale = sum(1 for p in pv.planned if p.will_run)

@@ -100,7 +100,7 @@ def _history_root() -> Path:
 def run(
     targets: Optional[List[str]] = typer.Argument(None, help="Tasks, matrix variants or output paths (default: [flow] default, else every task)."),
     jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="Run N tasks at a time (default: flow.jobs, else the number of CPUs)."),
-    dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Print what would run and why; run nothing."),
+    dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Print what would run, why, and its command (secrets masked); run nothing."),
     keep_going: bool = typer.Option(False, "-k", "--keep-going", help="After a failure, keep running everything not downstream of it."),
     always_make: bool = typer.Option(False, "-B", "--always-make", help="Run every selected task, stale or not."),
     force: Optional[List[str]] = typer.Option(None, "--force", help="Run this task even if fresh (repeatable)."),

@@ -59,6 +59,8 @@ class RunStarted(NamedTuple):
     tasks: Tuple[PlannedTask, ...]
     jobs: int
     dry_run: bool = False
+    # Dry run only: task -> its command (secrets masked), for each task that would or may run.
+    commands: Mapping[str, str] = {}  # never mutated
 
     @property
     def kind(self) -> str:

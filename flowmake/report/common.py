@@ -16,7 +16,7 @@ from ..model import Reason, ReasonKind
 from ..records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
-    from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+    from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 # Shown instead of the rest of a long list; enough to recognise the run.
 MAX_LISTED = 5
@@ -255,6 +255,14 @@ def plan_counts_text(counts: Mapping[PlanState, int]) -> str:
         parts.append(f"{counts[PlanState.BLOCKED]} may run after them")
     parts.append(f"{counts[PlanState.FRESH]} fresh")
     return ", ".join(parts)
+
+
+def command_lines(command: Optional[str]) -> List[str]:
+    """A dry run's command as make -n prints it, after a `$ ` (a multi-line one indented below it)."""
+    if not command:
+        return []
+    lines = command.strip("\n").splitlines() or [""]
+    return ["$ " + lines[0], *("  " + line for line in lines[1:])]
 
 
 def dry_run_summary(counts: Mapping[PlanState, int]) -> str:

@@ -30,6 +30,7 @@ def plan_json(event: RunStarted) -> List[Dict[str, Any]]:
             "state": entry.state.value,
             "reasons": [r.to_json() for r in entry.reasons],
             "blocked_by": list(entry.task.blocked_by),
+            "command": event.commands.get(entry.task.name),
         }
         for entry in plan_entries(event.tasks)
     ]

@@ -15,6 +15,7 @@ from ..events import (Notice, RunFinished, RunStarted, TaskFinished, TaskLines, 
 from ..records import TYPE_CHECKING
 from .common import (
     PlanEntry,
+    command_lines,
     PlanState,
     TaskGroups,
     dry_run_summary,
@@ -188,6 +189,8 @@ class PlainReporter:
         for entry in entries:
             for word, style, name, detail in self._plan_lines(entry, groups):
                 self._line(word, style, name, detail)
+            for line in command_lines(event.commands.get(entry.task.name)):
+                self._line("", "", "", line)
 
     def _plan_lines(self, entry: PlanEntry, groups: TaskGroups) -> List[Tuple[str, str, str, str]]:
         name = entry.task.name

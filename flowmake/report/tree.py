@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
@@ -44,6 +44,7 @@ from .common import (
     PlanEntry,
     PlanState,
     TaskGroups,
+    command_lines,
     dry_run_summary,
     format_clock,
     format_duration,
@@ -301,13 +302,14 @@ class TreeReporter:
         singles = [m[0].task.name for m in by_group.values() if len(m) == 1 and self._listed(m[0])]
         single_width = max(map(len, singles), default=0)
         for group, members in by_group.items():
-            self._plan_group(tree, group, members, groups, single_width)
+            self._plan_group(tree, group, members, groups, single_width, event.commands)
         self.console.print(tree)
 
     def _listed(self, entry: PlanEntry) -> bool:
         return self.verbose or entry.state is not PlanState.FRESH
 
-    def _plan_group(self, tree: Tree, group: str, members: List[PlanEntry], groups: TaskGroups, single_width: int) -> None:
+    def _plan_group(self, tree: Tree, group: str, members: List[PlanEntry], groups: TaskGroups, single_width: int,
+                    commands: Mapping[str, str]) -> None:
         shown = [e for e in members if self._listed(e)]
         if not shown:
             return  # all fresh: counted in the summary line
@@ -318,9 +320,10 @@ class TreeReporter:
             words = [f"{n} {_PLAN_WORDS[s]}" for s, n in counts.items() if n]
             parent = tree.add(_styled(group, "bold").append(f"  {' · '.join(words)}", style="dim"))
         for entry in shown:
-            self._plan_task(parent, entry, width, groups)
+            self._plan_task(parent, entry, width, groups, commands.get(entry.task.name))
 
-    def _plan_task(self, parent: Tree, entry: PlanEntry, width: int, groups: TaskGroups) -> None:
+    def _plan_task(self, parent: Tree, entry: PlanEntry, width: int, groups: TaskGroups,
+                   command: Optional[str]) -> None:
         # Printed once, not redrawn: long lines wrap instead of losing their end.
         icon, style = _PLAN_ICONS[entry.state]
         text = _styled(icon, style).append(" " + entry.task.name.ljust(width))
@@ -330,9 +333,13 @@ class TreeReporter:
             for reason in reasons[1:]:
                 node.add(Text(reason, style="dim"))
         elif entry.state is PlanState.BLOCKED:
-            parent.add(text.append(f"  {may_run_text(entry, groups, full=self.verbose)}", style="dim"))
+            node = parent.add(text.append(f"  {may_run_text(entry, groups, full=self.verbose)}", style="dim"))
         else:
             parent.add(text.append("  fresh", style="dim"))
+            return
+        lines = command_lines(command)
+        if lines:
+            node.add(Text("\n".join(lines), style="cyan"))
 
     # --- output ----------------------------------------------------------------
 
