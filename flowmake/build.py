@@ -24,6 +24,7 @@ from .events import (
     Notice,
     PlannedTask,
     RunFinished,
+    RunInterrupted,
     RunResult,
     RunStarted,
     TaskFinished,
@@ -576,11 +577,13 @@ class Build:
             while self._signals:
                 if self._signals.pop(0) == -1:
                     runner.signal_all(signal.SIGKILL)
+                    self._stopping(kill_in=0.0)
                 elif kill_deadline is None:
                     sched.stop()
                     retry_at.clear()
                     runner.signal_all(signal.SIGTERM)
                     kill_deadline = time.monotonic() + GRACE_PERIOD
+                    self._stopping(kill_in=GRACE_PERIOD)
             if kill_deadline is not None and time.monotonic() >= kill_deadline:
                 runner.signal_all(signal.SIGKILL)
                 kill_deadline = None
@@ -614,6 +617,12 @@ class Build:
                else "not started: the run stopped after a failure (use -k to keep going)")
         for name in sched.unfinished():
             self._finish_task(name, TaskStatus.SKIPPED, message=why)
+
+    def _stopping(self, *, kill_in: float) -> None:
+        """Say what an interrupt is doing while the tasks are given their grace period."""
+        if self._active:
+            self.emit(RunInterrupted(self.run_id, time.time(), _signal_name(self._signal or signal.SIGINT),
+                                     tuple(self._active), kill_in))
 
     def _settle_ready(self, sched: Schedule, waiting_to_start: List[str]) -> None:
         """Resolve every ready task that needs no process; queue the rest."""
@@ -822,6 +831,11 @@ class Build:
             self.emit(TaskFinished(self.run_id, time.time(), spec.name, TaskStatus.FAILED, duration, exit_code,
                                    message, log, tuple(done.tail), active.attempt, will_retry=True))
             return (time.monotonic() + spec.retry_delay, active.attempt + 1)
+        if interrupted:
+            # Cut short, not broken: shown as interrupted, without a log tail.
+            self._fail(spec.name, exit_code=exit_code, message=message, duration=duration, log=log, tail=(),
+                       attempt=active.attempt, status=TaskStatus.INTERRUPTED)
+            return None
         self._fail(spec.name, exit_code=exit_code, message=message, duration=duration, log=log,
                    tail=tuple(done.tail), attempt=active.attempt)
         return None
@@ -852,10 +866,13 @@ class Build:
             self.state.record_attempts(finished, self.hasher.take_unsaved())
 
     def _fail(self, name: str, *, exit_code: Optional[int], message: str, duration: float,
-              log: Optional[str], tail: Tuple[str, ...], attempt: int) -> None:
-        self._finish_task(name, TaskStatus.FAILED, duration=duration, exit_code=exit_code, message=message,
+              log: Optional[str], tail: Tuple[str, ...], attempt: int,
+              status: TaskStatus = TaskStatus.FAILED) -> None:
+        """End a task that did not succeed (FAILED or INTERRUPTED) and skip what needs it."""
+        self._finish_task(name, status, duration=duration, exit_code=exit_code, message=message,
                           log=log, tail=tail, attempt=attempt)
-        self.failed.append(name)
+        if status is TaskStatus.FAILED:
+            self.failed.append(name)
         if self._signal is None:
             why = f"upstream failed: {name}"
         else:

@@ -22,6 +22,7 @@ class TaskStatus(str, enum.Enum):
     FAILED = "failed"
     FRESH = "fresh"
     SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # still running when the run was interrupted (Ctrl-C, SIGTERM, SIGHUP)
 
 
 class RunResult(str, enum.Enum):
@@ -205,6 +206,28 @@ class TaskFinished(NamedTuple):
         return out
 
 
+class RunInterrupted(NamedTuple):
+    """The run acts on a signal: it stops its running tasks (SIGTERM to each process group, then SIGKILL)."""
+
+    run_id: str
+    time: float
+    signal: str  # "SIGINT", "SIGTERM" or "SIGHUP"
+    tasks: Tuple[str, ...]  # the tasks being stopped
+    kill_in: float  # seconds until SIGKILL; 0 when they are killed now (a second Ctrl-C)
+
+    @property
+    def kind(self) -> str:
+        return "run_interrupted"
+
+    def to_json(self) -> dict:
+        return {
+            **_envelope(self),
+            "signal": self.signal,
+            "tasks": list(self.tasks),
+            "kill_in": self.kill_in,
+        }
+
+
 class Notice(NamedTuple):
     """A warning or note for the user (goes to stderr in text modes)."""
 
@@ -250,4 +273,5 @@ class RunFinished(NamedTuple):
 
 
 if TYPE_CHECKING:  # a name for type checkers only; nothing tests for it at run time
-    Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskOutput, TaskLines, TaskFinished, Notice, RunFinished]
+    Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskOutput, TaskLines, TaskFinished, RunInterrupted, Notice,
+                  RunFinished]

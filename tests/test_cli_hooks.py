@@ -270,7 +270,7 @@ def test_failing_run_posts_a_json_summary_to_the_webhook(project: Project, webho
     assert failed["exit_code"] == 3
     assert failed["tail"][-2:] == ["first line", "last line"]
     assert failed["log"] == f".flowmake/logs/{result.run_id}/bad.log"
-    assert summary["counts"] == {"ok": 1, "failed": 1, "fresh": 0, "skipped": 0}
+    assert summary["counts"] == {"ok": 1, "failed": 1, "fresh": 0, "skipped": 0, "interrupted": 0}
     assert "Traceback" not in result.stderr and "warning" not in result.stderr
 
 

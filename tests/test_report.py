@@ -21,6 +21,7 @@ from flowmake.events import (
     Notice,
     PlannedTask,
     RunFinished,
+    RunInterrupted,
     RunResult,
     RunStarted,
     TaskFinished,
@@ -200,7 +201,8 @@ def test_use_color_follows_tty_and_no_color() -> None:
 # --- dry run -------------------------------------------------------------------
 
 DRY: List[Event] = [
-    RunStarted(RUN, T0, "study-pipeline", (), PLAN, 4, dry_run=True),
+    RunStarted(RUN, T0, "study-pipeline", (), PLAN, 4, dry_run=True,
+               commands={"extract": "python3 extract.py data/raw/dm.csv", "package": "zip -q dist/p.zip \\\n  build/*"}),
     RunFinished(RUN, T0, RunResult.SUCCESS, dry_run=True),
 ]
 
@@ -210,9 +212,12 @@ def test_plain_dry_run_prints_the_plan_with_every_reason() -> None:
     assert out.splitlines() == [
         "flowmake: study-pipeline — dry run of 4 tasks",
         "run    extract          input changed: data/raw/dm.csv",
+        "                        $ python3 extract.py data/raw/dm.csv",
         "run    validate         never run",
         "                        command changed",
         "maybe  package          may run after: validate",
+        "                        $ zip -q dist/p.zip \\",
+        "                            build/*",
         "dry run: 2 to run, 1 may run after them, 1 fresh (nothing was run)",
     ]
     assert err == ""
@@ -263,10 +268,13 @@ def test_json_dry_run_carries_the_plan() -> None:
     out, _ = feed("json", DRY)
     started = json.loads(out.splitlines()[0])
     assert started["plan"] == [
-        {"task": "extract", "state": "stale", "reasons": [{"kind": "input changed", "path": "data/raw/dm.csv"}], "blocked_by": []},
-        {"task": "validate", "state": "stale", "reasons": [{"kind": "never run"}, {"kind": "command changed"}], "blocked_by": []},
-        {"task": "package", "state": "blocked", "reasons": [], "blocked_by": ["validate"]},
-        {"task": "report", "state": "fresh", "reasons": [], "blocked_by": []},
+        {"task": "extract", "state": "stale", "reasons": [{"kind": "input changed", "path": "data/raw/dm.csv"}], "blocked_by": [],
+         "command": "python3 extract.py data/raw/dm.csv"},
+        {"task": "validate", "state": "stale", "reasons": [{"kind": "never run"}, {"kind": "command changed"}], "blocked_by": [],
+         "command": None},
+        {"task": "package", "state": "blocked", "reasons": [], "blocked_by": ["validate"],
+         "command": "zip -q dist/p.zip \\\n  build/*"},
+        {"task": "report", "state": "fresh", "reasons": [], "blocked_by": [], "command": None},
     ]
 
 
@@ -489,3 +497,43 @@ def test_task_lines_json_has_omitted_only_when_lines_were_left_out() -> None:
     assert TaskLines(RUN, T0, "a", ("x",)).to_json() == {
         "event": "task_lines", "run_id": RUN, "time": "2025-11-24T16:00:00.000Z", "task": "a", "lines": ["x"]}
     assert TaskLines(RUN, T0, "a", ("x",), omitted=2).to_json()["omitted"] == 2
+def test_tree_root_counts_down_to_sigkill_after_an_interrupt_and_ends_tasks_as_interrupted() -> None:
+    clock = FakeClock()
+    err = io.StringIO()
+    reporter = tree_reporter(clock, err)
+    reporter.handle(RunStarted(RUN, T0, "f", (), (planned("a"), planned("b")), 2))
+    reporter.handle(TaskStarted(RUN, T0, "a", (NEVER,), None))
+    reporter.handle(TaskStarted(RUN, T0, "b", (NEVER,), None))
+    reporter.handle(RunInterrupted(RUN, T0, "SIGINT", ("a", "b"), 5.0))
+    assert render(reporter)[0] == "f  0/2 · 2 running · 0:00  interrupted: stopping 2 tasks, SIGKILL in 5 s"
+    clock.now += 2.5
+    assert render(reporter)[0].endswith("interrupted: stopping 2 tasks, SIGKILL in 3 s")
+    reporter.handle(RunInterrupted(RUN, T0, "SIGINT", ("a", "b"), 0.0))  # a second Ctrl-C
+    assert render(reporter)[0].endswith("interrupted: killing 2 tasks")
+    reporter.handle(TaskFinished(RUN, T0, "a", TaskStatus.INTERRUPTED, 2.6, None, "killed by signal SIGTERM",
+                                 LOG, ()))
+    reporter.handle(TaskFinished(RUN, T0, "b", TaskStatus.INTERRUPTED, 2.6, 1, "exit code 1", LOG, ()))
+    assert render(reporter)[1:] == [
+        "├── ■ a  interrupted (killed by signal SIGTERM) after 2.6s",
+        "└── ■ b  interrupted (exit code 1) after 2.6s",
+    ]
+    reporter.handle(RunFinished(RUN, T0, RunResult.INTERRUPTED, {"interrupted": 2}, 2.6))
+    out = reporter.console.file.getvalue()  # type: ignore[attr-defined]
+    assert out.splitlines()[-1] == "✗ interrupted: 2 interrupted in 2.6s"
+    assert err.getvalue() == ""  # no log tails for tasks cut short
+
+
+def test_plain_reports_an_interrupt_and_interrupted_tasks_without_tails() -> None:
+    out, err = feed("plain", [
+        RunStarted(RUN, T0, "f", (), (planned("a"),), 1),
+        TaskStarted(RUN, T0, "a", (NEVER,), None),
+        RunInterrupted(RUN, T0, "SIGTERM", ("a",), 5.0),
+        TaskFinished(RUN, T0, "a", TaskStatus.INTERRUPTED, 0.4, None, "killed by signal SIGTERM", LOG, ("x",)),
+        RunFinished(RUN, T0, RunResult.INTERRUPTED, {"interrupted": 1}, 0.4),
+    ])
+    assert out.splitlines()[2:] == [
+        "interrupted: stopping 1 task, SIGKILL in 5 s",
+        f"stop   a                interrupted (killed by signal SIGTERM) after 0.4s — log: {LOG}",
+        "interrupted: 1 interrupted in 0.4s",
+    ]
+    assert err == ""

@@ -17,9 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ..events import PlannedTask, RunFinished, TaskFinished, TaskStarted, TaskStatus
+from ..events import PlannedTask, RunFinished, RunInterrupted, TaskFinished, TaskStarted, TaskStatus
 from ..model import Reason
-from .common import DONE, NOTABLE, PHASE_OF_STATUS, Phase, clean_line, failure_detail
+from .common import DONE, NOTABLE, PHASE_OF_STATUS, Phase, clean_line, failure_detail, interrupted_detail
 
 # Names longer than this do not widen their group's name column further.
 MAX_NAME_WIDTH = 32
@@ -71,6 +71,8 @@ class Board:
         self.notices: List[str] = []
         self.full_rows = 0  # rows needed to show every task: a constant of the plan
         self.single_width = 0  # name column of tasks shown directly under the root
+        # After Ctrl-C: (tasks being stopped, clock reading of the SIGKILL; None: killed now).
+        self.stopping: Optional[Tuple[int, Optional[float]]] = None
 
     # --- folding events ------------------------------------------------------
 
@@ -107,16 +109,23 @@ class Board:
     def finished(self, event: TaskFinished, now: float) -> None:
         view = self._get(event.task)
         view.duration, view.ended, view.attempt = event.duration, now, event.attempt
-        if event.status is TaskStatus.FAILED:
+        if event.status is TaskStatus.INTERRUPTED:
+            view.detail = interrupted_detail(event)
+            self._set(view, Phase.STOPPED)
+        elif event.status is TaskStatus.FAILED:
             view.detail = failure_detail(event)
             self._set(view, Phase.RETRYING if event.will_retry else Phase.FAILED)
         else:
             view.detail = event.message or ""
             self._set(view, PHASE_OF_STATUS[event.status])
 
+    def interrupted(self, event: RunInterrupted, now: float) -> None:
+        self.stopping = (len(event.tasks), now + event.kill_in if event.kill_in > 0 else None)
+
     def finish(self, event: RunFinished, now: float) -> None:
         """Freeze the clock; whatever still runs was cut short by the run ending."""
         self.duration = event.duration
+        self.stopping = None
         for name in list(self.notable):
             view = self.tasks[name]
             if view.phase in (Phase.RUNNING, Phase.WAITING, Phase.RETRYING):

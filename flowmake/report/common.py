@@ -9,6 +9,7 @@ use it and must start fast.
 from __future__ import annotations
 
 import enum
+import math
 import re
 
 from ..events import PlannedTask, RunFinished, RunResult, TaskFinished, TaskStatus
@@ -64,7 +65,7 @@ STYLES: Mapping[Phase, str] = {
 
 # Tasks that are always shown one per line, however large the run.
 NOTABLE = frozenset({Phase.WAITING, Phase.RUNNING, Phase.RETRYING, Phase.FAILED, Phase.STOPPED})
-DONE = frozenset({Phase.OK, Phase.FRESH, Phase.FAILED, Phase.SKIPPED})
+DONE = frozenset({Phase.OK, Phase.FRESH, Phase.FAILED, Phase.SKIPPED, Phase.STOPPED})
 
 # Order in which counts are listed in summaries: results first, then what is left.
 COUNT_ORDER: Tuple[Phase, ...] = (
@@ -84,6 +85,7 @@ PHASE_OF_STATUS: Mapping[TaskStatus, Phase] = {
     TaskStatus.FRESH: Phase.FRESH,
     TaskStatus.FAILED: Phase.FAILED,
     TaskStatus.SKIPPED: Phase.SKIPPED,
+    TaskStatus.INTERRUPTED: Phase.STOPPED,
 }
 
 RESULT_WORDS: Mapping[RunResult, str] = {
@@ -186,9 +188,22 @@ def tail_report(event: TaskFinished) -> List[str]:
     return [header, *(line.rstrip("\r\n") for line in event.tail)]
 
 
+def stopping_text(tasks: int, kill_in: float) -> str:
+    """What an interrupt is doing during the grace period: 'interrupted: stopping 3 tasks, SIGKILL in 5 s'."""
+    if kill_in <= 0:
+        return f"interrupted: killing {plural(tasks, 'task')}"
+    return f"interrupted: stopping {plural(tasks, 'task')}, SIGKILL in {math.ceil(kill_in)} s"
+
+
+def interrupted_detail(event: TaskFinished) -> str:
+    """'interrupted (killed by signal SIGTERM) after 1.2s': a task the interrupt cut short."""
+    why = event.message if event.message and event.message != "interrupted" else ""
+    return "interrupted" + (f" ({why})" if why else "") + f" after {format_duration(event.duration)}"
+
+
 def counts_text(counts: Mapping[str, int]) -> str:
     """'3 ok, 1 failed, 1 skipped, 8 fresh': the order of the run summary, zeros left out."""
-    order = (TaskStatus.OK, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.FRESH)
+    order = (TaskStatus.OK, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.SKIPPED, TaskStatus.FRESH)
     parts = [f"{counts.get(s.value, 0)} {s.value}" for s in order if counts.get(s.value, 0)]
     return ", ".join(parts)
 
@@ -201,7 +216,8 @@ def phase_counts_text(counts: Mapping[Phase, int]) -> str:
 def summary_text(event: RunFinished) -> str:
     """The last line of a run: 'done: 3 ok, 9 fresh in 2.1s' or 'nothing to do: ...'."""
     counts = event.counts
-    worked = sum(counts.get(s.value, 0) for s in (TaskStatus.OK, TaskStatus.FAILED, TaskStatus.SKIPPED))
+    worked = sum(counts.get(s.value, 0) for s in (TaskStatus.OK, TaskStatus.FAILED, TaskStatus.INTERRUPTED,
+                                                   TaskStatus.SKIPPED))
     if event.result is RunResult.SUCCESS and worked == 0:
         fresh = counts.get(TaskStatus.FRESH.value, 0)
         what = f"{plural(fresh, 'task')} fresh" if fresh else "no tasks selected"

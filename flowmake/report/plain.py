@@ -10,8 +10,8 @@ never imports rich, which keeps start-up fast.
 
 from __future__ import annotations
 
-from ..events import (Notice, RunFinished, RunStarted, TaskFinished, TaskLines, TaskOutput, TaskStarted, TaskStatus,
-                      TaskWaiting)
+from ..events import (Notice, RunFinished, RunInterrupted, RunStarted, TaskFinished, TaskLines, TaskOutput,
+                      TaskStarted, TaskStatus, TaskWaiting)
 from ..records import TYPE_CHECKING
 from .common import (
     PlanEntry,
@@ -22,12 +22,14 @@ from .common import (
     failure_detail,
     format_duration,
     groups_of,
+    interrupted_detail,
     list_text,
     may_run_text,
     plan_counts,
     plan_entries,
     plural,
     reasons_text,
+    stopping_text,
     summary_text,
     tail_report,
 )
@@ -89,6 +91,8 @@ class PlainReporter:
             self._run_finished(event)
         elif isinstance(event, TaskLines):
             self._task_lines(event)
+        elif isinstance(event, RunInterrupted):
+            self._write(self.out, paint(stopping_text(len(event.tasks), event.kill_in), "bold red", self.color))
         elif isinstance(event, TaskOutput):
             pass  # the latest line, sampled: task_lines carry every line
 
@@ -149,6 +153,10 @@ class PlainReporter:
             self._task_failed(event)
         elif self.quiet:
             return
+        elif status is TaskStatus.INTERRUPTED:
+            # Cut short by Ctrl-C, not broken: no FAILED, no log tail; the log is there to read.
+            detail = interrupted_detail(event) + (f" — log: {event.log}" if event.log else "")
+            self._line("stop", "red", event.task, detail)
         elif status is TaskStatus.OK:
             detail = format_duration(event.duration)
             if event.attempt != 1:

@@ -26,6 +26,7 @@ from rich.tree import Tree
 from ..events import (
     Notice,
     RunFinished,
+    RunInterrupted,
     RunResult,
     RunStarted,
     TaskFinished,
@@ -56,6 +57,7 @@ from .common import (
     plan_entries,
     plural,
     reasons_text,
+    stopping_text,
     summary_text,
     tail_report,
 )
@@ -115,11 +117,16 @@ class TreeView:
         board = self.board
         text = _styled(board.flow_name or "flowmake", "bold")
         text.append(f"  {board.done}/{len(board.tasks)}")
-        for phase in (Phase.RUNNING, Phase.WAITING, Phase.FAILED, Phase.SKIPPED):
+        for phase in (Phase.RUNNING, Phase.WAITING, Phase.FAILED, Phase.STOPPED, Phase.SKIPPED):
             if board.totals[phase]:
                 text.append(" · ")
                 text.append(f"{board.totals[phase]} {phase.value}", style=STYLES[phase])
         text.append(f" · {format_clock(board.elapsed(now))}", style="dim")
+        if board.stopping is not None:
+            tasks, kill_at = board.stopping
+            text.append("  ")
+            text.append(stopping_text(tasks, max(kill_at - now, 0.001) if kill_at is not None else 0.0),
+                        style="bold red")
         return _line(text)
 
     def _group_label(self, row: GroupRow) -> Text:
@@ -172,7 +179,7 @@ class TreeView:
         if phase is Phase.RETRYING:
             return Text(f"{view.detail}, will retry", style=STYLES[phase])
         if phase is Phase.STOPPED:
-            return Text(f"interrupted after {clock}", style=STYLES[phase])
+            return Text(view.detail or f"interrupted after {clock}", style=STYLES[phase])
         return Text(view.detail, style=STYLES[phase])
 
 
@@ -206,6 +213,7 @@ class TreeReporter:
         self._live: Optional[Live] = None
         self._held: List[str] = []  # err lines held back while the display is live
         self._plan_counts: Optional[Dict[PlanState, int]] = None
+        self._calm = False  # a run with nothing to do: its summary line alone says so
 
     # --- the Reporter protocol ----------------------------------------------
 
@@ -234,6 +242,10 @@ class TreeReporter:
             return
         with self.lock:
             self.board.plan(event.flow_name, event.tasks, self.clock())
+        if not self.verbose and not any(t.will_run or t.blocked_by for t in event.tasks):
+            # Nothing will run: one calm line at the end, not a tree of fresh tasks (-v lists them).
+            self._calm = True
+            return
         self._live = Live(
             self.view,
             console=self.console,
@@ -255,6 +267,8 @@ class TreeReporter:
                 self.board.waiting(event.task, event.paths, now)
             elif isinstance(event, TaskFinished):
                 self.board.finished(event, now)
+            elif isinstance(event, RunInterrupted):
+                self.board.interrupted(event, now)
         if isinstance(event, TaskFinished) and event.status is TaskStatus.FAILED and not event.will_retry:
             self._to_err(tail_report(event))
 
