@@ -150,7 +150,11 @@ def run_build(
     from .build import Build, BuildOptions
     from .report import make_reporter, shows_fresh_tasks
 
-    roots = project.targets(target_names)
+    try:
+        roots = project.targets(target_names)
+    except UsageError as exc:
+        _hint_a_command(exc, target_names)
+        raise
     selection = closure(project.graph, roots)
     forced = _forced_tasks(project, force, selection=selection, target_names=target_names) if force else frozenset()
     if jobs is None:
@@ -226,6 +230,21 @@ def output_mode(asked: Optional[str], flow_output: Optional[str], *, progress: s
     if asked is None and flow_output is not None:
         return flow_output
     return "prefixed" if progress == "plain" else "latest"
+
+
+def _hint_a_command(error: UsageError, target_names: Sequence[str]) -> None:
+    """`flowmake stauts` is `flowmake run stauts`: when the unknown first target looks like a command, say so."""
+    import difflib  # only on the error path
+
+    from .shorthand import COMMANDS
+
+    first = target_names[0] if target_names else ""
+    if f"unknown target '{first}'" not in error.message or (error.hint or "").startswith("did you mean"):
+        return  # another target is the unknown one, or a task's name is close to it
+    close = difflib.get_close_matches(first, sorted(COMMANDS), n=1, cutoff=0.6)
+    if close:
+        error.hint = (f"did you mean the command `flowmake {close[0]}`? "
+                      "(a first word that is not a command is a target of `flowmake run`)")
 
 
 def run_parsed(args, *, prescan: Optional[Prescan] = None) -> int:

@@ -129,8 +129,11 @@ def test_a_misspelt_command_is_an_unknown_target_with_exit_2(project: Project) -
     pipeline(project)
     result = project.run("stauts")
     assert result.returncode == 2, result
-    assert "unknown target 'stauts'" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.err_lines[1:] == ["  hint: did you mean the command `flowmake status`? (a first word that is not a "
+                                    "command is a target of `flowmake run`)"], result
+    assert "unknown target 'stauts'" in result.err_lines[0]
+    near_a_task = project.run("packge")  # a task's name is the better guess
+    assert near_a_task.err_lines[1:] == ["  hint: did you mean 'package'?"], near_a_task
 
 
 # -- a task named like a command ---------------------------------------------------
