@@ -25,11 +25,32 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 FLOWMAKE = [sys.executable, "-m", "flowmake"]
 # Generous: a run must finish well within this, and a hung flowmake must fail
 # the test rather than the whole suite.
 RUN_TIMEOUT = 60.0
+
+# Budgets of the property tests (tests/test_property_*.py): "ci", the default,
+# keeps them to about a minute in all; "long" is a campaign, chosen with
+# `pytest --hypothesis-profile=long` or HYPOTHESIS_PROFILE=long (README,
+# Development). Tests that drive the CLI take no deadline: a subprocess's
+# time depends on the machine's load, and a deadline would make them flaky.
+# "ci" keeps no example database, so a test writes nothing outside tmp_path;
+# "long" keeps one in .hypothesis/ of the checkout, where a failure it
+# found is tried first the next time.
+settings.register_profile(
+    "ci", max_examples=25, stateful_step_count=12, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long", max_examples=2_000, stateful_step_count=30, deadline=None, print_blob=True,
+    database=DirectoryBasedExampleDatabase(str(Path(__file__).resolve().parent.parent / ".hypothesis")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
