@@ -258,7 +258,10 @@ def test_mutated_flowfiles_load_or_are_a_flowfile_error(tmp_path: Path, seed: st
 @scaled(0.4)
 @given(document=documents(), steps=mutations, which=st.sampled_from(("structured", "mutated")))
 def test_flowmake_check_exits_0_or_2_with_a_message(tmp_path: Path, document, steps, which: str) -> None:
-    """The real CLI agrees with the in-process outcome: exit 0, or exit 2 and the same error on stderr."""
+    """The real CLI agrees with the in-process outcome: exit 0, or exit 2 and the error on stderr.
+
+    `status` loads through the load cache (a pickled model) as `run` does: it too exits 0 or 2.
+    """
     if which == "structured":
         text = toml_text(document)
         if text is None:
@@ -277,3 +280,8 @@ def test_flowmake_check_exits_0_or_2_with_a_message(tmp_path: Path, document, st
         assert "internal error" not in proc.stderr
         assert proc.stderr.startswith(str(root / "Flowfile.toml")) or proc.stderr.startswith("error:"), \
             proc.stderr
+    status = subprocess.run(FLOWMAKE + ["status", "--json"], cwd=str(root), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert status.returncode in (0, EXIT_USAGE) and "internal error" not in status.stderr, status.stderr
+    if expected is None:
+        assert status.returncode == 0, status.stderr
