@@ -63,6 +63,12 @@ def lineage(state: State, hasher: FileHasher, path: str) -> LineageNode:
     return _node(state, hasher, path, current, memo, set(), top=True)
 
 
+def lineage_of_content(state: State, hasher: FileHasher, path: str, content_hash: str) -> LineageNode:
+    """The tree behind the bytes `content_hash` of `path` (what a given run wrote), whatever it holds now."""
+    memo: Dict[Tuple[str, Optional[str]], LineageNode] = {}
+    return _node(state, hasher, path, content_hash, memo, set())
+
+
 def _node(state: State, hasher: FileHasher, path: str, wanted: Optional[str],
           memo: Dict[Tuple[str, Optional[str]], LineageNode], visiting: Set[Tuple[str, Optional[str]]],
           *, top: bool = False) -> LineageNode:

@@ -274,6 +274,7 @@ class Build:
         self._unrecorded: List[Tuple[AttemptRecord, Optional[Trace]]] = []
         self._record_due = math.inf  # monotonic time by which they are committed
         self._finish_order: List[str] = []
+        self._skipped: Dict[str, str] = {}  # task -> why: recorded with the run's end, for reports
         # False for a reporter that ignores fresh tasks' task_finished events
         # (report.shows_fresh_tasks): most of a run over a big graph is them.
         self._report_fresh = report_fresh
@@ -422,7 +423,8 @@ class Build:
             # Only a recorded run gets an end record and alerts: one interrupted
             # while still hashing never started any task.
             self.state.save_stat_entries(self.hasher.take_unsaved())
-            self.state.finish_run(self.run_id, finished=finished, result=result.value)
+            self.state.finish_run(self.run_id, finished=finished, result=result.value,
+                                  skipped=None if result is RunResult.SUCCESS else self._skipped)
             self._fire_hooks(result, finished)
         self.emit(RunFinished(self.run_id, finished, result, dict(self.counts), duration, tuple(self.failed)))
 
@@ -539,6 +541,7 @@ class Build:
         retry_at: Dict[str, Tuple[float, int]] = {}  # task -> (monotonic time, next attempt)
         self._sensors: Dict[str, _Sensor] = {}
         self._arrived: Set[str] = set()
+        self._waited: Dict[str, Tuple[float, float]] = {}  # sensor task -> wall-clock wait, for its record
         kill_deadline: Optional[float] = None
         while True:
             if self._signal is None:
@@ -686,6 +689,7 @@ class Build:
             if not pending:
                 del self._sensors[name]
                 self._arrived.add(name)
+                self._waited[name] = (sensor.started, time.time())
                 if self._settle(name):
                     self._sched.succeeded(name)
                 else:
@@ -697,6 +701,7 @@ class Build:
                 detail = ("still missing " + ", ".join(missing)) if missing else \
                     ("still changing " + ", ".join(pending))
                 message = f"wait_for timed out after {_fmt_seconds(spec.wait_timeout)}: {detail}"
+                self._waited[name] = (sensor.started, time.time())
                 self._record_attempt(spec, 1, "failed", self._planned[name].reasons, self._shown_command(spec),
                                      sensor.started, None, Observation("", {}, {}, {}), {}, None, None, message,
                                      trace=None)
@@ -848,7 +853,7 @@ class Build:
             run_id=self.run_id, task=spec.name, attempt=attempt, status=status, reasons=reasons,
             command=command, started=started, finished=finished if finished is not None else time.time(),
             exit_code=exit_code, inputs=dict(obs.inputs), outputs=dict(outputs), log=log, log_hash=log_hash,
-            message=message,
+            message=message, waited=self._waited.get(spec.name) if attempt == 1 else None,
         )
         # Committed by _commit_attempts once the tasks this one made ready have
         # started, not on the critical path between a task and the next: at
@@ -890,6 +895,8 @@ class Build:
                 self.emit(held)
         self.counts[status.value] += 1
         self._finish_order.append(name)
+        if status is TaskStatus.SKIPPED:
+            self._skipped[name] = message or ""
         if status is TaskStatus.FRESH and not self._report_fresh:
             return
         event = TaskFinished(self.run_id, time.time(), name, status, duration, exit_code, message, log, tail, attempt)

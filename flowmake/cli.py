@@ -231,6 +231,34 @@ def lineage(
     return show_lineage(_history_root(), path, as_json=as_json, sources_only=sources)
 
 
+REPORT_FORMATS = ("html", "md", "json")
+
+
+@app.command(epilog=SHORTHAND_HELP)
+@_guarded
+def report(
+    run_id: Optional[str] = typer.Argument(None, help="A run id (or a unique prefix); default: the last run."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here (default: stdout; `-` is stdout too)."),
+    fmt: str = typer.Option("html", "--format", help="html (one self-contained page) | md | json"),
+    since: Optional[str] = typer.Option(None, "--since", metavar="DURATION", help="Every run started in this window, e.g. 7d, 12h."),
+) -> int:
+    """A run's report: graph, timeline, tasks, logs and lineage, from the state. Works when the Flowfile does not load."""
+    if fmt not in REPORT_FORMATS:
+        raise UsageError(f"unknown report format '{fmt}'", hint="use one of: " + ", ".join(REPORT_FORMATS))
+    from .runreport.command import write_report
+
+    # -o is relative to where flowmake was started, not to -C's directory.
+    target = output if output is None or str(output) == "-" else output.absolute()
+    return write_report(_history_root(), _report_project, run_id=run_id, since=since, fmt=fmt, output=target)
+
+
+def _report_project():
+    """Today's Flowfile, for the graph's shape only (-C was already entered by _history_root)."""
+    from .commands import Project
+
+    return Project.load(file=_globals.file, directory=None)
+
+
 audit_app = typer.Typer(help="Check and export the tamper-evident audit trail.", no_args_is_help=True,
                         epilog=SHORTHAND_HELP)
 app.add_typer(audit_app, name="audit")

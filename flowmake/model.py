@@ -191,6 +191,8 @@ class RunRecord(NamedTuple):
     targets: Tuple[str, ...]
     finished: Optional[float] = None
     result: Optional[str] = None  # RunResult value; None while running or after a crash
+    # A finished run that did not succeed: the tasks it did not start, and why (None: not recorded).
+    skipped: Optional[Mapping[str, str]] = None
 
 
 class AttemptRecord(NamedTuple):
@@ -208,3 +210,5 @@ class AttemptRecord(NamedTuple):
     log: Optional[str]  # project-relative
     log_hash: Optional[str]
     message: Optional[str] = None  # e.g. "did not produce build/x.csv"
+    # A wait_for task's first attempt: (from, until) it waited for its files (wall clock).
+    waited: Optional[Tuple[float, float]] = None

@@ -204,13 +204,14 @@ class State:
             for seq, run_id, body in self._conn.execute(
                 "SELECT seq, run_id, body FROM journal WHERE kind = 'run_end' AND run_id >= ?", (oldest,)
             ):
-                ends[run_id] = _decode(seq, body, lambda d: {"finished": d["finished"], "result": d["result"]})
+                ends[run_id] = _decode(seq, body, lambda d: {"finished": d["finished"], "result": d["result"],
+                                                             "skipped": d.get("skipped")})
         out = []
         for seq, run_id, body in starts:
             end = ends.get(run_id, {})
             out.append(_decode(seq, body, lambda d, end=end: RunRecord(  # type: ignore[misc]
                 d["id"], d["started"], d["user"], d["host"], d["version"], d["flowfile_hash"],
-                tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result"))))
+                tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result"), end.get("skipped"))))
         return out
 
     def run_ids(self) -> List[str]:
@@ -284,9 +285,18 @@ class State:
                 self._conn.execute("INSERT OR REPLACE INTO running (pid, run_id, task) VALUES (?, ?, '')",
                                    (os.getpid(), run.id))
 
-    def finish_run(self, run_id: str, *, finished: float, result: str) -> None:
+    def finish_run(self, run_id: str, *, finished: float, result: str,
+                   skipped: Optional[Mapping[str, str]] = None) -> None:
+        """The run's end; `skipped`: for a run that did not succeed, each task it did not start and why.
+
+        With it, a task of that run with no attempt and not skipped was fresh.
+        A successful run skips nothing, so its record stays as small as before.
+        """
+        body: Dict[str, object] = {"finished": finished, "result": result}
+        if skipped is not None:
+            body["skipped"] = dict(skipped)
         with self._conn:
-            self._append("run_end", run_id, None, {"finished": finished, "result": result})
+            self._append("run_end", run_id, None, body)
             self._conn.execute("DELETE FROM running WHERE run_id = ?", (run_id,))
 
     def record_prune(self, run_id: str, pruned: Sequence[str], *, when: float) -> None:
@@ -468,12 +478,15 @@ def _entry_hash(seq: int, kind: str, run_id: str, task: Optional[str], body: str
 
 
 def _attempt_to_json(a: AttemptRecord) -> dict:
-    return {
+    body = {
         "run_id": a.run_id, "task": a.task, "attempt": a.attempt, "status": a.status,
         "reasons": [r.to_json() for r in a.reasons], "command": a.command, "started": a.started,
         "finished": a.finished, "exit_code": a.exit_code, "inputs": dict(a.inputs), "outputs": dict(a.outputs),
         "log": a.log, "log_hash": a.log_hash, "message": a.message,
     }
+    if a.waited is not None:  # only a sensor's: every other record reads as before
+        body["waited"] = list(a.waited)
+    return body
 
 
 def _attempt_from_json(d: Mapping) -> AttemptRecord:
@@ -482,6 +495,7 @@ def _attempt_from_json(d: Mapping) -> AttemptRecord:
         run_id=d["run_id"], task=d["task"], attempt=d["attempt"], status=d["status"], reasons=reasons,
         command=d["command"], started=d["started"], finished=d["finished"], exit_code=d["exit_code"],
         inputs=d["inputs"], outputs=d["outputs"], log=d["log"], log_hash=d["log_hash"], message=d.get("message"),
+        waited=tuple(d["waited"]) if d.get("waited") else None,
     )
 
 
