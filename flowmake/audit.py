@@ -145,6 +145,8 @@ def verify(state: State, root: Path) -> Tuple[ChainReport, List[LogProblem]]:
     """Check the hash chain, then each kept log file against its recorded hash."""
     report = state.verify_journal()
     problems: List[LogProblem] = []
+    if report.damage is not None:
+        return report, problems  # the chain itself could not be read back: that is the finding
     entries = [e for e in state.journal() if report.bad is None or e.seq < report.bad.seq]
     bodies = [(e.kind, json.loads(e.body)) for e in entries]  # all before the first bad record: sound
     pruned: Set[str] = {run for kind, body in bodies if kind == "prune" for run in body["runs"]}

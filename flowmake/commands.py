@@ -97,13 +97,16 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def open_state(project: Project):
-    return open_state_at(project.root)
+def open_state(project: Project, *, for_reading: bool = False):
+    return open_state_at(project.root, for_reading=for_reading)
 
 
-def open_state_at(root: Path):
+def open_state_at(root: Path, *, for_reading: bool = False):
+    """The project's state; `for_reading` (history commands): a damaged one is an error, never set aside."""
     from .state import State
 
+    if for_reading:
+        return State.open_for_reading(root)
     return State.open(root, warn=_warn)
 
 

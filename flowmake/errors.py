@@ -92,6 +92,10 @@ class TrailDamagedError(FlowError):
     exit_code = EXIT_TASK_FAILED
 
 
+class StateDamagedError(FlowError):
+    """The state database cannot be read back (a disk fault, a bad copy): a reading command stops here."""
+
+
 class LockHeldError(FlowError):
     """Another flowmake run holds this project's lock."""
 

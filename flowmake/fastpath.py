@@ -209,6 +209,7 @@ def _start_prescan(snap: snapshots.Snapshot, stamp: Optional[Tuple[int, int, int
 
 def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) -> Optional[int]:
     from .identity import current_user, host_name, new_run_id
+    from .errors import StateDamagedError
     from .state import State, StateError
 
     try:
@@ -218,8 +219,11 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
     try:
         if state.identity != snap.state_identity:
             return None  # the database was started over since: its records are not the ones proven
-        if state.unfinished_runs():
-            return None  # a killed run left tasks behind: the full path ends them
+        try:
+            if state.unfinished_runs():
+                return None  # a killed run left tasks behind: the full path ends them
+        except StateDamagedError:
+            return None  # as a damaged file at opening: the full path sets it aside and says so
         from .events import Notice, PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
         from .guard import survive_closed_pipe
         from .model import RunRecord
@@ -229,8 +233,11 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
         started = time.time()
         t0 = time.monotonic()
         jobs = args.jobs or snap.jobs or os.cpu_count() or 1
-        state.begin_run(RunRecord(run_id, started, current_user(), host_name(), __version__,
-                                  snap.flowfile_hash, args.argv, tuple(snap.roots)), starts_tasks=False)
+        try:
+            state.begin_run(RunRecord(run_id, started, current_user(), host_name(), __version__,
+                                      snap.flowfile_hash, args.argv, tuple(snap.roots)), starts_tasks=False)
+        except StateDamagedError:
+            return None  # nothing shown yet: the full path sets the file aside and runs as a first run
         reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
         emit = survive_closed_pipe(reporter)  # as the full path: a reader gone never leaves the run unrecorded
         try:

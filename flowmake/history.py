@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from .commands import lock_at, open_state_at
-from .errors import UsageError, did_you_mean
+from .errors import StateDamagedError, UsageError, did_you_mean
+from .layout import STATE_DIR
 from .removal import remove
+from .state import DB_NAME, damaged_hint
 
 
 def _when(ts: Optional[float]) -> str:
@@ -64,7 +66,7 @@ def show_log(root: Path, run_id: Optional[str], task: Optional[str] = None, *, l
             raise UsageError("--last takes the place of the run id",
                              hint=f"`flowmake log --last {task}`, or `flowmake log {run_id} {task}`")
         task, run_id = run_id, None
-    state = open_state_at(root)
+    state = open_state_at(root, for_reading=True)
     try:
         if last:
             run_id = _newest_run(state, root, task)
@@ -351,7 +353,7 @@ def show_lineage(root: Path, path: str, *, as_json: bool, sources_only: bool = F
     from .hashing import FileHasher
 
     rel = project_path(root, path)
-    state = open_state_at(root)
+    state = open_state_at(root, for_reading=True)
     try:
         node = lineage(state, FileHasher(root, state.stat_cache()), rel)
     finally:
@@ -422,11 +424,17 @@ def show_lineage(root: Path, path: str, *, as_json: bool, sources_only: bool = F
 def audit_verify(root: Path, out: TextIO = sys.stdout) -> int:
     from .audit import verify
 
-    state = open_state_at(root)
+    state = open_state_at(root, for_reading=True)
     try:
         report, log_problems = verify(state, root)
     finally:
         state.close()
+    if report.damage is not None:
+        print(f"audit: FAILED: {report.damage}", file=sys.stderr)
+        print(f"audit: {report.records} records were checked before the damage and are intact"
+              f" (head {report.head})", file=sys.stderr)
+        print(f"  hint: {damaged_hint(root / STATE_DIR / DB_NAME)}", file=sys.stderr)
+        return 1
     if not report.ok:
         bad = report.bad
         assert bad is not None
@@ -447,9 +455,9 @@ def audit_export(root: Path, *, fmt: str, output: Optional[Path], out: TextIO = 
     import csv
     import io
 
-    state = open_state_at(root)
+    state = open_state_at(root, for_reading=True)
     try:
-        entries = state.journal()
+        entries, _damage = state.readable_journal()
         report = state.verify_journal()
     finally:
         state.close()
@@ -488,6 +496,9 @@ def audit_export(root: Path, *, fmt: str, output: Optional[Path], out: TextIO = 
     else:
         output.write_text(text)
         out.write(f"wrote {len(records)} records to {output}\n")
+    if report.damage is not None:
+        raise StateDamagedError(f"exported only the {len(records)} records that could still be read: {report.damage}",
+                                hint="the export is what the damaged file still holds; keep it with the file itself")
     if not report.ok:
         bad = report.bad
         print(f"audit: warning: the exported trail is broken at record #{bad.seq}: {report.problem} "

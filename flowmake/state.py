@@ -22,7 +22,7 @@ import sqlite3
 import time
 from collections import abc
 
-from .errors import TrailDamagedError
+from .errors import StateDamagedError, TrailDamagedError
 from .hashing import HASH_ALGORITHM, StatEntry, hash_text
 from .layout import STATE_DIR
 from .model import INVALIDATED, AttemptRecord, Reason, ReasonKind, RunRecord, Trace
@@ -64,6 +64,7 @@ CREATE TABLE running (  -- runs in progress: flowmake's pid, the run, '' (a task
 
 
 GENESIS = "0" * 64  # prev_hash of the first journal record
+_PROBE_GIVE_UP = 10_000  # consecutive absent records after which a damaged journal's probe stops
 
 
 class JournalEntry(NamedTuple):
@@ -82,10 +83,45 @@ class ChainReport(NamedTuple):
     head: str  # hash of the last good record
     bad: Optional[JournalEntry] = None
     problem: Optional[str] = None
+    damage: Optional[str] = None  # records the database could not give back at all (a damaged file)
 
 
 class StateError(Exception):
     """The database cannot be used (corrupt, or from an unknown version)."""
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """SQLite's word that the file's pages are not what it wrote (a disk fault, a bad copy).
+
+    Corruption (SQLITE_CORRUPT, SQLITE_NOTADB) arrives as the base
+    DatabaseError; text that is no longer UTF-8 as an OperationalError from
+    the decoder. A locked or full disk (OperationalError) is not damage.
+    """
+    if type(exc) is sqlite3.DatabaseError:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("Could not decode")
+
+
+def damaged_hint(path: object) -> str:
+    return (f"`flowmake audit export -o FILE` saves every record that can still be read; the next `flowmake run` "
+            f"moves {path} aside (kept as {DB_NAME}.unreadable-TIME, never deleted) and starts over")
+
+
+def _healing(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a State method; on damage, heal (a run) or raise StateDamagedError (a reading command)."""
+
+    def guarded(self: "State", *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self._damaged(exc)
+            return method(self, *args, **kwargs)  # on the new, empty database
+
+    guarded.__name__ = method.__name__
+    guarded.__doc__ = method.__doc__
+    return guarded
 
 
 def state_dir(root: Path) -> Path:
@@ -112,9 +148,15 @@ def keep_open_until_exit() -> None:
 
 
 class State:
-    def __init__(self, conn: sqlite3.Connection, identity: str, path: str | Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, identity: str, path: str | Path, *,
+                 heal: Optional[Callable[[str], None]] = None) -> None:
         self._conn = conn
         self.path = path
+        # Damage found while in use: with `heal` (a warning sink) the file is
+        # set aside and the work goes on against a new database, as a first
+        # run would (everything reruns: safe); without it, StateDamagedError.
+        self._heal = heal
+        self._begun: Optional[Tuple[dict, bool]] = None  # this run's record, replayed into a new database
         # When this database was created: one set aside and started over gets
         # a new identity, so a no-op snapshot made against the old one is void.
         self.identity = identity
@@ -129,7 +171,7 @@ class State:
         path = directory / DB_NAME
         if path.exists():
             try:
-                state = cls(*_connect_existing(path), path)
+                state = cls(*_connect_existing(path), path, heal=warn)
                 # Walk the two tables every run reads, so that damage shows here
                 # (and the database is set aside) rather than mid-run; counting
                 # visits every page without building 30,000 rows.
@@ -143,9 +185,60 @@ class State:
                     f"state database {path} could not be used ({exc}); moved it to {aside.name} "
                     "and starting over: every task runs once more"
                 )
-        state = cls(*_create(path), path)
+        state = cls(*_create(path), path, heal=warn)
         state._empty.update(("files", "traces"))
         return state
+
+    @classmethod
+    def open_for_reading(cls, root: Path) -> "State":
+        """Open the state for a command that reads history (log, lineage, audit).
+
+        Unlike `open`, a damaged database is never set aside here: it is the
+        evidence. It raises StateDamagedError (exit 2, or a failed `audit
+        verify`) naming the file and how to recover.
+        """
+        path = state_dir(root) / DB_NAME
+        if not path.exists():
+            return cls.open(root, warn=lambda message: None)
+        try:
+            return cls(*_connect_existing(path), path)
+        except (sqlite3.DatabaseError, StateError) as exc:
+            raise StateDamagedError(f"the state database {path} cannot be read ({exc})",
+                                    hint=damaged_hint(path)) from None
+
+    def _damaged(self, exc: BaseException) -> None:
+        if self._heal is None:
+            raise StateDamagedError(f"the state database {self.path} is damaged ({exc})",
+                                    hint=damaged_hint(self.path)) from None
+        warn, self._heal = self._heal, None  # damaged again right after: give up rather than loop
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+        from pathlib import Path as _Path  # the damaged path only: pathlib stays off the no-op path
+
+        path = _Path(self.path)
+        aside = _set_aside(path)
+        warn(f"state database {path} is damaged ({exc}); moved it to {aside.name} and starting over: "
+             "every task runs once more")
+        self._conn, self.identity = _create(path)
+        self._empty = {"files", "traces"}
+        if self._begun is not None:
+            body, starts_tasks = self._begun
+            self._write_run_start(body, starts_tasks=starts_tasks)
+        self._heal = warn
+
+    def _fetch(self, sql: str, params: tuple = (), *, one: bool = False) -> Any:
+        """One query for the lazy row maps, with the same damage handling as the methods."""
+        try:
+            cursor = self._conn.execute(sql, params)
+            return cursor.fetchone() if one else cursor.fetchall()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self._damaged(exc)
+            cursor = self._conn.execute(sql, params)
+            return cursor.fetchone() if one else cursor.fetchall()
 
     @classmethod
     def open_existing(cls, root: str | Path) -> "State":
@@ -181,19 +274,21 @@ class State:
 
     def stat_cache(self) -> Mapping[str, StatEntry]:
         """The stat cache, each entry as it is when first looked up (callers do not mutate it)."""
-        return _Rows(self._conn, "SELECT path, size, mtime_ns, ctime_ns, inode, hash, hashed_at_ns FROM files",
+        return _Rows(self._fetch, "SELECT path, size, mtime_ns, ctime_ns, inode, hash, hashed_at_ns FROM files",
                      "path", lambda r: StatEntry(r[1], r[2], r[3], r[4], r[5], r[6]), empty="files" in self._empty)
 
     def traces(self) -> Mapping[str, Trace]:
         """Traces, each as it is when first looked up: a build looks a task's up before it runs it."""
-        return _Rows(self._conn, "SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces",
+        return _Rows(self._fetch, "SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces",
                      "task", lambda r: Trace(r[0], r[1], r[2], _LazyJSON(r[3]), _LazyJSON(r[4]), _LazyJSON(r[5]), r[6]),
                      empty="traces" in self._empty)
 
+    @_healing
     def unfinished_runs(self) -> List[str]:
         """Ids of the runs that may have started tasks and did not finish: killed, or running now."""
         return [row[0] for row in self._conn.execute("SELECT DISTINCT run_id FROM running")]
 
+    @_healing
     def runs(self, limit: Optional[int] = None) -> List[RunRecord]:
         """Recorded runs, newest first."""
         sql = "SELECT seq, run_id, body FROM journal WHERE kind = 'run' ORDER BY run_id DESC"
@@ -214,20 +309,24 @@ class State:
                 tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result"), end.get("skipped"))))
         return out
 
+    @_healing
     def run_ids(self) -> List[str]:
         return [r[0] for r in self._conn.execute("SELECT run_id FROM journal WHERE kind = 'run' ORDER BY run_id DESC")]
 
+    @_healing
     def attempts(self, run_id: str) -> List[AttemptRecord]:
         rows = self._conn.execute(
             "SELECT seq, body FROM journal WHERE run_id = ? AND kind = 'attempt' ORDER BY seq", (run_id,)
         )
         return [_decode(seq, body, _attempt_from_json) for seq, body in rows]
 
+    @_healing
     def newest_run_by_task(self) -> Dict[str, str]:
         """Each task with a recorded attempt -> the newest run that has one."""
         rows = self._conn.execute("SELECT task, MAX(run_id) FROM journal WHERE kind = 'attempt' GROUP BY task")
         return {task: run_id for task, run_id in rows if task is not None}
 
+    @_healing
     def attempts_writing(self, paths: Sequence[str]) -> List[AttemptRecord]:
         """Successful attempts that recorded any of these output paths, newest first."""
         found: List[AttemptRecord] = []
@@ -244,16 +343,73 @@ class State:
         found.sort(key=lambda a: a.finished, reverse=True)
         return found
 
+    @_healing
     def journal(self) -> List[JournalEntry]:
         rows = self._conn.execute("SELECT seq, kind, run_id, task, body, prev_hash, hash FROM journal ORDER BY seq")
         return [JournalEntry(*r) for r in rows]
 
+    def readable_journal(self) -> Tuple[List[JournalEntry], Optional[str]]:
+        """Every journal record the file still gives back, and what could not be read (None: all).
+
+        For the auditor's commands on a damaged file: the scan in order stops
+        at the first bad page; past it each record is asked for on its own,
+        so that records on sound pages are still found.
+        """
+        select = "SELECT seq, kind, run_id, task, body, prev_hash, hash FROM journal"
+        entries: List[JournalEntry] = []
+        try:
+            for row in self._conn.execute(select + " ORDER BY seq"):
+                entries.append(JournalEntry(*row))
+            return entries, None
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            problem = str(exc)
+        after = entries[-1].seq if entries else 0
+        try:
+            last = self._conn.execute("SELECT max(seq) FROM journal").fetchone()[0] or after
+        except sqlite3.DatabaseError:
+            last = after
+        # max(seq) itself may come from a damaged page: the probe ends after a
+        # long enough run of records that are not there.
+        lost = misses = 0
+        seq = after
+        while seq < last and misses < _PROBE_GIVE_UP:
+            seq += 1
+            try:
+                row = self._conn.execute(select + " WHERE seq = ?", (seq,)).fetchone()
+            except sqlite3.DatabaseError:
+                row = None
+            if row is None:
+                lost, misses = lost + 1, misses + 1
+            else:
+                entries.append(JournalEntry(*row))
+                misses = 0
+        last_read = entries[-1].seq if entries else 0
+        lost -= misses  # the trailing misses are past the end, not lost records
+        where = (f"the records after #{after}" if last_read <= after
+                 else f"{lost} of records #{after + 1}-#{last_read}")
+        return entries, f"{self.path} is damaged: {where} could not be read ({problem})"
+
     def verify_journal(self) -> "ChainReport":
-        """Recompute the hash chain; the first record that does not fit is reported."""
+        """Recompute the hash chain; the first record that does not fit is reported.
+
+        A damaged file fails verification too (`damage`): the records that
+        could not be read cannot be vouched for.
+        """
         prev = GENESIS
         expected_seq = 1
         count = 0
-        for entry in self.journal():
+        entries, damage = self.readable_journal()
+        if damage is not None:
+            for entry in entries:  # the chain up to the damage still counts as checked
+                if (entry.seq != expected_seq or entry.prev_hash != prev or
+                        _entry_hash(entry.seq, entry.kind, entry.run_id, entry.task, entry.body,
+                                    entry.prev_hash) != entry.hash):
+                    break
+                prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
+            return ChainReport(ok=False, records=count, head=prev, damage=damage)
+        for entry in entries:
             count += 1
             problem = None
             if entry.seq != expected_seq:
@@ -270,6 +426,7 @@ class State:
 
     # -- writing -----------------------------------------------------------
 
+    @_healing
     def begin_run(self, run: RunRecord, *, starts_tasks: bool = True) -> None:
         """The run's record; one that may start tasks is also listed in `running` until it finishes.
 
@@ -279,12 +436,17 @@ class State:
         """
         body = {"id": run.id, "started": run.started, "user": run.user, "host": run.host, "version": run.version,
                 "flowfile_hash": run.flowfile_hash, "argv": list(run.argv), "targets": list(run.targets)}
+        self._write_run_start(body, starts_tasks=starts_tasks)
+        self._begun = (body, starts_tasks)
+
+    def _write_run_start(self, body: dict, *, starts_tasks: bool) -> None:
         with self._conn:
-            self._append("run", run.id, None, body)
+            self._append("run", body["id"], None, body)
             if starts_tasks:
                 self._conn.execute("INSERT OR REPLACE INTO running (pid, run_id, task) VALUES (?, ?, '')",
-                                   (os.getpid(), run.id))
+                                   (os.getpid(), body["id"]))
 
+    @_healing
     def finish_run(self, run_id: str, *, finished: float, result: str,
                    skipped: Optional[Mapping[str, str]] = None) -> None:
         """The run's end; `skipped`: for a run that did not succeed, each task it did not start and why.
@@ -299,6 +461,7 @@ class State:
             self._append("run_end", run_id, None, body)
             self._conn.execute("DELETE FROM running WHERE run_id = ?", (run_id,))
 
+    @_healing
     def record_prune(self, run_id: str, pruned: Sequence[str], *, when: float) -> None:
         """Logs of these runs were deleted on purpose: verification must not flag them."""
         with self._conn:
@@ -324,6 +487,7 @@ class State:
     ) -> None:
         self.record_attempts([(attempt, trace)], stat_entries)
 
+    @_healing
     def record_attempts(self, finished: Sequence[Tuple[AttemptRecord, Optional[Trace]]],
                         stat_entries: Mapping[str, StatEntry]) -> None:
         """One transaction for finished attempts: history, trace (a new one on success, else invalid), cache."""
@@ -343,17 +507,20 @@ class State:
                                        (INVALIDATED, attempt.task))
             _save_stat_entries(self._conn, stat_entries)
 
+    @_healing
     def save_stat_entries(self, entries: Mapping[str, StatEntry]) -> None:
         if entries:
             self._empty.clear()
             with self._conn:
                 _save_stat_entries(self._conn, entries)
 
+    @_healing
     def forget_runs(self, run_ids: Iterable[str]) -> None:
         """These runs' orphans are ended: no later run need look for them again."""
         with self._conn:
             self._conn.executemany("DELETE FROM running WHERE run_id = ?", [(r,) for r in run_ids])
 
+    @_healing
     def forget_tasks(self, tasks: Sequence[str], paths: Sequence[str]) -> None:
         """Drop the traces of tasks (and cached hashes of their outputs): `clean`."""
         with self._conn:
@@ -376,11 +543,11 @@ class _Rows(abc.Mapping):
 
     _BULK_AFTER = 2000
 
-    __slots__ = ("_conn", "_select", "_one", "_make", "_rows", "_complete")
+    __slots__ = ("_fetch", "_select", "_one", "_make", "_rows", "_complete")
 
-    def __init__(self, conn: sqlite3.Connection, select: str, key: str, make: Callable[[tuple], Any], *,
+    def __init__(self, fetch: Callable[..., Any], select: str, key: str, make: Callable[[tuple], Any], *,
                  empty: bool = False) -> None:
-        self._conn = conn
+        self._fetch = fetch  # State._fetch: a damaged page found here is handled as in State's methods
         self._select = select
         self._one = f"{select} WHERE {key} = ?"
         self._make = make
@@ -395,13 +562,13 @@ class _Rows(abc.Mapping):
         if len(rows) >= self._BULK_AFTER:
             self._read_all()
             return self._rows.get(key)
-        row = rows[key] = self._conn.execute(self._one, (key,)).fetchone()
+        row = rows[key] = self._fetch(self._one, (key,), one=True)
         return row
 
     def _read_all(self) -> None:
         if not self._complete:
             known = self._rows
-            self._rows = {r[0]: r for r in self._conn.execute(self._select)}
+            self._rows = {r[0]: r for r in self._fetch(self._select)}
             self._rows.update(known)  # keys already looked up stay as they were
             self._complete = True
 

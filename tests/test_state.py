@@ -137,3 +137,60 @@ def test_a_new_database_answers_lookups_without_queries_until_it_is_written(tmp_
     s.close()
     s = open_state(tmp_path, [])
     assert s.traces()["t"] == trace
+
+
+def _damage_every_page_but_the_first(db: Path) -> None:
+    """Cell content overwritten, page headers kept: SQLite opens the file and fails on reading a record."""
+    import sqlite3
+
+    conn = sqlite3.connect(str(db))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(db.read_bytes())
+    for start in range(4096, len(data), 4096):
+        data[start + 100: start + 4096 - 100] = b"\xff" * (4096 - 200)
+    db.write_bytes(bytes(data))
+
+
+def test_damage_found_in_use_sets_the_file_aside_and_the_run_goes_on_in_a_new_database(tmp_path: Path) -> None:
+    s = open_state(tmp_path, [])
+    for i in range(30):
+        s.begin_run(RunRecord(f"r{i:02}", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
+        trace = Trace("t", "fp", "ch", {"TZ": "x"}, {"a": "h"}, {"b": "o"}, f"r{i:02}")
+        s.task_finished(attempt("t")._replace(run_id=f"r{i:02}"), trace=trace, stat_entries={})
+        s.finish_run(f"r{i:02}", finished=3.0, result="success")
+    s.close()
+    db = tmp_path / STATE_DIR / DB_NAME
+    _damage_every_page_but_the_first(db)
+    warnings: list = []
+    s = open_state(tmp_path, warnings)  # opens: the damage is in the records
+    assert warnings == []
+    s.begin_run(RunRecord("new", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))  # reads the journal's head
+    assert len(warnings) == 1 and "damaged" in warnings[0], warnings
+    assert s.traces().get("t") is None  # nothing known: the task runs again
+    s.task_finished(attempt("t")._replace(run_id="new"), trace=None, stat_entries={})
+    s.finish_run("new", finished=3.0, result="success")
+    assert [e.kind for e in s.journal()] == ["run", "attempt", "run_end"]  # the new trail starts with this run
+    assert s.unfinished_runs() == []
+    assert s.verify_journal().ok
+    s.close()
+    assert len(list((tmp_path / STATE_DIR).glob(DB_NAME + ".unreadable-*"))) == 1
+
+
+def test_a_reading_open_of_a_damaged_database_raises_and_leaves_it_in_place(tmp_path: Path) -> None:
+    import pytest
+
+    from flowmake.errors import StateDamagedError
+
+    s = open_state(tmp_path, [])
+    s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
+    s.close()
+    db = tmp_path / STATE_DIR / DB_NAME
+    _damage_every_page_but_the_first(db)
+    s = State.open_for_reading(tmp_path)
+    with pytest.raises(StateDamagedError, match="damaged"):
+        s.runs()
+    report = s.verify_journal()
+    assert not report.ok and report.damage is not None and report.records == 0
+    s.close()
+    assert db.exists() and not list((tmp_path / STATE_DIR).glob(DB_NAME + ".unreadable-*"))
