@@ -83,6 +83,53 @@ def _read_toml(path: Path) -> Tuple[Dict[str, Any], str, str]:
         return tomllib.loads(text), text, digest
     except tomllib.TOMLDecodeError as exc:
         raise syntax_error(exc, path=path, text=text) from None
+    except RecursionError as exc:
+        # tomli's own limits on hostile shapes (inline arrays/tables nested
+        # hundreds deep, a dotted key of a thousand parts), raised without a
+        # position: find the line ourselves.
+        raise FlowfileError(f"too deep for a Flowfile: {exc}", file=path, line=_deepest_line(text),
+                            hint="nest arrays and tables a few levels at most, and write keys of a few parts") from None
+
+
+def _deepest_line(text: str) -> int:
+    """The line where bracket nesting, or a key's dotted parts, first go past what a Flowfile needs.
+
+    A rough scan for the error message only: it skips quoted strings and
+    comments, which is enough to point at the line that is too deep.
+    """
+    depth = 0
+    line = 1
+    dots_on_line = 0
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\n":
+            line += 1
+            dots_on_line = 0
+        elif quote:
+            if c == "\\" and quote == '"':
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > 100:
+                return line
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        elif c == ".":
+            dots_on_line += 1
+            if dots_on_line > 100:
+                return line
+        i += 1
+    return 1
 
 
 def load(path: Path) -> Flowfile:
