@@ -20,6 +20,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # again (a quarter of a 10,000-task run). The build loop turns it back on
     # for the objects it makes (build.py).
     gc.disable()
+    if argv is None:
+        _in_utf8_mode()
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:
         # Answered before importing the CLI: scripts call this to probe for flowmake.
@@ -41,6 +43,39 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .cli import main as cli_main
 
     return cli_main(args, typed=typed)
+
+
+def _in_utf8_mode() -> None:
+    """Run in Python's UTF-8 mode whatever the locale; print in the terminal's own encoding.
+
+    Paths are bytes on POSIX, and a Flowfile (UTF-8 text) names them in
+    UTF-8; under a Latin-1 locale Python would encode `données.csv` as
+    Latin-1 and find no such file, and crash printing a character the
+    locale lacks. So flowmake starts itself again with `-X utf8` (only
+    under such a locale: a C or UTF-8 one costs nothing here), and prints
+    in the terminal's encoding with unencodable characters replaced.
+    Tasks still get the user's locale: the environment is unchanged.
+    """
+    stdio = sys._xoptions.get("flowmake_stdio")
+    if isinstance(stdio, str):  # the second start
+        if "PYTHONIOENCODING" not in os.environ:  # the user's explicit choice wins
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.reconfigure(encoding=stdio, errors="replace")  # type: ignore[union-attr]
+                except (AttributeError, LookupError, ValueError):
+                    pass
+        return
+    if sys.flags.utf8_mode or sys.getfilesystemencoding().lower().replace("-", "") == "utf8":
+        return
+    if not sys.executable:
+        return
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-X", "utf8", "-X", f"flowmake_stdio={encoding}",
+                                  "-m", "flowmake", *sys.argv[1:]])
+    except OSError:
+        pass  # go on as we are: names outside the locale's encoding may not be found
 
 
 def _run(args: List[str], *, typed: List[str], process_ends: bool) -> Optional[int]:

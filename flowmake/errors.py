@@ -102,6 +102,23 @@ class LockHeldError(FlowError):
     exit_code = EXIT_LOCKED
 
 
+NOT_UTF8_HINT = ("flowmake records every path as UTF-8 text (the audit trail must name it exactly); rename the file, "
+                 "e.g. `convmv -f latin1 -t utf8 --notest FILE`")
+
+
+def not_utf8(path: str) -> Optional[str]:
+    """`path` with its undecodable bytes shown as \\xNN if the name on disk is not UTF-8, else None.
+
+    Python hands such names over with surrogate escapes (PEP 383); they
+    cannot be stored, hashed or printed as text.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> Optional[str]:
     """A 'did you mean X?' hint for the closest choice, or None."""
     import difflib  # only on the error path: keeps start-up lean

@@ -43,15 +43,17 @@ def internal_error() -> int:
     import traceback
 
     fd, path = tempfile.mkstemp(prefix="flowmake-crash-", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
+    # UTF-8 with escapes, whatever the locale: the report of a crash must not crash itself.
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(f"flowmake {__version__}\nargv: {sys.argv!r}\n\n")
         traceback.print_exc(file=f)
     exc = sys.exc_info()[1]
-    print(
-        f"flowmake: internal error (a bug in flowmake, not in your Flowfile): {type(exc).__name__}: {exc}; "
-        f"traceback written to {path}",
-        file=sys.stderr,
-    )
+    message = (f"flowmake: internal error (a bug in flowmake, not in your Flowfile): {type(exc).__name__}: {exc}; "
+               f"traceback written to {path}")
+    try:
+        print(message, file=sys.stderr)
+    except UnicodeError:
+        print(message.encode("ascii", "backslashreplace").decode("ascii"), file=sys.stderr)
     return EXIT_INTERNAL
 
 

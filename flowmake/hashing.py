@@ -28,6 +28,7 @@ import time
 
 from blake3 import blake3
 
+from .errors import not_utf8
 from .records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
@@ -211,7 +212,9 @@ def _walk_files(base: str) -> List[Tuple[str, str, os.stat_result]]:
                 continue  # dangling symlink or removed while walking
             if stat_module.S_ISREG(st.st_mode):
                 rel = os.path.relpath(full, base).replace(os.sep, "/")
-                found.append((rel, full, st))
+                # A name that is not UTF-8 is recorded as its escaped text
+                # (caf\xe9.csv): it can be stored and shown, and is the same every run.
+                found.append((not_utf8(rel) or rel, full, st))
     found.sort(key=lambda item: item[0])
     return found
 

@@ -16,7 +16,7 @@ import itertools
 from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .drafts import Context, Draft
-from .errors import did_you_mean
+from .errors import NOT_UTF8_HINT, did_you_mean, not_utf8
 from .model import NO_GROUPS, TaskSpec
 from .paths import Disk, glob_to_regex, is_glob, literal_dir, merge, unique
 from .problems import Problems
@@ -147,6 +147,9 @@ def _resolve_inputs(
     for path in paths:
         if is_glob(path):
             matches = _glob_input(path, draft=draft, producers=producers, disk=disk)
+            for shown in filter(None, map(not_utf8, matches)):
+                ctx.problems.add(f"input glob {path} of task {draft.name} matches {shown}, whose name is not UTF-8",
+                                 at=("tasks", draft.table.name, "inputs"), hint=NOT_UTF8_HINT)
             if not matches:
                 ctx.problems.add(
                     f"input glob {path} of task {draft.name} matches no file",
