@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import List
 
@@ -63,7 +64,8 @@ def damage(project: Project, *, journal_leaves: slice = slice(None), everything:
 
 
 def aside_files(project: Project) -> List[Path]:
-    return sorted(project.path(".flowmake").glob("state.db.unreadable-*"))
+    return sorted(p for p in project.path(".flowmake").glob("state.db.unreadable-*")
+                  if not p.name.endswith(("-wal", "-shm")))  # its side files move with it
 
 
 def no_crash(result) -> None:
@@ -115,10 +117,15 @@ def test_reading_commands_on_a_wholly_damaged_state_say_so_with_how_to_recover(
 @pytest.mark.parametrize("way", ["no-op-fast-path", "full-path", "status"])
 def test_a_run_on_a_damaged_state_sets_it_aside_and_goes_on_as_a_first_run(project: Project, way: str) -> None:
     built(project)
+    snapshot = project.path(".flowmake/noop.snapshot")
+    if way == "no-op-fast-path":
+        time.sleep(2.1)  # past the racy window: the next no-op vouches for in.txt by its stat
+        assert project.json_run().started == []
+        assert snapshot.exists()
+    else:  # without the no-op snapshot the run opens the state itself
+        snapshot.unlink(missing_ok=True)
     db = damage(project, everything=True)
     damaged_bytes = db.read_bytes()
-    if way == "full-path":  # without the no-op snapshot the run opens the state itself
-        project.path(".flowmake/noop.snapshot").unlink()
     args = ["status", "--json"] if way == "status" else ["run", "--progress", "json"]
     result = project.run(*args)
     no_crash(result)
