@@ -228,17 +228,11 @@ class State:
             self._write_run_start(body, starts_tasks=starts_tasks)
         self._heal = warn
 
+    @_healing
     def _fetch(self, sql: str, params: tuple = (), *, one: bool = False) -> Any:
         """One query for the lazy row maps, with the same damage handling as the methods."""
-        try:
-            cursor = self._conn.execute(sql, params)
-            return cursor.fetchone() if one else cursor.fetchall()
-        except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
-                raise
-            self._damaged(exc)
-            cursor = self._conn.execute(sql, params)
-            return cursor.fetchone() if one else cursor.fetchall()
+        cursor = self._conn.execute(sql, params)
+        return cursor.fetchone() if one else cursor.fetchall()
 
     @classmethod
     def open_existing(cls, root: str | Path) -> "State":
