@@ -84,9 +84,9 @@ def in_peers_venv(size: int, reps: int, names: Sequence[str]) -> Dict[str, float
 def flowmake_first_hash(buf: bytes, reps: int, drop_caches: bool) -> Tuple[Optional[float], str]:
     """Seconds for FileHasher(root, {}).hash(path) on a file holding buf."""
     try:
-        from flowmake.hashing import FileHasher
+        from flowmake.store.hashing import FileHasher
     except ImportError as exc:
-        return None, f"flowmake.hashing not importable: {exc}"
+        return None, f"flowmake.store.hashing not importable: {exc}"
     with tempfile.TemporaryDirectory(prefix="flowmake-hash-") as tmp:
         root = Path(tmp)
         (root / "big.bin").write_bytes(buf)

@@ -11,7 +11,7 @@ from .records import TYPE_CHECKING
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
     from typing import List, NoReturn, Optional
 
-    from .snapshot import Prescan
+    from .engine.snapshot import Prescan
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         print(f"flowmake {__version__}")
         return 0
-    from .shorthand import expand
+    from .cli.shorthand import expand
 
     typed = args
     args = expand(typed)  # `flowmake TARGET`, `flowmake -n`: `run`; `status -C dir`: `-C dir status`
@@ -40,7 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if argv is None:
                 _leave(code)
             return code
-    from .cli import main as cli_main
+    from .cli.app import main as cli_main
 
     return cli_main(args, typed=typed)
 
@@ -84,9 +84,9 @@ def _run(args: List[str], *, typed: List[str], process_ends: bool) -> Optional[i
     `typed`: the arguments as given, for the run's record. `process_ends`:
     _leave follows, so the state database needs no closing.
     """
-    from .fastpath import parse, try_noop
-    from .guard import exit_code_of
-    from .state import keep_open_until_exit
+    from .cli.fastpath import parse, try_noop
+    from .cli.guard import exit_code_of
+    from .store.state import keep_open_until_exit
 
     if process_ends:
         keep_open_until_exit()
@@ -99,7 +99,7 @@ def _run(args: List[str], *, typed: List[str], process_ends: bool) -> Optional[i
     if parsed is None:
         return None  # other commands, --help and bad arguments: the CLI
     # A well-formed `run` needs no typer (~15 ms to import).
-    from .commands import run_parsed
+    from .cli.commands import run_parsed
 
     try:
         code = exit_code_of(lambda: run_parsed(parsed, prescan=prescans[0] if prescans else None))

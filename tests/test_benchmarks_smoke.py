@@ -31,10 +31,10 @@ def _load_generator() -> ModuleType:
 generate = _load_generator()
 
 try:
-    from flowmake import flowfile
-    from flowmake.graph import build_graph
+    from flowmake.engine.graph import build_graph
+    from flowmake.load import flowfile
 except ImportError as exc:  # flowmake's core not importable yet: nothing to check against
-    pytest.skip(f"flowmake.flowfile cannot be imported ({exc})", allow_module_level=True)
+    pytest.skip(f"flowmake.load.flowfile cannot be imported ({exc})", allow_module_level=True)
 
 N = 20
 

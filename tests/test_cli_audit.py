@@ -24,10 +24,9 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from blake3 import blake3
+from conftest import Project, isolation_env, wait_for
 
 import flowmake
-
-from conftest import Project, isolation_env, wait_for
 
 PIPELINE = """\
     [tasks.clean]

@@ -20,8 +20,9 @@ import textwrap
 import time
 from typing import Mapping, Optional, Tuple
 
-import flowmake
 from conftest import FLOWMAKE, Project, kinds, status_json
+
+import flowmake
 
 ESC = "\x1b"
 

@@ -24,7 +24,6 @@ from typing import Tuple
 
 import pytest
 from blake3 import blake3
-
 from conftest import FLOWMAKE, RUN_TIMEOUT, Project, Result, apply_env, isolation_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

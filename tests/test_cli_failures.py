@@ -311,8 +311,8 @@ def test_a_log_that_cannot_be_written_fails_the_task_saying_so_and_the_run_ends(
 
 def test_a_bug_while_moving_task_output_ends_the_run_as_an_internal_error_not_a_hang(
         project: Project, monkeypatch, capsys) -> None:
-    from flowmake import runner
     from flowmake.__main__ import main
+    from flowmake.executors import local as runner
 
     project.flowfile("""\
         [tasks.a]

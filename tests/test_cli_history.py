@@ -17,7 +17,6 @@ from typing import Any, Dict
 
 import pytest
 from blake3 import blake3
-
 from conftest import Project, Result
 
 # A path command that walks towards `/` forever must fail the test, fast.

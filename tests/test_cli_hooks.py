@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-
 from conftest import Project, wait_for
 
 # A hook script: each FLOWMAKE_* variable and the working directory, one per line.

@@ -15,10 +15,9 @@ import json
 import os
 
 import pytest
-
-from flowmake.fastpath import try_noop
-
 from conftest import Project, kinds
+
+from flowmake.cli.fastpath import try_noop
 
 MAIN = """\
     [flow]

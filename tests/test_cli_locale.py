@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import Project
 
 LATIN1 = "en_US.ISO-8859-1"
@@ -134,7 +133,7 @@ def test_a_directory_input_holding_a_file_name_that_is_not_utf8_runs_and_notices
 
 
 def test_an_internal_error_is_reported_even_when_the_terminal_cannot_show_its_text(tmp_path) -> None:
-    code = ("import sys; from flowmake.guard import exit_code_of\n"
+    code = ("import sys; from flowmake.cli.guard import exit_code_of\n"
             "def boom():\n    raise ValueError('caf\\u00e9 \\u2014 \\u2615')\n"
             "sys.exit(exit_code_of(boom))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True,

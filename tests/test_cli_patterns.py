@@ -16,10 +16,9 @@ import sys
 import time
 
 import pytest
-
-from flowmake.fastpath import try_noop
-
 from conftest import Project
+
+from flowmake.cli.fastpath import try_noop
 
 COUNTWORDS = '''\
 import collections, re, sys

@@ -283,8 +283,8 @@ def test_an_edit_reads_the_edited_source_and_each_rewritten_output_once(project:
     # change): their old outputs only add reasons, and are not read again.
     import json
 
-    from flowmake import hashing
     from flowmake.__main__ import main
+    from flowmake.store import hashing
 
     project.flowfile("""\
         [tasks.b]

@@ -13,7 +13,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from conftest import Project
 
 needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/comm"), reason="reads /proc (Linux)")

@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import Project
 
 from flowmake import __main__ as entry
-from flowmake import shorthand
-
-from conftest import Project
+from flowmake.cli import shorthand
 
 PIPELINE = """\
     [flow]
@@ -236,7 +235,7 @@ def test_every_help_shows_the_make_style_shorthand(project: Project, command: li
 
 
 def test_shorthand_knows_every_command_of_the_cli() -> None:
-    from flowmake.cli import app
+    from flowmake.cli.app import app
 
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
     names |= {g.name for g in app.registered_groups}
@@ -284,8 +283,8 @@ def test_bare_flowmake_and_a_bare_target_take_the_noop_fast_path(project: Projec
     def full_path(*args: object, **kwargs: object) -> int:
         raise AssertionError("the full path ran")
 
-    monkeypatch.setattr("flowmake.commands.run_parsed", full_path)
-    monkeypatch.setattr("flowmake.cli.main", full_path)
+    monkeypatch.setattr("flowmake.cli.commands.run_parsed", full_path)
+    monkeypatch.setattr("flowmake.cli.app.main", full_path)
     monkeypatch.chdir(project.root)
     capsys.readouterr()
     assert entry.main(argv) == 0

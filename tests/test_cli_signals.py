@@ -17,7 +17,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import Project, pid_alive, wait_for, wait_for_file
 
 LONG_TASK = """\

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import List
 
 import pytest
-
 from conftest import Project, status_json
 
 PAGE = 4096

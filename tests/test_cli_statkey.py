@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from flowmake.fastpath import try_noop
-
 from conftest import Project, kinds
+
+from flowmake.cli.fastpath import try_noop
 
 CHAIN = """\
     [tasks.extract]

@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from flowmake import snapshot as snapshots
-from flowmake.fastpath import parse, try_noop
-
 from conftest import Project, kinds, wait_for_file
+
+from flowmake.cli.fastpath import parse, try_noop
+from flowmake.engine import snapshot as snapshots
 
 PIPELINE = """\
     [vars]
@@ -129,7 +128,7 @@ def test_other_targets_do_not_use_it(project: Project, capsys) -> None:
 
 
 def snapshot_of(project: Project):
-    from flowmake.snapshot import read
+    from flowmake.engine.snapshot import read
 
     snap = read(project.path(".flowmake"))
     assert snap is not None
@@ -236,9 +235,10 @@ WITH_OTHER = PIPELINE + """
 
 def proven_fresh(project: Project) -> set:
     """The tasks a full run would take as fresh from the snapshot, without planning them."""
-    from flowmake.build import Build, BuildOptions
-    from flowmake.commands import Project as Loaded, open_state
-    from flowmake.graph import closure
+    from flowmake.cli.commands import Project as Loaded
+    from flowmake.cli.commands import open_state
+    from flowmake.engine.build import Build, BuildOptions
+    from flowmake.engine.graph import closure
 
     loaded = Loaded.load(file=project.path("Flowfile.toml"), directory=None)
     roots = loaded.targets([])

@@ -15,7 +15,13 @@ import pytest
 from blake3 import blake3
 
 from flowmake.errors import FlowError, FlowfileError, FlowfileErrors
-from flowmake.flowfile import find_flowfile, glob_to_regex, load, load_with_problems, parse_duration
+from flowmake.load.flowfile import (
+    find_flowfile,
+    glob_to_regex,
+    load,
+    load_with_problems,
+    parse_duration,
+)
 from flowmake.model import DEFAULT_SHELL, Flowfile
 
 

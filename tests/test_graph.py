@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from flowmake.engine.graph import (
+    build_graph,
+    closure,
+    default_targets,
+    downstream,
+    resolve_targets,
+)
 from flowmake.errors import FlowfileErrors, UsageError
-from flowmake.graph import build_graph, closure, default_targets, downstream, resolve_targets
 from flowmake.model import Flowfile, TaskSpec
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake.hashing import RACY_WINDOW_NS, FileHasher, StatEntry, hash_bytes
+from flowmake.store.hashing import RACY_WINDOW_NS, FileHasher, StatEntry, hash_bytes
 
 
 def age(path: Path, seconds: float = 10) -> None:

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
-
-from flowmake import loadcache
-from flowmake.graph import build_graph
-from flowmake.errors import FlowfileErrors
-from flowmake.state import ensure_state_dir
-
 from conftest import Project, kinds
+
+from flowmake.engine.graph import build_graph
+from flowmake.errors import FlowfileErrors
+from flowmake.load import loadcache
+from flowmake.store.state import ensure_state_dir
 
 FLOW = """\
 [vars]
@@ -34,7 +33,7 @@ run = "cat {inputs} > {outputs}; echo {greeting} >> {outputs}"
 def counted(monkeypatch: pytest.MonkeyPatch) -> List[Path]:
     """Records every full (uncached) load."""
     calls: List[Path] = []
-    import flowmake.flowfile as loader  # load_cached imports load_observed from there on a miss
+    import flowmake.load.flowfile as loader  # load_cached imports load_observed from there on a miss
 
     real = loader.load_observed
 

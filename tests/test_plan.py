@@ -6,11 +6,17 @@ from typing import Optional
 
 import pytest
 
-from flowmake.model import Observation, ReasonKind, TaskSpec, Trace
-from flowmake.model import INVALIDATED
-from flowmake.plan import (UNSET, command_hash, decide, env_hashes, fingerprint, runs_anyway,
-                           upstream_proof_reasons)
-from flowmake.hashing import hash_text
+from flowmake.engine.plan import (
+    UNSET,
+    command_hash,
+    decide,
+    env_hashes,
+    fingerprint,
+    runs_anyway,
+    upstream_proof_reasons,
+)
+from flowmake.model import INVALIDATED, Observation, ReasonKind, TaskSpec, Trace
+from flowmake.store.hashing import hash_text
 
 SPEC = TaskSpec(name="clean", group="clean", command="clean.sh a.csv b.csv", inputs=("a.csv",), outputs=("b.csv",),
                 env=(("TZ", "UTC"),))

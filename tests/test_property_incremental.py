@@ -29,19 +29,24 @@ Development section).
 from __future__ import annotations
 
 import json
-from collections import Counter
 import os
 import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from conftest import FLOWMAKE, RUN_TIMEOUT, Result
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    rule,
+    run_state_machine_as_test,
+)
 
 SOURCES = ("a", "b", "c", "d")  # src/NAME.txt; d starts out missing
 TASK_NAMES = ("t1", "t2", "t3", "t4", "t5", "t6", "t7")

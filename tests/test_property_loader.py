@@ -29,10 +29,10 @@ from conftest import FLOWMAKE, RUN_TIMEOUT
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from flowmake.commands import STARTER, check_flowfile
+from flowmake.cli.commands import STARTER, check_flowfile
+from flowmake.engine.graph import build_graph
 from flowmake.errors import EXIT_USAGE, FlowError
-from flowmake.flowfile import FLOW_KEYS, HOOK_KEYS, TASK_KEYS, TOP_KEYS, load
-from flowmake.graph import build_graph
+from flowmake.load.flowfile import FLOW_KEYS, HOOK_KEYS, TASK_KEYS, TOP_KEYS, load
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_FLOWFILE = (REPO / "examples" / "Flowfile.toml").read_text()

@@ -10,10 +10,10 @@ import time
 from typing import Iterator, List
 
 import pytest
-
 from conftest import pid_alive, wait_for
-from flowmake import runner as runner_module
-from flowmake.runner import Completion, OutputLines, ProcessRunner, end_orphans
+
+from flowmake.executors import local as runner_module
+from flowmake.executors.local import Completion, OutputLines, ProcessRunner, end_orphans
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def _group_members(group: int) -> List[int]:
 
 
 def test_which_takes_the_first_executable_file_on_the_path(tmp_path) -> None:
-    from flowmake.runner import _which
+    from flowmake.executors.local import _which
 
     not_executable, a_directory, executable, later = (tmp_path / d for d in ("a", "b", "c", "d"))
     for d in (not_executable, a_directory, executable, later):

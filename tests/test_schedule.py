@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowmake.schedule import Schedule
+from flowmake.engine.schedule import Schedule
 
 ORDER = ["a", "b", "c", "d", "e"]
 DEPS = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": []}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from flowmake.shellfree import SHELL_WORDS, SimpleCommand, is_plain_sh, simple_command
+from flowmake.executors.shellfree import (
+    SHELL_WORDS,
+    SimpleCommand,
+    is_plain_sh,
+    simple_command,
+)
 
 
 def test_plain_words_are_split_into_argv() -> None:

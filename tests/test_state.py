@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowmake.hashing import StatEntry
 from flowmake.model import AttemptRecord, Reason, ReasonKind, RunRecord, Trace
-from flowmake.state import DB_NAME, INVALIDATED, STATE_DIR, State
+from flowmake.store.hashing import StatEntry
+from flowmake.store.state import DB_NAME, INVALIDATED, STATE_DIR, State
 
 
 def open_state(root: Path, warnings: list) -> State:
@@ -114,7 +114,7 @@ def test_stat_cache_reads_rows_as_looked_up_and_keeps_the_first_read(tmp_path: P
 
 
 def test_stat_cache_past_the_bulk_threshold_reads_the_whole_table_once(tmp_path: Path, monkeypatch) -> None:
-    from flowmake import state as state_module
+    from flowmake.store import state as state_module
 
     monkeypatch.setattr(state_module._Rows, "_BULK_AFTER", 3)
     s = open_state(tmp_path, [])

@@ -17,9 +17,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ..events import PlannedTask, RunFinished, RunInterrupted, TaskFinished, TaskStarted, TaskStatus
+from ..events import (
+    PlannedTask,
+    RunFinished,
+    RunInterrupted,
+    TaskFinished,
+    TaskStarted,
+    TaskStatus,
+)
 from ..model import Reason
-from .common import DONE, NOTABLE, PHASE_OF_STATUS, Phase, clean_line, failure_detail, interrupted_detail
+from .common import (
+    DONE,
+    NOTABLE,
+    PHASE_OF_STATUS,
+    Phase,
+    clean_line,
+    failure_detail,
+    interrupted_detail,
+)
 
 # Names longer than this do not widen their group's name column further.
 MAX_NAME_WIDTH = 32

@@ -10,14 +10,24 @@ never imports rich, which keeps start-up fast.
 
 from __future__ import annotations
 
-from ..events import (Notice, RunFinished, RunInterrupted, RunStarted, TaskFinished, TaskLines, TaskOutput,
-                      TaskStarted, TaskStatus, TaskWaiting)
+from ..events import (
+    Notice,
+    RunFinished,
+    RunInterrupted,
+    RunStarted,
+    TaskFinished,
+    TaskLines,
+    TaskOutput,
+    TaskStarted,
+    TaskStatus,
+    TaskWaiting,
+)
 from ..records import TYPE_CHECKING
 from .common import (
     PlanEntry,
-    command_lines,
     PlanState,
     TaskGroups,
+    command_lines,
     dry_run_summary,
     failure_detail,
     format_duration,

@@ -46,7 +46,7 @@ class RunShape:
 
 def shape_from_flowfile(flowfile, graph, run: RunRecord, attempts: Sequence[AttemptRecord]) -> Optional[RunShape]:
     """The run's tasks as today's Flowfile has them; None when it does not describe the run."""
-    from ..graph import closure
+    from ..engine.graph import closure
 
     known = graph.deps
     if any(t not in known for t in run.targets) or any(a.task not in known for a in attempts):

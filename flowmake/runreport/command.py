@@ -24,7 +24,7 @@ MAX_RUNS = 100  # runs in one --since report, the newest; a busy CI project make
 
 def write_report(root: Path, load_project: Callable[[], object], *, run_id: Optional[str], since: Optional[str],
                  fmt: str, output: Optional[Path], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    from ..state import State
+    from ..store.state import State
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown report format '{fmt}'", hint="use one of: " + ", ".join(FORMATS))
@@ -42,7 +42,7 @@ def write_report(root: Path, load_project: Callable[[], object], *, run_id: Opti
                 raise UsageError("no run is recorded in this project yet", hint="`flowmake run` records one")
             chosen = [_find_run(runs, run_id)] if run_id is not None else [runs[0]]
         project = _project_or_none(load_project, err) if chosen else None
-        from ..audit import verify
+        from ..history.audit import verify
 
         chain, log_problems = verify(state, root)
         sections = [_section(state, run, project, root=root) for run in chosen]
@@ -75,7 +75,7 @@ def write_report(root: Path, load_project: Callable[[], object], *, run_id: Opti
 
 
 def _window(since: str) -> float:
-    from ..durations import parse_duration
+    from ..load.durations import parse_duration
 
     try:
         return parse_duration(since, what="--since")
@@ -120,8 +120,8 @@ def _section(state, run, project, *, root: Path) -> dict:
 
 
 def _lineage(state, root: Path, outputs: List[str], attempts) -> dict:
-    from ..audit import lineage, lineage_of_content
-    from ..hashing import FileHasher
+    from ..history.audit import lineage, lineage_of_content
+    from ..store.hashing import FileHasher
 
     hasher = FileHasher(root, state.stat_cache())
     written = {}

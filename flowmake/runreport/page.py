@@ -19,7 +19,16 @@ from string import Template
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..report.common import format_duration
-from .layout import NODE_HEIGHT, NODE_WIDTH, GraphLayout, group_nodes, layout_graph, task_nodes, ticks, timeline_lanes
+from .layout import (
+    NODE_HEIGHT,
+    NODE_WIDTH,
+    GraphLayout,
+    group_nodes,
+    layout_graph,
+    task_nodes,
+    ticks,
+    timeline_lanes,
+)
 
 STATUS_CLASS = {"not run": "notrun", "did not finish": "did-not-finish"}
 STATUS_WORDS = ("ran", "fresh", "failed", "interrupted", "skipped", "not run")

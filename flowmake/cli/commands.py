@@ -1,0 +1,494 @@
+"""What each command does, without the command-line parsing.
+
+`cli.py` parses arguments and renders errors; this module turns a parsed
+command into work: it loads the project (Flowfile + graph), takes the lock
+when the command writes, opens the state and calls the build loop or
+prints a report. Kept apart from `cli.py` so typer stays off every path but
+argument parsing, and so tests can call commands directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from .. import removal
+from ..engine.graph import Graph, build_graph, closure, default_targets, resolve_targets
+from ..errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
+from ..model import Flowfile
+from ..records import TYPE_CHECKING, NamedTuple
+from .guard import survive_closed_pipe
+
+if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
+    from typing import List, Optional, Sequence, TextIO
+
+    from ..engine.snapshot import Prescan
+
+STARTER = '''\
+# Flowfile.toml: the tasks of this project, for flowmake.
+# Every path is relative to this file's directory. See `flowmake --help`.
+
+[flow]
+name = {name}
+# default = ["report"]    # targets when none are named (default: every task)
+
+[vars]
+build = "build"
+
+[env]
+TZ = "UTC"
+
+[tasks.hello]
+help = "An example step: replace it with your first real one"
+outputs = ["{{build}}/hello.txt"]
+run = "echo 'hello from flowmake' > {{outputs[0]}}"
+
+# [tasks.summarise]
+# help = "Count the lines of the hello file"
+# inputs = ["{{build}}/hello.txt"]
+# outputs = ["{{build}}/summary.txt"]
+# run = "wc -l {{inputs}} > {{outputs[0]}}"
+'''
+
+
+class Project(NamedTuple):
+    flowfile: Flowfile
+    graph: Graph
+
+    @classmethod
+    def load(cls, *, file: Optional[Path], directory: Optional[Path]) -> "Project":
+        from ..layout import find_flowfile
+        from ..load.loadcache import load_cached
+        from ..store.state import state_dir
+
+        path = find_flowfile(_enter(directory), file)
+        flowfile, graph = load_cached(path, state_dir(path.parent), build_graph)
+        return cls(flowfile, graph)
+
+    @property
+    def root(self) -> Path:
+        return self.flowfile.root
+
+    def targets(self, names: Sequence[str]) -> tuple:
+        if names:
+            return resolve_targets(self.flowfile, self.graph, names)
+        return default_targets(self.flowfile, self.graph)
+
+
+def _enter(directory: Optional[Path]) -> Path:
+    if directory is not None:
+        try:
+            os.chdir(directory)
+        except OSError as exc:
+            raise UsageError(f"cannot change to directory {directory}: {exc.strerror}") from None
+    return Path.cwd()
+
+
+def flowfile_warnings(flowfile: Flowfile) -> List[str]:
+    """What `check` and every run warn about a valid Flowfile."""
+    from .shorthand import shadow_warning, shadowed_commands
+
+    return [shadow_warning(name) for name in shadowed_commands(flowfile.groups())]
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def open_state(project: Project, *, for_reading: bool = False):
+    """The project's state; `for_reading`: a damaged one is an error, never set aside."""
+    from ..store.state import State
+
+    if for_reading:
+        return State.open_for_reading(project.root)
+    return State.open(project.root, warn=_warn)
+
+
+def take_lock(project: Project, *, wait: bool):
+    from ..store.lock import lock_project
+
+    return lock_project(project.root, wait=wait)
+
+
+def history_root(*, file: Optional[Path], directory: Optional[Path]) -> Path:
+    """The project root without loading the Flowfile (layout.find_history_root)."""
+    from ..layout import find_history_root
+
+    return find_history_root(_enter(directory), file)
+
+
+# -- run -----------------------------------------------------------------------
+
+
+def run_build(
+    project: Project,
+    target_names: Sequence[str],
+    *,
+    jobs: Optional[int],
+    dry_run: bool,
+    keep_going: bool,
+    always_make: bool,
+    force: Sequence[str],
+    progress: str,
+    wait: bool,
+    quiet: bool,
+    verbose: bool,
+    argv: Sequence[str],
+    output: Optional[str] = None,
+    prescan: Optional[Prescan] = None,
+) -> int:
+    from ..engine.build import Build, BuildOptions
+    from ..report import make_reporter, shows_fresh_tasks
+
+    try:
+        roots = project.targets(target_names)
+    except UsageError as exc:
+        _hint_a_command(exc, target_names)
+        raise
+    selection = closure(project.graph, roots)
+    forced = _forced_tasks(project, force, selection=selection, target_names=target_names) if force else frozenset()
+    if jobs is None:
+        jobs = project.flowfile.jobs or os.cpu_count() or 1
+    if progress == "auto":
+        progress = "tree" if sys.stdout.isatty() else "plain"
+    shown = output_mode(output, project.flowfile.output, progress=progress, quiet=quiet)
+    # A dry run only looks, so it neither waits for nor blocks a real run.
+    lock = None if dry_run else take_lock(project, wait=wait)
+    try:
+        state = open_state(project)
+        try:
+            reporter = make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose,
+                                     output=shown)
+            options = BuildOptions(
+                roots=roots, jobs=jobs, keep_going=keep_going, dry_run=dry_run, always_make=always_make,
+                forced=forced, argv=tuple(argv), target_names=tuple(target_names), output=shown,
+                notices=tuple(flowfile_warnings(project.flowfile)),
+            )
+            build = Build(project.flowfile, project.graph, state, options, emit=survive_closed_pipe(reporter),
+                          selection=selection, report_fresh=shows_fresh_tasks(reporter),
+                          prescan=prescan)
+            try:
+                code = build.run()
+            finally:
+                reporter.close()
+            if dry_run and hasattr(build, "hasher"):
+                _save_quietly(project, state, build.hasher)
+            return code
+        finally:
+            state.close(last=True)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _forced_tasks(project: Project, names: Sequence[str], *, selection: Sequence[str],
+                  target_names: Sequence[str]) -> frozenset:
+    """The tasks `--force` names; one outside the targets and what they need is a usage error, not ignored."""
+    selected = set(selection)
+    forced: List[str] = []
+    for name in names:
+        tasks = resolve_targets(project.flowfile, project.graph, [name])
+        if selected.isdisjoint(tasks):
+            # Without targets the default ones apply (with no `default`, every task: never here).
+            targets = list(target_names or project.flowfile.default or ())
+            where = "the targets" if target_names else "the [flow] default targets"
+            raise UsageError(
+                f"--force {name}: {name} is not among the tasks this run selects ({where}: {' '.join(targets)}), "
+                "so it would not run",
+                file=project.flowfile.path,
+                hint=f"add it as a target as well: `flowmake run {' '.join(targets + [name])} --force {name}`",
+            )
+        forced.extend(tasks)
+    return frozenset(forced)
+
+
+def output_mode(asked: Optional[str], flow_output: Optional[str], *, progress: str, quiet: bool) -> str:
+    """The output mode a run uses: `--output`, else `[flow] output`, else the progress mode's own.
+
+    `--output auto` is the default even when the Flowfile names another.
+    Plain logs (CI) get every line prefixed as it comes, so a long step is
+    never silent; the tree and JSON get `latest` (each running task's latest
+    line, throttled), which prints no line of its own; -q, none. `[flow]
+    output` is about how text looks: the JSON stream changes only when asked.
+    """
+    if asked is not None and asked != "auto":
+        return asked
+    if progress == "json":
+        return "latest"
+    if quiet:
+        return "none"
+    if asked is None and flow_output is not None:
+        return flow_output
+    return "prefixed" if progress == "plain" else "latest"
+
+
+def _hint_a_command(error: UsageError, target_names: Sequence[str]) -> None:
+    """`flowmake stauts` is `flowmake run stauts`: when the unknown first target looks like a command, say so."""
+    import difflib  # only on the error path
+
+    from .shorthand import COMMANDS
+
+    first = target_names[0] if target_names else ""
+    if f"unknown target '{first}'" not in error.message or (error.hint or "").startswith("did you mean"):
+        return  # another target is the unknown one, or a task's name is close to it
+    close = difflib.get_close_matches(first, sorted(COMMANDS), n=1, cutoff=0.6)
+    if close:
+        error.hint = (f"did you mean the command `flowmake {close[0]}`? "
+                      "(a first word that is not a command is a target of `flowmake run`)")
+
+
+def run_parsed(args, *, prescan: Optional[Prescan] = None) -> int:
+    """`flowmake run` from fastpath.parse's arguments, without the typer CLI."""
+    project = Project.load(file=Path(args.file) if args.file is not None else None,
+                           directory=Path(args.directory) if args.directory is not None else None)
+    return run_build(project, args.targets, jobs=args.jobs, dry_run=args.dry_run, keep_going=args.keep_going,
+                     always_make=args.always_make, force=args.force, progress=args.progress, wait=args.wait,
+                     quiet=args.quiet, verbose=args.verbose, argv=args.argv, output=args.output, prescan=prescan)
+
+
+# -- status --------------------------------------------------------------------
+
+
+def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_code: bool,
+                out: TextIO = sys.stdout) -> int:
+    from ..engine.build import preview
+    from ..engine.plan import always_runs
+    from ..store.hashing import FileHasher
+
+    flowfile, graph = project.flowfile, project.graph
+    detailed = bool(names)
+    shown = resolve_targets(flowfile, graph, names) if names else tuple(graph.order)
+    selection = closure(graph, shown)
+    state = open_state(project)
+    try:
+        hasher = FileHasher(project.root, state.stat_cache())
+        pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher,
+                     forced=lambda name: False, environ=os.environ, always_blocks=False)
+        _save_quietly(project, state, hasher)
+    finally:
+        state.close()
+    wanted = set(shown)
+    rows = [p for p in pv.planned if p.name in wanted]
+    # Tasks that run on every run are not work left undone: never part of the gate.
+    always = {p.name for p in rows if always_runs(flowfile.tasks[p.name])}
+    words = {p.name: "always" if p.name in always else _state_word(p) for p in rows}
+    anything_stale = any(words[p.name] in ("stale", "blocked") for p in rows)
+    if as_json:
+        payload = [_status_json(p, words[p.name]) for p in rows]
+        out.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        width = max((len(p.name) for p in rows), default=0)
+        for p in rows:
+            word = words[p.name]
+            if p.blocked_by and not p.will_run:
+                summary = "after " + ", ".join(p.blocked_by)
+            else:
+                summary = "; ".join(str(r) for r in p.reasons[:3]) + (
+                    f" (+{len(p.reasons) - 3} more)" if len(p.reasons) > 3 else "")
+            out.write(f"{word:<8} {p.name:<{width}}  {summary}".rstrip() + "\n")
+            if detailed:
+                for r in p.reasons:
+                    out.write(f"           {r}\n")
+                    if r.old is not None or r.new is not None:
+                        out.write(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}\n")
+        counted = list(words.values())
+        stale, blocked = counted.count("stale"), counted.count("blocked")
+        noun = "task" if len(rows) == 1 else "tasks"
+        line = f"{len(rows)} {noun}: {counted.count('fresh')} fresh, {stale} stale, {blocked} blocked"
+        out.write(line + (f", {len(always)} always" if always else "") + "\n")
+    return 1 if exit_code and anything_stale else 0
+
+
+def _status_json(p, word: str) -> dict:
+    out = {"task": p.name, "state": word, "reasons": [r.to_json() for r in p.reasons]}
+    if p.blocked_by:
+        out["blocked_by"] = list(p.blocked_by)
+    return out
+
+
+def _state_word(p) -> str:
+    if p.will_run:
+        return "stale"
+    return "blocked" if p.blocked_by else "fresh"
+
+
+def _save_quietly(project: Project, state, hasher) -> None:
+    """Keep what hashing learnt, unless a run holds the project (it owns the cache then)."""
+    try:
+        lock = take_lock(project, wait=False)
+    except LockHeldError:
+        return
+    try:
+        state.save_stat_entries(hasher.take_unsaved())
+    finally:
+        lock.release()
+
+
+# -- list and graph ------------------------------------------------------------
+
+
+def show_list(project: Project, out: TextIO = sys.stdout) -> int:
+    flowfile = project.flowfile
+    groups = flowfile.groups()
+    width = max((len(g) for g in groups), default=0)
+    for group, variants in groups.items():
+        spec = flowfile.tasks[variants[0]]
+        text = spec.help
+        if len(variants) > 1 or variants[0] != group:
+            text = (text + "  " if text else "") + f"[{len(variants)} variants: {_shorten(variants)}]"
+        out.write(f"{group:<{width}}  {text}".rstrip() + "\n")
+    return 0
+
+
+def _shorten(names: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … +{len(names) - limit}" if len(names) > limit else "")
+
+
+def show_graph(project: Project, names: Sequence[str], *, fmt: str, out: TextIO = sys.stdout) -> int:
+    graph = project.graph
+    tasks = closure(graph, resolve_targets(project.flowfile, graph, names)) if names else graph.order
+    selected = set(tasks)
+    edges = [(dep, name) for name in tasks for dep in graph.deps[name] if dep in selected]
+    linked = {n for e in edges for n in e}
+    lone = [n for n in tasks if n not in linked]
+    if fmt == "dot":
+        out.write("digraph flowmake {\n  rankdir=LR;\n  node [shape=box];\n")
+        for n in lone:
+            out.write(f"  {_dot_id(n)};\n")
+        for a, b in edges:
+            out.write(f"  {_dot_id(a)} -> {_dot_id(b)};\n")
+        out.write("}\n")
+    elif fmt == "mermaid":
+        ids = {n: f"t{i}" for i, n in enumerate(tasks)}
+        out.write("graph LR\n")
+        for n in tasks:
+            label = n.replace('"', "#quot;")
+            out.write(f'  {ids[n]}["{label}"]\n')
+        for a, b in edges:
+            out.write(f"  {ids[a]} --> {ids[b]}\n")
+    else:
+        for n in lone:
+            out.write(f"{n}\n")
+        for a, b in edges:
+            out.write(f"{a} -> {b}\n")
+    return 0
+
+
+def _dot_id(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# -- clean ---------------------------------------------------------------------
+
+
+def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait: bool,
+                  out: TextIO = sys.stdout) -> int:
+    flowfile = project.flowfile
+    tasks = resolve_targets(flowfile, project.graph, names) if names else tuple(flowfile.tasks)
+    paths = [o for t in tasks for o in flowfile.tasks[t].outputs]
+    lock = None if dry_run else take_lock(project, wait=wait)
+    try:
+        removed = 0
+        for rel in paths:
+            full = project.root / rel.rstrip("/")
+            if not (full.exists() or full.is_symlink()):
+                continue
+            if dry_run:
+                leak = removal.way_out(str(project.root), rel)
+                if leak is not None:
+                    _warn(removal.refusal(rel, leak))
+                    continue
+                removed += 1
+                out.write(f"would remove {rel}\n")
+                continue
+            refused = removal.remove(str(project.root), rel, tree=rel.endswith("/"))
+            if refused is not None:
+                _warn(refused)
+                continue
+            removed += 1
+            out.write(f"removed {rel}\n")
+        if not dry_run:
+            from ..engine import snapshot as snapshots
+            from ..store.state import state_dir
+
+            snapshots.remove(state_dir(project.root))
+            state = open_state(project)
+            try:
+                state.forget_tasks(tasks, paths)
+            finally:
+                state.close()
+        verb = "would remove" if dry_run else "removed"
+        out.write(f"{verb} {removed} of {len(paths)} declared outputs of {len(tasks)} tasks\n")
+    finally:
+        if lock is not None:
+            lock.release()
+    return 0
+
+
+# -- check and init ------------------------------------------------------------
+
+
+def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: TextIO = sys.stdout) -> int:
+    from ..load.flowfile import find_flowfile, load_with_problems
+
+    path = find_flowfile(_enter(directory), file)
+    flowfile, problems = load_with_problems(path)
+    errors: List[FlowError] = list(problems)
+    try:
+        graph = build_graph(flowfile)
+    except FlowfileErrors as exc:
+        errors.extend(exc.errors)
+        graph = None
+    if graph is not None and flowfile.default is not None:
+        for name in flowfile.default:
+            try:
+                resolve_targets(flowfile, graph, [name])
+            except UsageError as exc:
+                errors.append(FlowfileError(f"[flow] default: {exc.message}", file=flowfile.path, hint=exc.hint))
+    if errors:
+        unique = list({e.render(): e for e in errors}.values())
+        files = [str(flowfile.path), *(str(flowfile.root / rel) for rel in flowfile.includes)]
+        unique.sort(key=lambda e: (files.index(str(e.location.file)) if str(e.location.file) in files else 0,
+                                   e.location.line or 0))
+        raise FlowfileErrors(unique)
+    for warning in [*outputs_outside(flowfile), *flowfile_warnings(flowfile)]:
+        _warn(warning)
+    groups = flowfile.groups()
+    out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"
+              + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
+    if flowfile.includes:
+        out.write(f"  includes {', '.join(flowfile.includes)}\n")
+    for what, pattern, count in flowfile.file_values:
+        out.write(f"  {what} has {count} value{'s' if count != 1 else ''} from files matching {pattern}\n")
+    return 0
+
+
+def outputs_outside(flowfile: Flowfile) -> List[str]:
+    """A warning for each declared output a symbolic link leads outside the project."""
+    warnings = []
+    for name, spec in flowfile.tasks.items():
+        for output in spec.outputs:
+            leak = removal.way_out(str(flowfile.root), output, itself=True)
+            if leak is None:
+                continue
+            link, target = leak
+            if link == output.rstrip("/"):
+                warnings.append(f"output {output} of task {name} is a symbolic link to {target}, outside the"
+                                " project: the task writes through it; `clean` removes only the link")
+            else:
+                warnings.append(f"output {output} of task {name} resolves outside the project: {link} is a"
+                                f" symbolic link to {target}; the task writes there, `clean` will not delete it")
+    return warnings
+
+
+def write_starter(*, directory: Optional[Path], overwrite: bool, out: TextIO = sys.stdout) -> int:
+    cwd = _enter(directory)
+    path = cwd / "Flowfile.toml"
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} already exists", hint="edit it, or pass --force to replace it with the starter")
+    path.write_text(STARTER.format(name=json.dumps(cwd.name or "project")))
+    out.write(f"wrote {path}: try `flowmake run`, then `flowmake status`\n")
+    return 0

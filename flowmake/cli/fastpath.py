@@ -1,0 +1,283 @@
+"""The no-op fast path: answer "nothing to do" before loading the CLI at all.
+
+`flowmake run` on an unchanged project is the command users feel most, and
+most of its cost would be start-up (typer, rich), TOML parsing and planning,
+all to learn that nothing changed. When the arguments are ones this module
+understands and a no-op snapshot (snapshot.py) proves by stat calls that the
+previous all-fresh result still holds, it takes the project lock, records
+the run in the audit journal, reports it through the ordinary reporters and
+fires the hooks, exactly as the full path would. In every other case, and on
+any doubt, it returns None and the full path runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from .. import __version__
+from ..engine import snapshot as snapshots
+from ..layout import STATE_DIR, nearest_flowfile, run_log_dir
+from ..records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+    from typing import List, Optional, Sequence, Tuple
+
+
+class _Args:
+    def __init__(self) -> None:
+        self.file: Optional[str] = None
+        self.directory: Optional[str] = None
+        self.targets: List[str] = []
+        self.jobs: Optional[int] = None
+        self.quiet = False
+        self.verbose = False
+        self.progress = "auto"
+        self.output: Optional[str] = None
+        self.wait = False
+        self.dry_run = False
+        self.keep_going = False
+        self.always_make = False
+        self.force: List[str] = []
+        self.argv: Tuple[str, ...] = ()
+
+
+def parse(argv: Sequence[str], *, typed: Optional[Sequence[str]] = None) -> Optional[_Args]:
+    """`flowmake [-f F] [-C D] [run [opts] [targets]]`, when well-formed; None for
+    anything else (other commands, --help, a bad value), which typer handles.
+
+    `argv` as shorthand.expand made it; `typed`, as given, is what the run records.
+    """
+    args = _Args()
+    args.argv = tuple(argv if typed is None else typed)
+    items = list(argv)
+    i = 0
+
+    def value(flag: str) -> Optional[str]:
+        nonlocal i
+        item = items[i]
+        if item.startswith(flag + "=") and flag.startswith("--"):
+            return item[len(flag) + 1:]
+        if i + 1 < len(items):
+            i += 1
+            return items[i]
+        return None
+
+    while i < len(items) and items[i] != "run":
+        item = items[i]
+        if item in ("-f", "--file") or item.startswith("--file="):
+            args.file = value("--file")
+        elif item in ("-C", "--directory") or item.startswith("--directory="):
+            args.directory = value("--directory")
+        else:
+            return None
+        if (args.file == "") or (args.directory == ""):
+            return None
+        i += 1
+    i += 1  # "run", or past the end for a bare `flowmake`
+    only_targets = False
+    while i < len(items):
+        item = items[i]
+        if only_targets or not item.startswith("-") or item == "-":
+            args.targets.append(item)
+        elif item == "--":
+            only_targets = True
+        elif item in ("-j", "--jobs") or item.startswith("--jobs=") or (item.startswith("-j") and item[2:].isdigit()):
+            text = item[2:] if item.startswith("-j") and item[2:].isdigit() else value("--jobs")
+            if text is None or not text.isdigit() or int(text) < 1:
+                return None
+            args.jobs = int(text)
+        elif item in ("-q", "--quiet"):
+            args.quiet = True
+        elif item in ("-v", "--verbose"):
+            args.verbose = True
+        elif item in ("-k", "--keep-going"):
+            args.keep_going = True
+        elif item in ("-n", "--dry-run"):
+            args.dry_run = True
+        elif item in ("-B", "--always-make"):
+            args.always_make = True
+        elif item == "--force" or item.startswith("--force="):
+            name = value("--force")
+            if not name:
+                return None
+            args.force.append(name)
+        elif item == "--wait":
+            args.wait = True
+        elif item == "--progress" or item.startswith("--progress="):
+            mode = value("--progress")
+            if mode not in ("auto", "plain", "json", "tree"):
+                return None
+            args.progress = mode
+        elif item == "--output" or item.startswith("--output="):
+            # Nothing runs on a no-op, so it changes nothing there; typer rejects a bad one.
+            shown = value("--output")
+            if shown not in ("auto", "interleaved", "prefixed", "group", "none"):
+                return None
+            args.output = shown
+        else:
+            return None
+        i += 1
+    return args
+
+
+def _find_flowfile(args: _Args) -> Optional[str]:
+    if args.file is not None:
+        path = os.path.abspath(args.file)
+        return path if os.path.isfile(path) else None
+    return nearest_flowfile(os.getcwd())
+
+
+def try_noop(argv: Sequence[str], *, hand_over: Optional[List[snapshots.Prescan]] = None,
+             typed: Optional[Sequence[str]] = None) -> Optional[int]:
+    """Exit code of a proven no-op run, or None to take the full path.
+
+    With `hand_over`, a decline because files changed (or are suspects)
+    leaves there the scan of them it started for the full path (snapshot.Prescan).
+    """
+    cwd = os.getcwd()
+    code = _try_noop(argv, hand_over, typed)
+    if code is None:
+        os.chdir(cwd)  # the full path applies -C itself
+    return code
+
+
+def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
+              typed: Optional[Sequence[str]]) -> Optional[int]:
+    args = parse(argv, typed=typed)
+    if args is None or args.dry_run or args.always_make or args.force:
+        return None
+    mode = args.progress
+    if mode == "auto":
+        mode = "tree" if sys.stdout.isatty() else "plain"
+    if mode == "tree" and not args.quiet:
+        return None  # the live tree is for people; its few ms don't matter there
+    if args.directory is not None:
+        try:
+            os.chdir(args.directory)
+        except OSError:
+            return None
+    flowfile = _find_flowfile(args)
+    if flowfile is None:
+        return None
+    root = os.path.dirname(flowfile)
+    state_dir = os.path.join(root, STATE_DIR)
+    stamp = snapshots.stat_key(snapshots.path_in(state_dir))  # before the read: see Prescan.snapshot_if_current
+    snap = snapshots.read(state_dir)
+    if (snap is None
+            or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
+                                     environ=os.environ)
+            or tuple(snap.flowfile_stat) != snapshots.stat_key(flowfile)
+            or (snap.includes and not snapshots.includes_unchanged(snap))):
+        return None
+    if snap.suspects:
+        _start_prescan(snap, stamp, root, hand_over)
+        return None  # a suspect's content cannot be vouched for by its stat
+    from ..errors import LockHeldError
+    from ..store.lock import ProjectLock
+
+    lock = ProjectLock(os.path.join(state_dir, "lock"))
+    try:
+        lock.acquire(wait=args.wait)
+    except LockHeldError:
+        return None  # the full path says who holds it, and exits 3
+    try:
+        # Checked under the lock: no run of ours is writing these files now.
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            unchanged = snapshots.files_unchanged(snap.files, root_fd)
+        finally:
+            os.close(root_fd)
+        if not unchanged:
+            lock.release()  # before the fork: the child must not share a held lock
+            _start_prescan(snap, stamp, root, hand_over)
+            return None
+        return _report_noop(snap, args, mode, root)
+    finally:
+        lock.release()
+
+
+def _start_prescan(snap: snapshots.Snapshot, stamp: Optional[Tuple[int, int, int, int]], root: str,
+                   hand_over: Optional[List[snapshots.Prescan]]) -> None:
+    if hand_over is not None:
+        prescan = snapshots.start_prescan(snap.files, root)
+        if prescan is not None:
+            prescan.snapshot, prescan.stamp = snap, stamp
+            hand_over.append(prescan)
+
+
+def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) -> Optional[int]:
+    from ..errors import StateDamagedError
+    from ..store.identity import current_user, host_name, new_run_id
+    from ..store.state import State, StateError
+
+    try:
+        state = State.open_existing(root)
+    except StateError:
+        return None  # missing or damaged: the full path sets it aside and says so
+    try:
+        if state.identity != snap.state_identity:
+            return None  # the database was started over since: its records are not the ones proven
+        try:
+            if state.unfinished_runs():
+                return None  # a killed run left tasks behind: the full path ends them
+        except StateDamagedError:
+            return None  # as a damaged file at opening: the full path sets it aside and says so
+        from ..events import (
+            Notice,
+            PlannedTask,
+            RunFinished,
+            RunResult,
+            RunStarted,
+            TaskFinished,
+            TaskStatus,
+        )
+        from ..model import RunRecord
+        from ..report import make_reporter, shows_fresh_tasks
+        from .guard import survive_closed_pipe
+
+        run_id = new_run_id()
+        started = time.time()
+        t0 = time.monotonic()
+        jobs = args.jobs or snap.jobs or os.cpu_count() or 1
+        try:
+            state.begin_run(RunRecord(run_id, started, current_user(), host_name(), __version__,
+                                      snap.flowfile_hash, args.argv, tuple(snap.roots)), starts_tasks=False)
+        except StateDamagedError:
+            return None  # nothing shown yet: the full path sets the file aside and runs as a first run
+        reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
+        emit = survive_closed_pipe(reporter)  # as the full path: a reader gone never leaves the run unrecorded
+        try:
+            planned = tuple(PlannedTask(name, group, False, (), (), tuple(deps)) for name, group, deps in snap.tasks)
+            emit(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
+            for message in snap.notices:
+                emit(Notice(run_id, time.time(), message))
+            if shows_fresh_tasks(reporter):
+                now = time.time()
+                for name, _group, _deps in snap.tasks:
+                    emit(TaskFinished(run_id, now, name, TaskStatus.FRESH))
+            finished = time.time()
+            counts = {s.value: 0 for s in TaskStatus}
+            counts[TaskStatus.FRESH.value] = len(snap.tasks)
+            state.finish_run(run_id, finished=finished, result=RunResult.SUCCESS.value)
+            on_failure, on_success, webhook = snap.hooks
+            if on_success:
+                from pathlib import Path
+
+                from ..events import Notice
+                from ..model import Hooks
+                from .hooks import RunSummary, fire
+
+                # No task has secrets here: such Flowfiles never get a snapshot.
+                summary = RunSummary(run_id, snap.flow_name, RunResult.SUCCESS, started, finished, counts, (),
+                                     run_log_dir(run_id))
+                for warning in fire(Hooks(on_failure, on_success, webhook), summary, root=Path(root),
+                                    shell=tuple(snap.shell), environ=os.environ):
+                    emit(Notice(run_id, time.time(), warning))
+            emit(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))
+        finally:
+            reporter.close()
+        return 0
+    finally:
+        state.close(last=True)
