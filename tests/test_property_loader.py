@@ -139,9 +139,9 @@ def _nested(key: str, depth: int, kind: str) -> str:
     return key + ".k" * depth + ' = "a"'
 
 
-# #22.6 (deep nesting ends in RecursionError) is being fixed by the coordinator: until it is on
-# main, nesting stays far below the recursion limit. Raise this to 5000 once the fix has landed.
-MAX_DEPTH = 40
+# Far past Python's recursion limit (1000): #22.6, nesting thousands deep must be a Flowfile
+# error with its line, never a RecursionError.
+MAX_DEPTH = 5000
 deep = st.tuples(
     st.sampled_from(("top", "task")),
     st.builds(_nested, st.sampled_from(TASK_KEYS + ("x",)), st.integers(1, MAX_DEPTH),

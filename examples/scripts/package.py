@@ -2,10 +2,10 @@
 """Package: zip the deliverables with a manifest of their checksums.
 
     python3 scripts/package.py --zip dist/submission.zip --manifest dist/manifest.json \
-        build/sdtm/S01/dm.csv ... dist/report.md
+        build/sdtm/S01/dm.csv ... dist/summary.md
 
 Each file goes into the zip under its path minus the first directory
-(build/sdtm/S01/dm.csv -> sdtm/S01/dm.csv, dist/report.md -> report.md),
+(build/sdtm/S01/dm.csv -> sdtm/S01/dm.csv, dist/summary.md -> summary.md),
 together with manifest.json, which lists every file's path, size and sha256.
 The same manifest is written next to the zip. Entries are sorted and carry a
 fixed date, so the same files always give a byte-identical zip.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Clean: fix the known quirks of extracted DM and VS files.
 
-    python3 scripts/clean.py dm.csv vs.csv --out clean/dm.csv clean/vs.csv
+    python3 scripts/tidy.py dm.csv vs.csv --out tidy/dm.csv tidy/vs.csv
 
 Files are recognised by name (dm.csv, vs.csv) and written to the output with
 the same name. For DM: sex codes become M/F/U, ages become whole numbers,
@@ -60,7 +60,7 @@ def main():
     for src in args.inputs:
         name = os.path.basename(src)
         if name not in CLEANERS or name not in outputs:
-            sys.exit("clean: no cleaner or no output for %s" % src)
+            sys.exit("tidy: no cleaner or no output for %s" % src)
         with open(src, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             fields, rows = reader.fieldnames, list(reader)
@@ -76,7 +76,7 @@ def main():
             writer = csv.DictWriter(f, fields, lineterminator="\n")
             writer.writeheader()
             writer.writerows(kept)
-        print("clean: %s -> %s (%d rows, %d duplicates dropped)"
+        print("tidy: %s -> %s (%d rows, %d duplicates dropped)"
               % (src, outputs[name], len(kept), len(rows) - len(kept)))
 
 

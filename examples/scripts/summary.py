@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Report: a Markdown summary of every study, for the submission package.
+"""Summary: a Markdown summary of every study, for the submission package.
 
-    python3 scripts/report.py --out dist/report.md --studies S01 S02 ... \
+    python3 scripts/summary.py --out dist/summary.md --studies S01 S02 ... \
         --sdtm build/sdtm/S01/dm.csv build/sdtm/S01/vs.csv ... \
         --findings build/validation/S01.json ...
 
 Per study: subjects by site and sex, age mean/min/max, the mean of each vital
 sign, and the validation finding counts. Files are recognised by the STUDYID
 and DOMAIN columns inside them (and "study" in the findings), not by their
-names. With --studies, the report must cover exactly those studies: a listed
+names. With --studies, the summary must cover exactly those studies: a listed
 study without DM or VS rows, or data of a study not listed, is an error. The
 output depends only on the inputs: no dates, no host names.
 """
@@ -81,7 +81,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--sdtm", nargs="+", required=True, help="DM and VS CSV files")
     parser.add_argument("--findings", nargs="*", default=[], help="validation JSON files")
-    parser.add_argument("--studies", nargs="+", help="the studies the report must cover")
+    parser.add_argument("--studies", nargs="+", help="the studies the summary must cover")
     args = parser.parse_args()
 
     domains = defaultdict(lambda: {"DM": [], "VS": []})
@@ -102,9 +102,9 @@ def main():
         problems = (["no DM or VS data for " + ", ".join(missing)] if missing else []) + \
                    (["data for unlisted " + ", ".join(extra)] if extra else [])
         if problems:
-            sys.exit("report: expected studies %s: %s" % (", ".join(expected), "; ".join(problems)))
+            sys.exit("summary: expected studies %s: %s" % (", ".join(expected), "; ".join(problems)))
         studies = expected
-    lines = ["# Study pipeline report", "",
+    lines = ["# Study pipeline summary", "",
              "Studies: %s. Subjects: %d. Vital sign records: %d." % (
                  ", ".join(studies),
                  sum(len(d["DM"]) for d in domains.values()),
@@ -116,7 +116,7 @@ def main():
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(lines))
-    print("report: %d studies -> %s" % (len(studies), args.out))
+    print("summary: %d studies -> %s" % (len(studies), args.out))
 
 
 if __name__ == "__main__":
