@@ -53,7 +53,7 @@ def project_path(root: Path, path: str) -> str:
     rel = in_project(root, path)
     if rel is None:
         raise UsageError(f"{path} is not inside the project (its root is {root})",
-                         hint="give a path relative to the project root, e.g. dist/report.md, or an absolute "
+                         hint="give a path relative to the project root, e.g. dist/summary.md, or an absolute "
                               "path under the root")
     return rel
 
@@ -364,7 +364,7 @@ def show_lineage(root: Path, path: str, *, as_json: bool, sources_only: bool = F
         state.close()
     if node.producer is None and node.current_hash is None:
         raise UsageError(f"{path} does not exist and no recorded run wrote it",
-                         hint="give a path relative to the project root, e.g. dist/report.md")
+                         hint="give a path relative to the project root, e.g. dist/summary.md")
     if as_json and not sources_only:
         out.write(json.dumps(node.to_json(), indent=2) + "\n")
         return 0
