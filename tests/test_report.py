@@ -467,7 +467,9 @@ def test_tree_handles_10000_events_without_rendering() -> None:
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(0.0, "0.00s"), (0.05, "0.05s"), (0.3, "0.3s"), (2.14, "2.1s"), (59.9, "59.9s"), (125, "2m05s"), (3720, "1h02m")],
+    [(0.0, "0.00s"), (0.05, "0.05s"), (0.3, "0.3s"), (2.14, "2.1s"), (59.9, "59.9s"), (125, "2m05s"), (3720, "1h02m"),
+     # the unit follows the rounded figure: no '0.10s' beside '0.1s', no '60.0s'
+     (0.0996, "0.1s"), (0.094, "0.09s"), (59.97, "1m00s"), (3599.7, "1h00m")],
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

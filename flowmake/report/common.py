@@ -105,11 +105,13 @@ def plural(n: int, word: str) -> str:
 def format_duration(seconds: float) -> str:
     """A finished duration: '0.05s', '1.2s', '2m05s', '1h02m'.
 
-    Two decimals below 0.1 s so that a no-op run does not read '0.0s'.
+    Two decimals below 0.1 s so that a no-op run does not read '0.0s'. The
+    unit is chosen on the rounded figure, so 0.0996 s reads '0.1s' like its
+    neighbours, not '0.10s', and 59.97 s reads '1m00s', not '60.0s'.
     """
-    if seconds < 0.1:
+    if round(seconds, 2) < 0.1:
         return f"{max(seconds, 0.0):.2f}s"
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f}s"
     whole = int(round(seconds))
     if whole < 3600:
