@@ -86,6 +86,16 @@ def test_fast_path_run_is_recorded_and_the_chain_stays_intact(project: Project, 
     assert project.run("audit", "verify").returncode == 0
 
 
+def test_the_fast_path_fires_the_on_success_hook(project: Project, capsys) -> None:
+    # Regression: the fast path imported the hooks from the wrong package and crashed (exit 70).
+    fresh_project(project, PIPELINE.replace("[vars]", '[hooks]\non_success = "echo $FLOWMAKE_RESULT >> hook.txt"\n\n[vars]'))
+    before = project.read("hook.txt").splitlines()
+    code, events = noop(project, capsys)
+    assert code == 0
+    assert project.read("hook.txt").splitlines() == before + ["success"]
+    assert events[-1]["result"] == "success"
+
+
 def test_flowfile_edit_invalidates_it(project: Project, capsys) -> None:
     fresh_project(project)
     project.flowfile(PIPELINE.replace('greeting = "hello"', 'greeting = "bonjour"'))

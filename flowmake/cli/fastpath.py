@@ -267,7 +267,7 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
 
                 from ..events import Notice
                 from ..model import Hooks
-                from .hooks import RunSummary, fire
+                from ..engine.hooks import RunSummary, fire
 
                 # No task has secrets here: such Flowfiles never get a snapshot.
                 summary = RunSummary(run_id, snap.flow_name, RunResult.SUCCESS, started, finished, counts, (),
