@@ -249,13 +249,14 @@ def proven_fresh(project: Project) -> set:
     from flowmake.cli.commands import open_state
     from flowmake.engine.build import Build, BuildOptions
     from flowmake.engine.graph import closure
+    from flowmake.executors.dry import DryExecutor
 
     loaded = Loaded.load(file=project.path("Flowfile.toml"), directory=None)
     roots = loaded.targets([])
     state = open_state(loaded)
     try:
         build = Build(loaded.flowfile, loaded.graph, state, BuildOptions(roots=roots), emit=lambda event: None,
-                      selection=closure(loaded.graph, roots))
+                      executor=DryExecutor(loaded.root), selection=closure(loaded.graph, roots))
         return set(build._proven_fresh())
     finally:
         state.close()

@@ -140,6 +140,8 @@ def run_build(
     prescan: Optional[Prescan] = None,
 ) -> int:
     from ..engine.build import Build, BuildOptions
+    from ..executors.dry import DryExecutor
+    from ..executors.local import LocalExecutor
     from ..report import make_reporter, shows_fresh_tasks
 
     try:
@@ -162,18 +164,19 @@ def run_build(
             reporter = make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose,
                                      output=shown)
             options = BuildOptions(
-                roots=roots, jobs=jobs, keep_going=keep_going, dry_run=dry_run, always_make=always_make,
+                roots=roots, jobs=jobs, keep_going=keep_going, always_make=always_make,
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names), output=shown,
                 notices=tuple(flowfile_warnings(project.flowfile)),
             )
+            executor = DryExecutor(project.root) if dry_run else LocalExecutor(project.root, output=shown)
             build = Build(project.flowfile, project.graph, state, options, emit=survive_closed_pipe(reporter),
-                          selection=selection, report_fresh=shows_fresh_tasks(reporter),
+                          executor=executor, selection=selection, report_fresh=shows_fresh_tasks(reporter),
                           prescan=prescan)
             try:
                 code = build.run()
             finally:
                 reporter.close()
-            if dry_run and hasattr(build, "hasher"):
+            if dry_run:
                 _save_quietly(project, state, build.hasher)
             return code
         finally:

@@ -15,7 +15,6 @@ import math
 import os
 import signal
 import time
-from pathlib import Path
 
 from .. import __version__
 from ..errors import EXIT_OK, EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED
@@ -33,14 +32,7 @@ from ..events import (
     TaskStatus,
     TaskWaiting,
 )
-from ..executors.local import (
-    Completion,
-    OutputLine,
-    OutputLines,
-    ProcessRunner,
-    RunningProcess,
-    end_orphans,
-)
+from ..executors.messages import Command, Completion, OutputLine, OutputLines
 from ..layout import LogNames, run_log_dir
 from ..masking import MIN_LENGTH, Mask
 from ..model import (
@@ -54,7 +46,7 @@ from ..model import (
     Trace,
 )
 from ..records import TYPE_CHECKING, NamedTuple
-from ..store.hashing import RACY_WINDOW_NS, FileHasher, hash_file, source_hash
+from ..store.hashing import RACY_WINDOW_NS, hash_file, source_hash
 from ..store.identity import current_user, host_name, new_run_id
 from ..store.state import State, state_dir
 from . import snapshot as snapshots
@@ -85,6 +77,8 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); events
     )
 
     from ..events import Event
+    from ..executors.protocol import Executor
+    from ..store.hashing import FileHasher
 
     Emit = Callable[[Event], None]
 
@@ -94,8 +88,6 @@ GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 MAX_UNRECORDED = 32  # attempts committed together at most
 RECORD_DELAY = 0.1  # seconds a quick task's record may wait for others
 QUICK_TASK = 1.0  # seconds: a task that took longer is committed at once, so a kill cannot lose much work
-# How each output mode needs the runner to hand lines over (runner.ProcessRunner).
-_LINE_DELIVERY = {"prefixed": "stream", "interleaved": "stream", "group": "block"}
 _EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_SIGTERM,
                     int(signal.SIGHUP): EXIT_SIGHUP}
 
@@ -109,7 +101,6 @@ class BuildOptions(NamedTuple):
     roots: Tuple[str, ...]  # resolved task names
     jobs: int = 1
     keep_going: bool = False
-    dry_run: bool = False
     always_make: bool = False
     forced: FrozenSet[str] = frozenset()
     argv: Tuple[str, ...] = ()
@@ -262,7 +253,6 @@ class _Sensor:
 
 class _Active(NamedTuple):
     spec: TaskSpec
-    proc: RunningProcess
     reasons: Tuple[Reason, ...]
     obs: Observation
     attempt: int
@@ -279,6 +269,7 @@ class Build:
         options: BuildOptions,
         *,
         emit: Emit,
+        executor: Executor,
         environ: Optional[Mapping[str, str]] = None,
         selection: Sequence[str],
         report_fresh: bool = True,
@@ -294,6 +285,9 @@ class Build:
         self.run_id = new_run_id()
         self.root = flowfile.root
         self._root_dir = str(flowfile.root)  # for os.path on the per-task path: pathlib costs more
+        self.executor = executor
+        self.files = executor.files
+        self.hasher = executor.files.hasher(state.stat_cache())
         self._signals: List[int] = []  # received, not yet acted on (-1: a second Ctrl-C)
         self._signal: Optional[int] = None
         self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus}
@@ -303,7 +297,6 @@ class Build:
         self._failures: List[TaskFinished] = []
         self._begun = False  # the run is recorded in the journal
         self._hold_started: Optional[List[TaskStarted]] = None
-        self._runner: Optional[ProcessRunner] = None
         # Finished attempts not yet committed: see _record_attempt.
         self._unrecorded: List[Tuple[AttemptRecord, Optional[Trace]]] = []
         self._record_due = math.inf  # monotonic time by which they are committed
@@ -327,8 +320,7 @@ class Build:
             if self._signal is None:
                 self._signal = signum
             self._signals.append(signum)
-        if self._runner is not None:
-            self._runner.wake()
+        self.executor.wake()
 
     def _check_interrupt(self) -> None:
         if self._signal is not None:
@@ -352,11 +344,11 @@ class Build:
     def _run(self) -> int:
         t0 = time.monotonic()
         self.started = time.time()
-        if not self.options.dry_run:
+        dry_run = not self.executor.runs_commands
+        if not dry_run:
             # A dry run only looks: the lock may be another run's, whose tasks are live.
             self._reap_orphans()
         traces = self.state.traces()
-        self.hasher = FileHasher(self.root, self.state.stat_cache())
         opts = self.options
         forced = (lambda name: True) if opts.always_make else (lambda name: name in opts.forced)
         self._forced = forced
@@ -368,11 +360,11 @@ class Build:
         )
         self.emit(
             RunStarted(self.run_id, time.time(), self.flowfile.name, opts.roots, tuple(pv.planned), opts.jobs,
-                       dry_run=opts.dry_run, commands=self._plan_commands(pv) if opts.dry_run else {})
+                       dry_run=dry_run, commands=self._plan_commands(pv) if dry_run else {})
         )
         for message in opts.notices:
             self.emit(Notice(self.run_id, time.time(), message))
-        if opts.dry_run:
+        if dry_run:
             self.emit(RunFinished(self.run_id, time.time(), RunResult.SUCCESS, self._preview_counts(pv),
                                   time.monotonic() - t0, dry_run=True))
             return EXIT_OK
@@ -385,8 +377,7 @@ class Build:
         try:
             self._loop(pv)
         finally:
-            if self._runner is not None:
-                self._runner.close()
+            self.executor.close()
             self._commit_attempts()
         result = RunResult.SUCCESS
         if self._signal is not None:
@@ -532,10 +523,10 @@ class Build:
         dead = self.state.unfinished_runs()
         if not dead:
             return
-        ended = end_orphans(dead)
+        ended = self.executor.end_orphans(dead)
         self.state.forget_runs(dead)
         if ended:
-            names = ", ".join(sorted(set(ended.values())))
+            names = ", ".join(sorted(set(ended)))
             self.emit(Notice(self.run_id, time.time(),
                              f"ended {len(ended)} task process group(s) left running by a killed run ({names})"))
 
@@ -566,9 +557,7 @@ class Build:
             order = [name for name in self.selection if name not in proven]
         sched = Schedule(order, self.graph.deps, keep_going=self.options.keep_going)
         self._sched = sched
-        output = self.options.output
-        runner = ProcessRunner(lines=_LINE_DELIVERY.get(output), latest=output != "none")
-        self._runner = runner
+        executor = self.executor
         self._active: Dict[str, _Active] = {}
         waiting_to_start: List[str] = []  # ready and stale, waiting for a free slot
         self._waiting_to_start = waiting_to_start
@@ -610,19 +599,19 @@ class Build:
                     self._commit_attempts()
                 else:
                     timeout = max(0.0, min(self._record_due - now, timeout))
-            messages = runner.wait(timeout)
+            messages = executor.wait(timeout)
             while self._signals:
                 if self._signals.pop(0) == -1:
-                    runner.signal_all(signal.SIGKILL)
+                    executor.cancel(at_once=True)
                     self._stopping(kill_in=0.0)
                 elif kill_deadline is None:
                     sched.stop()
                     retry_at.clear()
-                    runner.signal_all(signal.SIGTERM)
+                    executor.cancel(at_once=False)
                     kill_deadline = time.monotonic() + GRACE_PERIOD
                     self._stopping(kill_in=GRACE_PERIOD)
             if kill_deadline is not None and time.monotonic() >= kill_deadline:
-                runner.signal_all(signal.SIGKILL)
+                executor.cancel(at_once=True)
                 kill_deadline = None
             for msg in messages:
                 if isinstance(msg, OutputLine):
@@ -631,7 +620,6 @@ class Build:
                 if isinstance(msg, OutputLines):
                     self.emit(TaskLines(self.run_id, time.time(), msg.task, tuple(msg.lines), msg.omitted))
                     continue
-                runner.finished(msg.task)
                 missing = self._missing_outputs(msg)
                 if self._signal is None and not sched.stopped and missing == []:
                     # Refill the freed slot first: the new task runs while this
@@ -713,7 +701,7 @@ class Build:
             pending = []
             wall = time.time()
             for path in spec.wait_for:
-                seen = _stat_pair(self.root / path)
+                seen = self.files.stat_pair(path)
                 before = sensor.seen[path]
                 sensor.seen[path] = seen
                 if seen is None:
@@ -780,12 +768,7 @@ class Build:
                                  None, None, message, trace=None)
             self._fail(name, exit_code=None, message=message, duration=0.0, log=None, tail=(), attempt=attempt)
             return
-        for out in spec.outputs:
-            parent = os.path.dirname(out.rstrip("/"))
-            if parent:
-                full = os.path.join(self._root_dir, parent)
-                if not os.path.isdir(full):  # one stat, where makedirs fails a mkdir first
-                    os.makedirs(full, exist_ok=True)
+        self.files.make_parents(spec.outputs)
         if self._log_names is None:
             # Over every task, not the selected ones: a task's log name does not depend on the targets.
             tasks = self.flowfile.tasks
@@ -801,25 +784,22 @@ class Build:
             self._hold_started.append(event)  # shown after the finish that freed its slot
         else:
             self.emit(event)
-        assert self._runner is not None  # made by _loop, the only caller
         try:
-            proc = self._runner.start(
-                name, list(spec.shell) + [spec.command or ""], cwd=self._root_dir, env=env,
-                log_path=os.path.join(self._root_dir, log_rel), secrets=secret_values, timeout=spec.timeout,
-            )
+            self.executor.start(Command(name, spec.shell, spec.command or "", self._root_dir, env, log_rel,
+                                        tuple(secret_values), spec.timeout))
         except OSError as exc:
             message = f"could not start {spec.shell[0]!r}: {exc.strerror or exc}"
             self._record_attempt(spec, attempt, "failed", reasons, shown_command, started, None, obs, {},
                                  None, None, message, trace=None)
             self._fail(name, exit_code=None, message=message, duration=0.0, log=None, tail=(), attempt=attempt)
             return
-        self._active[name] = _Active(spec, proc, reasons, obs, attempt, log_rel, shown_command)
+        self._active[name] = _Active(spec, reasons, obs, attempt, log_rel, shown_command)
 
     def _missing_outputs(self, done: Completion) -> Optional[List[str]]:
         """The declared outputs a task that exited 0 in time left missing; None when it did not."""
         if done.returncode != 0 or done.timed_out:
             return None
-        return [o for o in self._active[done.task].spec.outputs if not _exists(self._root_dir, o)]
+        return self.files.missing(self._active[done.task].spec.outputs)
 
     def _complete(self, done: Completion, missing: Optional[List[str]]) -> Optional[Tuple[float, int]]:
         """`missing`: _missing_outputs of `done`, looked at once when it came."""
@@ -841,10 +821,10 @@ class Build:
         outputs: Dict[str, Optional[str]] = {}
         if message is None:
             if missing:
-                message = "did not produce " + ", ".join(_describe_missing(self._root_dir, o) for o in missing)
+                message = "did not produce " + ", ".join(map(self.files.describe_missing, missing))
             else:
                 outputs = {o: self.hasher.hash(o) for o in spec.outputs}
-        exit_code = done.returncode if done.returncode >= 0 else None
+        exit_code = done.exit_code
         if message is None and not interrupted:
             trace: Optional[Trace] = None  # an input missing when it started: never call that fresh
             if all(v is not None for v in active.obs.inputs.values()):
@@ -937,29 +917,6 @@ class Build:
         if status is TaskStatus.FAILED:
             self._failures.append(event)
         self.emit(event)
-
-
-def _stat_pair(path: Path) -> Optional[Tuple[int, int]]:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
-
-
-def _exists(root: str, output: str) -> bool:
-    path = os.path.join(root, output.rstrip("/"))
-    return os.path.isdir(path) if output.endswith("/") else os.path.isfile(path)
-
-
-def _describe_missing(root: str, output: str) -> str:
-    """A missing output as the failure names it, saying so when the path is there as the other kind."""
-    path = os.path.join(root, output.rstrip("/"))
-    if not output.endswith("/") and os.path.isdir(path):
-        return f"a file {output} (it is a directory: write {output}/)"
-    if output.endswith("/") and os.path.isfile(path):
-        return f"a directory {output} (it is a file: write {output.rstrip('/')})"
-    return output
 
 
 def _fmt_seconds(seconds: float) -> str:

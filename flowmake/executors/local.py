@@ -36,6 +36,8 @@ from blake3 import blake3
 from ..masking import Mask
 from ..records import TYPE_CHECKING, NamedTuple
 from ..removal import remove
+from .files import LocalFiles
+from .messages import Completion, OutputLine, OutputLines
 from .shellfree import is_plain_sh, simple_command
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
@@ -52,6 +54,8 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
         Union,
     )
 
+    from .messages import Command, Message
+
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task
 MAX_PARTIAL = 1 << 16  # a line longer than this is written before its end arrives
@@ -64,32 +68,6 @@ EXIT_POLL = 0.05  # seconds between looks at a task whose output is still open, 
 # and is never silent for the ten minutes after which CI services kill a job.
 REDRAW_INTERVAL = 30.0
 BLOCK_LINES = 10_000  # lines of a task's output kept for `--output group`; earlier ones are only in its log
-
-
-class OutputLine(NamedTuple):
-    """The latest line a task printed (throttled): for live displays."""
-
-    task: str
-    line: str
-
-
-class OutputLines(NamedTuple):
-    """Every line a task printed since the last of these, in order; `omitted` earlier ones left out of a block."""
-
-    task: str
-    lines: List[str]
-    omitted: int = 0
-
-
-class Completion(NamedTuple):
-    task: str
-    returncode: int  # negative: killed by that signal
-    timed_out: bool
-    started: float
-    finished: float
-    tail: List[str]
-    log_hash: str
-    log_error: Optional[str]  # why its log could not be written ("No space left on device"), or None
 
 
 class RunningProcess:
@@ -660,6 +638,45 @@ class ProcessRunner:
     def signal_all(self, sig: int) -> None:
         for proc in list(self.running.values()):
             proc.signal_group(sig)
+
+
+# How each output mode (model.OUTPUT_MODES) needs the lines handed over.
+_LINE_DELIVERY = {"prefixed": "stream", "interleaved": "stream", "group": "block"}
+
+
+class LocalExecutor:
+    """The executor of processes on this machine (executors/protocol.py): a ProcessRunner and the local files."""
+
+    runs_commands = True
+
+    def __init__(self, root: Path, *, output: str = "latest") -> None:
+        """`output`: the run's output mode, which says which lines the loop wants handed over."""
+        self.files = LocalFiles(root)
+        self._runner = ProcessRunner(lines=_LINE_DELIVERY.get(output), latest=output != "none")
+
+    def start(self, command: Command) -> None:
+        self._runner.start(command.task, command.argv, cwd=command.cwd, env=command.env,
+                           log_path=os.path.join(command.cwd, command.log), secrets=command.secrets,
+                           timeout=command.timeout)
+
+    def wait(self, timeout: Optional[float]) -> List[Message]:
+        messages = self._runner.wait(timeout)
+        for message in messages:
+            if type(message) is Completion:
+                self._runner.finished(message.task)
+        return messages
+
+    def wake(self) -> None:
+        self._runner.wake()
+
+    def cancel(self, *, at_once: bool) -> None:
+        self._runner.signal_all(signal.SIGKILL if at_once else signal.SIGTERM)
+
+    def end_orphans(self, run_ids: Sequence[str]) -> List[str]:
+        return list(end_orphans(run_ids).values())
+
+    def close(self) -> None:
+        self._runner.close()
 
 
 # Linux starts a spawned child on its parent's CPU, and the parent, woken by
