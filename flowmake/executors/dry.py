@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import List, Optional, Sequence
 
-    from .messages import Command, Message
+    from .messages import Command
+    from .protocol import Message
 
 
 class DryExecutor:

@@ -54,7 +54,8 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
         Union,
     )
 
-    from .messages import Command, Message
+    from .messages import Command
+    from .protocol import Message
 
 TAIL_LINES = 20
 OUTPUT_THROTTLE = 0.2  # seconds between two "latest line" messages of one task

@@ -10,9 +10,7 @@ from __future__ import annotations
 from ..records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from typing import List, Mapping, Optional, Tuple, Union
-
-    Message = Union["OutputLine", "OutputLines", "Completion"]
+    from typing import List, Mapping, Optional, Tuple
 
 
 class Command(NamedTuple):

@@ -13,10 +13,12 @@ only under TYPE_CHECKING, since `typing` costs every run milliseconds
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 from ..store.hashing import FileHasher, StatEntry
-from .messages import Command, Message
+from .messages import Command, Completion, OutputLine, OutputLines
+
+Message = Union[OutputLine, OutputLines, Completion]
 
 
 class FileSystem(Protocol):
