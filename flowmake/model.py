@@ -92,6 +92,7 @@ class Flowfile(NamedTuple):
     includes: Tuple[str, ...] = ()  # project-relative paths of the files [flow] include added, in load order
     task_files: Mapping[str, str] = NO_GROUPS  # task table -> the included file declaring it (if not this one)
     output: Optional[str] = None  # [flow] output, one of OUTPUT_MODES; None: the progress mode's default
+    junit_xml: Optional[str] = None  # [flow] junit_xml: where each run writes its JUnit XML (root-relative)
 
     @property
     def has_secrets(self) -> bool:

@@ -76,7 +76,7 @@ def main_options(
     if ctx.invoked_subcommand is None:
         # Bare `flowmake` is `flowmake run` with its defaults.
         ctx.invoke(run, targets=None, jobs=None, dry_run=False, keep_going=False, always_make=False, force=None,
-                   progress="auto", output=None, wait=False, quiet=False, verbose=False)
+                   progress="auto", output=None, wait=False, quiet=False, verbose=False, junit_xml=None, ci="auto")
 
 
 def _project():
@@ -112,6 +112,13 @@ def run(
     wait: bool = typer.Option(False, "--wait", help="If another run holds the project, wait for it instead of exiting 3."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only failures and the final summary."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Also list fresh tasks."),
+    junit_xml: Optional[Path] = typer.Option(
+        None, "--junit-xml", metavar="PATH",
+        help="Also write the run as JUnit XML here (one test case per task; default: [flow] junit_xml)."),
+    ci: str = typer.Option(
+        "auto", "--ci",
+        help="CI log output: auto (GitHub Actions or GitLab CI when their variables say so, never at a terminal) | "
+             "github | gitlab | none"),
 ) -> int:
     """Bring the targets and what they need up to date."""
     if progress not in PROGRESS_MODES:
@@ -122,10 +129,12 @@ def run(
         raise UsageError(f"-j must be at least 1, got {jobs}")
     from .commands import run_build
 
+    # Relative to where flowmake was started, not to -C's directory (entered by _project).
+    junit = str(junit_xml.absolute()) if junit_xml is not None else None
     return run_build(
         _project(), targets or [], jobs=jobs, dry_run=dry_run, keep_going=keep_going, always_make=always_make,
         force=force or [], progress=progress, output=output, wait=wait, quiet=quiet, verbose=verbose,
-        argv=_globals.typed,
+        argv=_globals.typed, ci=ci, junit_xml=junit,
     )
 
 

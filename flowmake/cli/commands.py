@@ -138,11 +138,14 @@ def run_build(
     argv: Sequence[str],
     output: Optional[str] = None,
     prescan: Optional[Prescan] = None,
+    ci: str = "auto",
+    junit_xml: Optional[str] = None,
 ) -> int:
     from ..engine.build import Build, BuildOptions
     from ..executors.dry import DryExecutor
     from ..executors.local import LocalExecutor
     from ..report import make_reporter, shows_fresh_tasks
+    from .cioutput import plan_outputs
 
     try:
         roots = project.targets(target_names)
@@ -155,27 +158,32 @@ def run_build(
         jobs = project.flowfile.jobs or os.cpu_count() or 1
     if progress == "auto":
         progress = "tree" if sys.stdout.isatty() else "plain"
-    shown = output_mode(output, project.flowfile.output, progress=progress, quiet=quiet)
+    extras = plan_outputs(project.flowfile, ci=ci, junit_xml=junit_xml, dry_run=dry_run)
+    asked = extras.output_mode(output, project.flowfile.output, progress=progress, quiet=quiet)
+    shown = output_mode(asked, project.flowfile.output, progress=progress, quiet=quiet)
     # A dry run only looks, so it neither waits for nor blocks a real run.
     lock = None if dry_run else take_lock(project, wait=wait)
     try:
         state = open_state(project)
         try:
-            reporter = make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose,
-                                     output=shown)
+            reporter, files = extras.wrap(
+                make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose, output=shown),
+                project.flowfile, progress=progress, output=shown, environ=os.environ)
             options = BuildOptions(
                 roots=roots, jobs=jobs, keep_going=keep_going, always_make=always_make,
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names), output=shown,
                 notices=tuple(flowfile_warnings(project.flowfile)),
             )
             executor = DryExecutor(project.root) if dry_run else LocalExecutor(project.root, output=shown)
-            build = Build(project.flowfile, project.graph, state, options, emit=survive_closed_pipe(reporter),
-                          executor=executor, selection=selection, report_fresh=shows_fresh_tasks(reporter),
-                          prescan=prescan)
+            build = Build(project.flowfile, project.graph, state, options,
+                          emit=survive_closed_pipe(reporter, files), executor=executor, selection=selection,
+                          report_fresh=any(map(shows_fresh_tasks, (reporter, *files))), prescan=prescan)
             try:
                 code = build.run()
             finally:
-                reporter.close()
+                _close_all(reporter, *files)
+            if extras.junit is not None and not dry_run:
+                _no_fast_noop(project)
             if dry_run:
                 _save_quietly(project, state, build.hasher)
             return code
@@ -184,6 +192,26 @@ def run_build(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _close_all(*reporters) -> None:
+    """Close each (the JUnit file is written even when the live view fails to close); raise the first error."""
+    error = None
+    for reporter in reporters:
+        try:
+            reporter.close()
+        except Exception as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def _no_fast_noop(project: Project) -> None:
+    """A JUnit file is written by the full path only: leave the no-op fast path no snapshot to answer from."""
+    from ..engine import snapshot as snapshots
+    from ..store.state import state_dir
+
+    snapshots.remove(state_dir(project.root))
 
 
 def _forced_tasks(project: Project, names: Sequence[str], *, selection: Sequence[str],

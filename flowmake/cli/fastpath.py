@@ -148,6 +148,8 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
     args = parse(argv, typed=typed)
     if args is None or args.dry_run or args.always_make or args.force:
         return None
+    if os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("GITLAB_CI"):
+        return None  # CI output (groups, the step summary: cli/cioutput.py) is the full path's
     mode = args.progress
     if mode == "auto":
         mode = "tree" if sys.stdout.isatty() else "plain"

@@ -57,15 +57,19 @@ def internal_error() -> int:
     return EXIT_INTERNAL
 
 
-def survive_closed_pipe(reporter):  # type: ignore[no-untyped-def]
+def survive_closed_pipe(reporter, files=()):  # type: ignore[no-untyped-def]
     """The reporter's handle(), for a run that must go on when its reader goes away (`| head`).
 
     The tasks still finish and are recorded; only the progress output is lost.
+    `files` are reporters that write files (JUnit XML, a CI summary): they get
+    every event whatever becomes of stdout.
     """
     closed = False
 
     def emit(event) -> None:  # type: ignore[no-untyped-def]
         nonlocal closed
+        for sink in files:
+            sink.handle(event)
         if closed:
             return
         try:

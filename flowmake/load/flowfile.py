@@ -248,5 +248,6 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         includes=sources.includes,
         task_files=sources.task_files,
         output=flow.output,
+        junit_xml=flow.junit_xml,
     )
     return flowfile, problems.in_file_order(), disk

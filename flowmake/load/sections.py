@@ -21,7 +21,7 @@ from .patterns import PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
 from .templates import BRACE_HINT, FILES, IDENT_RE, TemplateError, parse_template
 
-FLOW_KEYS = ("name", "default", "jobs", "shell", "include", "output")  # include: read by includes.py
+FLOW_KEYS = ("name", "default", "jobs", "shell", "include", "output", "junit_xml")  # include: read by includes.py
 HOOK_KEYS = ("on_failure", "on_success", "webhook")
 
 
@@ -195,6 +195,7 @@ class Flow(NamedTuple):
     jobs: Optional[int] = None
     shell: Tuple[str, ...] = DEFAULT_SHELL
     output: Optional[str] = None
+    junit_xml: Optional[str] = None
 
 
 def read_flow(raw: object, *, problems: Problems) -> Flow:
@@ -229,7 +230,14 @@ def read_flow(raw: object, *, problems: Problems) -> Flow:
         problems.add(f"[flow]: key `output` must be one of {', '.join(OUTPUT_MODES)}, got {got}",
                      at=("flow", "output"), hint='write output = "prefixed"')
         output = None
-    return Flow(name, tuple(default) if default is not None else None, jobs, shell or DEFAULT_SHELL, output)
+    junit_xml = raw.get("junit_xml")
+    if junit_xml is not None and (not isinstance(junit_xml, str) or not junit_xml.strip()):
+        got = "an empty string" if isinstance(junit_xml, str) else toml_type(junit_xml)
+        problems.add(f"[flow]: key `junit_xml` must be a file path, got {got}", at=("flow", "junit_xml"),
+                     hint='write junit_xml = "build/junit.xml" (relative to the project root)')
+        junit_xml = None
+    return Flow(name, tuple(default) if default is not None else None, jobs, shell or DEFAULT_SHELL, output,
+                junit_xml)
 
 
 def read_hooks(raw: object, *, problems: Problems) -> Hooks:
