@@ -18,7 +18,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Loading and planning make hundreds of thousands of long-lived objects and
     # no garbage cycles; the cyclic collector would rescan them all again and
     # again (a quarter of a 10,000-task run). The build loop turns it back on
-    # for the objects it makes (build.py).
+    # for the objects it makes (engine/loop.py).
     gc.disable()
     if argv is None:
         _in_utf8_mode()

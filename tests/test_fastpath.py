@@ -247,17 +247,15 @@ def proven_fresh(project: Project) -> set:
     """The tasks a full run would take as fresh from the snapshot, without planning them."""
     from flowmake.cli.commands import Project as Loaded
     from flowmake.cli.commands import open_state
-    from flowmake.engine.build import Build, BuildOptions
     from flowmake.engine.graph import closure
-    from flowmake.executors.dry import DryExecutor
+    from flowmake.engine.proof import proven_fresh as proof
 
     loaded = Loaded.load(file=project.path("Flowfile.toml"), directory=None)
-    roots = loaded.targets([])
     state = open_state(loaded)
     try:
-        build = Build(loaded.flowfile, loaded.graph, state, BuildOptions(roots=roots), emit=lambda event: None,
-                      executor=DryExecutor(loaded.root), selection=closure(loaded.graph, roots))
-        return set(build._proven_fresh())
+        proven, _cone = proof(loaded.flowfile, loaded.graph, closure(loaded.graph, loaded.targets([])),
+                              state_identity=state.identity, target_names=(), environ=os.environ)
+        return set(proven)
     finally:
         state.close()
 

@@ -284,7 +284,7 @@ def run_parsed(args, *, prescan: Optional[Prescan] = None) -> int:
 
 def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_code: bool,
                 out: TextIO = sys.stdout) -> int:
-    from ..engine.build import preview
+    from ..engine.preview import preview
     from ..engine.plan import always_runs
     from ..store.hashing import FileHasher
 

@@ -18,7 +18,7 @@ import time
 
 from .. import __version__
 from ..engine import snapshot as snapshots
-from ..layout import STATE_DIR, nearest_flowfile, run_log_dir
+from ..layout import STATE_DIR, nearest_flowfile
 from ..records import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
@@ -226,16 +226,9 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
                 return None  # a killed run left tasks behind: the full path ends them
         except StateDamagedError:
             return None  # as a damaged file at opening: the full path sets it aside and says so
-        from ..events import (
-            Notice,
-            PlannedTask,
-            RunFinished,
-            RunResult,
-            RunStarted,
-            TaskFinished,
-            TaskStatus,
-        )
-        from ..model import RunRecord
+        from ..engine.recorder import Recorder
+        from ..events import Notice, PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
+        from ..model import Hooks, RunRecord
         from ..report import make_reporter, shows_fresh_tasks
         from .guard import survive_closed_pipe
 
@@ -243,9 +236,12 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
         started = time.time()
         t0 = time.monotonic()
         jobs = args.jobs or snap.jobs or os.cpu_count() or 1
+        # No task has secrets here: such Flowfiles never get a snapshot.
+        recorder = Recorder(state, run_id, root=root, flow_name=snap.flow_name, hooks=Hooks(*snap.hooks),
+                            shell=tuple(snap.shell), environ=os.environ)
         try:
-            state.begin_run(RunRecord(run_id, started, current_user(), host_name(), __version__,
-                                      snap.flowfile_hash, args.argv, tuple(snap.roots)), starts_tasks=False)
+            recorder.begin(RunRecord(run_id, started, current_user(), host_name(), __version__, snap.flowfile_hash,
+                                     args.argv, tuple(snap.roots)), starts_tasks=False)
         except StateDamagedError:
             return None  # nothing shown yet: the full path sets the file aside and runs as a first run
         reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
@@ -262,21 +258,8 @@ def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) 
             finished = time.time()
             counts = {s.value: 0 for s in TaskStatus}
             counts[TaskStatus.FRESH.value] = len(snap.tasks)
-            state.finish_run(run_id, finished=finished, result=RunResult.SUCCESS.value)
-            on_failure, on_success, webhook = snap.hooks
-            if on_success:
-                from pathlib import Path
-
-                from ..events import Notice
-                from ..model import Hooks
-                from ..engine.hooks import RunSummary, fire
-
-                # No task has secrets here: such Flowfiles never get a snapshot.
-                summary = RunSummary(run_id, snap.flow_name, RunResult.SUCCESS, started, finished, counts, (),
-                                     run_log_dir(run_id))
-                for warning in fire(Hooks(on_failure, on_success, webhook), summary, root=Path(root),
-                                    shell=tuple(snap.shell), environ=os.environ):
-                    emit(Notice(run_id, time.time(), warning))
+            for warning in recorder.finish(RunResult.SUCCESS, finished, counts=counts):
+                emit(Notice(run_id, time.time(), warning))
             emit(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))
         finally:
             reporter.close()

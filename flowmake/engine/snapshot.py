@@ -14,7 +14,7 @@ suspect, then every content hash and so every fingerprint is the same, and
 the full planner would find every task fresh again: the no-op fast path
 (fastpath.py) answers from this alone.
 
-A run that cannot take that path still uses it (build.py): a task none of
+A run that cannot take that path still uses it (proof.py): a task none of
 whose files changed stat or is a suspect, and that no such task feeds, is
 proven fresh by the same argument, so only the cone below the changed files
 is planned. That is what makes edit-run-edit-run cheap on a big graph.
@@ -239,7 +239,7 @@ class Prescan:
     """`changed_files` of a snapshot, computed by a forked child while this process goes on.
 
     When the no-op path finds a suspect or a changed file, the run that
-    follows plans the cone below the changes (build.py) and needs every
+    follows plans the cone below the changes (proof.py) and needs every
     changed file; on 20,000 files that scan takes as long as the imports and
     the Flowfile load it then overlaps on the other core. The child scans
     from the first file on and reports after each chunk; the run, once it

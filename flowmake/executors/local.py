@@ -201,7 +201,7 @@ class _Stream:
                 if self.log is None:  # its directory was made with the empty log it replaces
                     self.log = open(self.log_path, "wb")
                 self.log.write(chunk)
-            except OSError as exc:  # the task fails for it (build.py); its output still reaches the tail
+            except OSError as exc:  # the task fails for it (engine/loop.py); its output still reaches the tail
                 self.failed_log(exc)
         self.digest.update(chunk)
         parts = (self.drawing + chunk).split(b"\n")

@@ -543,7 +543,7 @@ class _Rows(abc.Mapping):
     """A table's rows keyed by `key`, read as they are looked up, made into objects on each lookup.
 
     A run over 10,000 tasks of which a few changed plans only the cone below
-    the change (build.py) and looks up a few hundred of 30,000 rows: one
+    the change (engine/proof.py) and looks up a few hundred of 30,000 rows: one
     query each (~5 us) instead of reading them all (~30 ms). Past
     `_BULK_AFTER` distinct keys, or to iterate, the whole table is read once.
     Each row is read once, so a lookup returns the row as it first was.

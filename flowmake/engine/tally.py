@@ -1,0 +1,72 @@
+"""What became of each task of a run: its counts, its failures, the order tasks finished; and their events.
+
+The one place a task is finished: every end (ran, fresh, failed,
+interrupted, skipped) goes through `Tally.finish`, which counts it and
+emits its `task_finished`, so the counts a run ends with always match the
+events it sent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..events import TaskFinished, TaskStatus
+from ..records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
+    from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+    from ..events import Event, TaskStarted
+
+
+class Tally:
+    def __init__(self, run_id: str, emit: Callable[[Event], None], *, report_fresh: bool = True) -> None:
+        self.run_id = run_id
+        self.emit = emit
+        self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus}
+        self.failed: List[str] = []  # names, in the order they failed
+        self.failures: List[TaskFinished] = []  # their events, for the hooks' summary
+        self.order: List[str] = []  # every finished task, in order
+        self.skipped: Dict[str, str] = {}  # task -> why: recorded with the run's end, for reports
+        # False for a reporter that ignores fresh tasks' task_finished events
+        # (report.shows_fresh_tasks): most of a run over a big graph is them.
+        self.report_fresh = report_fresh
+        # task_started events held back while a finished task's slot is refilled (Loop._handle).
+        self.held: Optional[List[TaskStarted]] = None
+
+    def started(self, event: TaskStarted) -> None:
+        if self.held is not None:
+            self.held.append(event)  # shown after the finish that freed its slot
+        else:
+            self.emit(event)
+
+    def release_held(self) -> None:
+        held, self.held = self.held or [], None
+        for event in held:
+            self.emit(event)
+
+    def finish(self, name: str, status: TaskStatus, *, duration: float = 0.0, exit_code: Optional[int] = None,
+               message: Optional[str] = None, log: Optional[str] = None, tail: Tuple[str, ...] = (),
+               attempt: int = 1) -> None:
+        if self.held:
+            # A held start of this very task must not come after its finish.
+            for held in [e for e in self.held if e.task == name]:
+                self.held.remove(held)
+                self.emit(held)
+        self.counts[status.value] += 1
+        self.order.append(name)
+        if status is TaskStatus.SKIPPED:
+            self.skipped[name] = message or ""
+        elif status is TaskStatus.FAILED:
+            self.failed.append(name)
+        if status is TaskStatus.FRESH and not self.report_fresh:
+            return
+        event = TaskFinished(self.run_id, time.time(), name, status, duration, exit_code, message, log, tail, attempt)
+        if status is TaskStatus.FAILED:
+            self.failures.append(event)
+        self.emit(event)
+
+    def fresh_unreported(self, names: Sequence[str]) -> None:
+        """`finish` for many fresh tasks at once, with no event to send (not report_fresh)."""
+        self.counts[TaskStatus.FRESH.value] += len(names)
+        self.order.extend(names)
