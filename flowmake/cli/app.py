@@ -33,7 +33,7 @@ F = TypeVar("F", bound=Callable[..., object])
 
 PROGRESS_MODES = ("auto", "tree", "plain", "json")
 OUTPUT_CHOICES = ("auto", "interleaved", "prefixed", "group", "none")  # model.OUTPUT_MODES and auto
-GRAPH_FORMATS = ("text", "dot", "mermaid")
+GRAPH_FORMATS = ("text", "dot", "mermaid", "json")
 
 
 class Globals:
@@ -156,23 +156,25 @@ def status(
 
 @app.command("list", epilog=SHORTHAND_HELP)
 @_guarded
-def list_tasks() -> int:
+def list_tasks(
+    as_json: bool = typer.Option(False, "--json", help="Print every task and variant as JSON (docs/json.md)."),
+) -> int:
     """The tasks, with their help text."""
-    from .commands import show_list
+    from .listings import show_list
 
-    return show_list(_project())
+    return show_list(_project(), as_json=as_json)
 
 
 @app.command(epilog=SHORTHAND_HELP)
 @_guarded
 def graph(
     targets: Optional[List[str]] = typer.Argument(None, help="Only these targets and what they need."),
-    fmt: str = typer.Option("text", "--format", help="text | dot | mermaid"),
+    fmt: str = typer.Option("text", "--format", help="text | dot | mermaid | json"),
 ) -> int:
     """The dependency graph; edges point from a task to the tasks that depend on it."""
     if fmt not in GRAPH_FORMATS:
         raise UsageError(f"unknown graph format '{fmt}'", hint="use one of: " + ", ".join(GRAPH_FORMATS))
-    from .commands import show_graph
+    from .listings import show_graph
 
     return show_graph(_project(), targets or [], fmt=fmt)
 

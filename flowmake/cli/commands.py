@@ -357,61 +357,6 @@ def _save_quietly(project: Project, state, hasher) -> None:
         lock.release()
 
 
-# -- list and graph ------------------------------------------------------------
-
-
-def show_list(project: Project, out: TextIO = sys.stdout) -> int:
-    flowfile = project.flowfile
-    groups = flowfile.groups()
-    width = max((len(g) for g in groups), default=0)
-    for group, variants in groups.items():
-        spec = flowfile.tasks[variants[0]]
-        text = spec.help
-        if len(variants) > 1 or variants[0] != group:
-            text = (text + "  " if text else "") + f"[{len(variants)} variants: {_shorten(variants)}]"
-        out.write(f"{group:<{width}}  {text}".rstrip() + "\n")
-    return 0
-
-
-def _shorten(names: Sequence[str], limit: int = 4) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", … +{len(names) - limit}" if len(names) > limit else "")
-
-
-def show_graph(project: Project, names: Sequence[str], *, fmt: str, out: TextIO = sys.stdout) -> int:
-    graph = project.graph
-    tasks = closure(graph, resolve_targets(project.flowfile, graph, names)) if names else graph.order
-    selected = set(tasks)
-    edges = [(dep, name) for name in tasks for dep in graph.deps[name] if dep in selected]
-    linked = {n for e in edges for n in e}
-    lone = [n for n in tasks if n not in linked]
-    if fmt == "dot":
-        out.write("digraph flowmake {\n  rankdir=LR;\n  node [shape=box];\n")
-        for n in lone:
-            out.write(f"  {_dot_id(n)};\n")
-        for a, b in edges:
-            out.write(f"  {_dot_id(a)} -> {_dot_id(b)};\n")
-        out.write("}\n")
-    elif fmt == "mermaid":
-        ids = {n: f"t{i}" for i, n in enumerate(tasks)}
-        out.write("graph LR\n")
-        for n in tasks:
-            label = n.replace('"', "#quot;")
-            out.write(f'  {ids[n]}["{label}"]\n')
-        for a, b in edges:
-            out.write(f"  {ids[a]} --> {ids[b]}\n")
-    else:
-        for n in lone:
-            out.write(f"{n}\n")
-        for a, b in edges:
-            out.write(f"{a} -> {b}\n")
-    return 0
-
-
-def _dot_id(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 # -- clean ---------------------------------------------------------------------
 
 
