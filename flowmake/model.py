@@ -74,6 +74,21 @@ class Hooks(NamedTuple):
     webhook: Optional[str] = None
 
 
+OVERLAP_POLICIES: Tuple[str, ...] = ("skip", "queue")
+
+
+class ScheduleSpec(NamedTuple):
+    """One `[schedules.NAME]` table, checked: when its targets run unattended (docs/schedules.md)."""
+
+    name: str
+    cron: str  # five fields, shorthands (@daily) expanded
+    targets: Tuple[str, ...] = ()  # as written; () means the [flow] default targets
+    timezone: str = "UTC"  # an IANA name
+    overlap: str = "skip"  # one of OVERLAP_POLICIES: a slot due while a run is in progress
+    catch_up: bool = False  # after downtime, run the latest missed slot once
+    line: Optional[int] = None  # of the table's header
+
+
 class Flowfile(NamedTuple):
     path: Path  # absolute path of Flowfile.toml
     root: Path  # absolute project root (the directory holding it)
@@ -93,6 +108,7 @@ class Flowfile(NamedTuple):
     task_files: Mapping[str, str] = NO_GROUPS  # task table -> the included file declaring it (if not this one)
     output: Optional[str] = None  # [flow] output, one of OUTPUT_MODES; None: the progress mode's default
     junit_xml: Optional[str] = None  # [flow] junit_xml: where each run writes its JUnit XML (root-relative)
+    schedules: Mapping[str, ScheduleSpec] = NO_GROUPS  # [schedules.NAME] in declaration order
 
     @property
     def has_secrets(self) -> bool:
@@ -194,6 +210,8 @@ class RunRecord(NamedTuple):
     result: Optional[str] = None  # RunResult value; None while running or after a crash
     # A finished run that did not succeed: the tasks it did not start, and why (None: not recorded).
     skipped: Optional[Mapping[str, str]] = None
+    # What started the run when no one typed it: {"schedule": NAME, "slot": ISO time, ...} (docs/schedules.md).
+    trigger: Optional[Mapping[str, object]] = None
 
 
 class AttemptRecord(NamedTuple):

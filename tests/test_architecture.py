@@ -25,6 +25,7 @@ FLOORS = {
     "engine": 4,  # graph, rebuilder, ready-queue, loop, hooks, fast path
     "report": 5,  # live reporters: consumers of events only
     "history": 6, "runreport": 6,  # readers of the recorded runs
+    "unattended": 6,  # schedules and watch: drive runs through a function the CLI passes in
     "cli": 7, "__main__": 7,
 }
 # Pure modules: no flowmake import beyond the shared leaves, and no I/O library.

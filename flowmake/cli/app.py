@@ -300,6 +300,72 @@ def audit_export(
     return export(_history_root(), fmt=fmt, output=output)
 
 
+schedule_app = typer.Typer(help="Unattended runs: the Flowfile's [schedules], run by flowmake or exported to cron or "
+                                  "systemd (docs/schedules.md).", no_args_is_help=True, epilog=SHORTHAND_HELP)
+app.add_typer(schedule_app, name="schedule")
+EXPORT_TARGETS = ("crontab", "systemd")
+
+
+@schedule_app.command("list", epilog=SHORTHAND_HELP)
+@_guarded
+def schedule_list(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list (docs/schedules.md)."),
+    start: Optional[str] = typer.Option(None, "--from", metavar="TIME",
+                                        help="Fire times after this ISO 8601 time (default: now; without an offset, "
+                                             "in each schedule's time zone)."),
+) -> int:
+    """Each schedule with its next five fire times and how its last slot went."""
+    from .unattended import list_schedules
+
+    return list_schedules(_project(), as_json=as_json, start=start)
+
+
+@schedule_app.command("run", epilog=SHORTHAND_HELP)
+@_guarded
+def schedule_run(
+    names: Optional[List[str]] = typer.Argument(None, help="Only these schedules (default: all)."),
+    progress: str = typer.Option("auto", "--progress", help="auto | tree | plain | json, for each run"),
+) -> int:
+    """Run each schedule's targets when due, in the foreground (for a systemd service or a container)."""
+    if progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown --progress mode '{progress}'", hint="use one of: " + ", ".join(PROGRESS_MODES))
+    from .unattended import run_scheduler
+
+    return run_scheduler(_project(), names or [], progress=progress, argv=_globals.typed)
+
+
+@schedule_app.command("fire", epilog=SHORTHAND_HELP)
+@_guarded
+def schedule_fire(
+    name: str = typer.Argument(..., help="The schedule whose latest slot to run now."),
+    progress: str = typer.Option("auto", "--progress", help="auto | tree | plain | json"),
+) -> int:
+    """Run one schedule's targets now, recorded as its latest slot (what exported cron and systemd entries call)."""
+    if progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown --progress mode '{progress}'", hint="use one of: " + ", ".join(PROGRESS_MODES))
+    from .unattended import fire_schedule
+
+    return fire_schedule(_project(), name, progress=progress, argv=_globals.typed)
+
+
+@schedule_app.command("export", epilog=SHORTHAND_HELP)
+@_guarded
+def schedule_export(
+    names: Optional[List[str]] = typer.Argument(None, help="Only these schedules (default: all)."),
+    fmt: str = typer.Option(..., "--format", help="crontab | systemd"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="crontab: write this file; systemd: write the units into this "
+                                               "directory (default: print them)."),
+) -> int:
+    """Print ready-to-install crontab lines or systemd timer and service units for the schedules."""
+    if fmt not in EXPORT_TARGETS:
+        raise UsageError(f"unknown export format '{fmt}'", hint="use one of: " + ", ".join(EXPORT_TARGETS))
+    from .unattended import export_schedules
+
+    target = output if output is None else output.absolute()
+    return export_schedules(_project(), names or [], fmt=fmt, output=target)
+
+
 def main(argv: Optional[List[str]] = None, *, typed: Optional[List[str]] = None) -> int:
     """`argv` as shorthand.expand made it (expanded here when not); `typed`, as given, is what a run records."""
     from .shorthand import expand

@@ -22,7 +22,7 @@ from ..records import TYPE_CHECKING, NamedTuple
 from .guard import survive_closed_pipe
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import List, Optional, Sequence, TextIO
+    from typing import List, Mapping, Optional, Sequence, TextIO
 
     from ..engine.snapshot import Prescan
 
@@ -140,6 +140,7 @@ def run_build(
     prescan: Optional[Prescan] = None,
     ci: str = "auto",
     junit_xml: Optional[str] = None,
+    trigger: Optional[Mapping[str, object]] = None,
 ) -> int:
     from ..engine.build import Build, BuildOptions
     from ..executors.dry import DryExecutor
@@ -172,7 +173,7 @@ def run_build(
             options = BuildOptions(
                 roots=roots, jobs=jobs, keep_going=keep_going, always_make=always_make,
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names), output=shown,
-                notices=tuple(flowfile_warnings(project.flowfile)),
+                notices=tuple(flowfile_warnings(project.flowfile)), trigger=trigger,
             )
             executor = DryExecutor(project.root) if dry_run else LocalExecutor(project.root, output=shown)
             build = Build(project.flowfile, project.graph, state, options,

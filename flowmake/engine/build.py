@@ -60,6 +60,7 @@ class BuildOptions(NamedTuple):
     # Warnings about the Flowfile that every run repeats (a task named like a
     # command); the no-op snapshot keeps them for the fast path.
     notices: Tuple[str, ...] = ()
+    trigger: Optional[Mapping[str, object]] = None  # what started an unattended run (RunRecord.trigger)
 
 
 class Interrupted(Exception):
@@ -141,7 +142,7 @@ class Build:
         self._announce(pv, dry_run=False)
         opts = self.options
         self.recorder.begin(RunRecord(self.run_id, started, current_user(), host_name(), __version__,
-                                      self.flowfile.source_hash, opts.argv, opts.roots))
+                                      self.flowfile.source_hash, opts.argv, opts.roots, trigger=opts.trigger))
         loop = Loop(self, pv.by_name(), pv.observations, self._finish_proven(proven))
         try:
             loop.run()

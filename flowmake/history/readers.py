@@ -247,8 +247,11 @@ def _write_bytes(out: TextIO, data: bytes) -> None:
 
 
 def _run_json(r) -> dict:
-    return {"id": r.id, "started": _when(r.started), "finished": _when(r.finished) or None, "result": r.result,
-            "targets": list(r.targets), "user": r.user, "host": r.host}
+    out = {"id": r.id, "started": _when(r.started), "finished": _when(r.finished) or None, "result": r.result,
+           "targets": list(r.targets), "user": r.user, "host": r.host}
+    if getattr(r, "trigger", None) is not None:  # started by a schedule (docs/schedules.md)
+        out["trigger"] = dict(r.trigger)
+    return out
 
 
 def _attempt_json(a) -> dict:

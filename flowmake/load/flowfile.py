@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 
-TOP_KEYS = ("flow", "vars", "env", "tasks", "hooks")
+TOP_KEYS = ("flow", "vars", "env", "tasks", "hooks", "schedules")
 
 
 def _read_toml(path: Path) -> Tuple[Dict[str, Any], str, str]:
@@ -233,6 +233,11 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
     names = TaskNames({g: tuple(v) for g, v in groups.items()}, frozenset(d.name for d in drafts), frozenset(broken))
     tasks = {d.name: finish(d, producers=producers, disk=disk, names=names, ctx=ctx) for d in drafts}
     default = resolve_default(flow, names=names, producers=producers, problems=problems)
+    schedules = {}
+    if "schedules" in data:  # cron and zoneinfo are imported only by a Flowfile that has schedules
+        from .schedules import read_schedules
+
+        schedules = read_schedules(data["schedules"], names=names, producers=producers, problems=problems)
     flowfile = Flowfile(
         path=root / path.name,
         root=root,
@@ -249,5 +254,6 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         task_files=sources.task_files,
         output=flow.output,
         junit_xml=flow.junit_xml,
+        schedules=schedules,
     )
     return flowfile, problems.in_file_order(), disk

@@ -52,8 +52,9 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 12  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers;
-# 8, 9: matrix_globs, includes; 10: directory stamps with the ctime; 11: Flowfile.output; 12: Flowfile.junit_xml
+_FORMAT = 13  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers;
+# 8, 9: matrix_globs, includes; 10: directory stamps with the ctime; 11: Flowfile.output; 12: Flowfile.junit_xml;
+# 13: Flowfile.schedules
 _PAGE = 64  # task specs unpickled together: a cone spread over a layered graph touches a page per few tasks
 
 

@@ -314,7 +314,8 @@ class State:
             end = ends.get(run_id, {})
             out.append(_decode(seq, body, lambda d, end=end: RunRecord(  # type: ignore[misc]
                 d["id"], d["started"], d["user"], d["host"], d["version"], d["flowfile_hash"],
-                tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result"), end.get("skipped"))))
+                tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result"), end.get("skipped"),
+                d.get("trigger"))))
         return out
 
     @_healing
@@ -444,6 +445,8 @@ class State:
         """
         body = {"id": run.id, "started": run.started, "user": run.user, "host": run.host, "version": run.version,
                 "flowfile_hash": run.flowfile_hash, "argv": list(run.argv), "targets": list(run.targets)}
+        if run.trigger is not None:  # only then: a run typed by hand keeps the record it always had
+            body["trigger"] = dict(run.trigger)
         self._write_run_start(body, starts_tasks=starts_tasks)
         self._begun = (body, starts_tasks)
 
@@ -468,6 +471,42 @@ class State:
         with self._conn:
             self._append("run_end", run_id, None, body)
             self._conn.execute("DELETE FROM running WHERE run_id = ?", (run_id,))
+
+    @_healing
+    def record_schedule(self, body: Mapping[str, object], *, record_id: str) -> None:
+        """A scheduler's own record: it started or stopped, or a slot was skipped or missed (docs/schedules.md)."""
+        with self._conn:
+            self._append("schedule", record_id, None, body)
+
+    @_healing
+    def schedule_records(self, *, since: str = "") -> List[dict]:
+        """Every scheduler record (oldest first) and every run a schedule started, as one list of bodies.
+
+        A run appears as {"event": "run", "run_id", "result", **its trigger}; `since` is a record id
+        (a sortable time) to read from.
+        """
+        rows = self._conn.execute(
+            "SELECT seq, kind, run_id, body FROM journal WHERE (kind = 'schedule' OR (kind = 'run' AND "
+            "instr(body, '\"trigger\":') > 0)) AND run_id >= ? ORDER BY seq", (since,))
+        out: List[dict] = []
+        for seq, kind, run_id, body in rows:
+            data = _decode(seq, body, lambda d: d)
+            if kind == "schedule":
+                out.append(dict(data, id=run_id))
+            elif isinstance(data.get("trigger"), dict):
+                out.append(dict(data["trigger"], event="run", run_id=run_id, id=run_id))
+        return out
+
+    @_healing
+    def run_results(self, run_ids: Sequence[str]) -> Dict[str, str]:
+        """The result of each of these runs that has finished."""
+        out: Dict[str, str] = {}
+        for run_id in run_ids:
+            row = self._conn.execute("SELECT seq, body FROM journal WHERE kind = 'run_end' AND run_id = ?",
+                                     (run_id,)).fetchone()
+            if row is not None:
+                out[run_id] = _decode(row[0], row[1], lambda d: d["result"])
+        return out
 
     @_healing
     def record_prune(self, run_id: str, pruned: Sequence[str], *, when: float) -> None:
