@@ -300,6 +300,26 @@ def audit_export(
     return export(_history_root(), fmt=fmt, output=output)
 
 
+@app.command(epilog=SHORTHAND_HELP)
+@_guarded
+def watch(
+    targets: Optional[List[str]] = typer.Argument(None, help="Tasks, matrix variants or output paths (default: as `run`)."),
+    progress: str = typer.Option("auto", "--progress", help="auto | tree | plain | json, for each run"),
+    debounce: int = typer.Option(1600, "--debounce", metavar="MS",
+                                 help="Gather changes for up to this many milliseconds into one run."),
+) -> int:
+    """Run the targets, then again whenever one of their source files or the Flowfile changes; Ctrl-C stops."""
+    if progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown --progress mode '{progress}'", hint="use one of: " + ", ".join(PROGRESS_MODES))
+    if debounce < 0:
+        raise UsageError(f"--debounce must be 0 or more milliseconds, got {debounce}")
+    from .unattended import run_watch
+
+    project = _project()
+    return run_watch(project.flowfile.path, project.root, targets or [], progress=progress, debounce_ms=debounce,
+                     argv=_globals.typed)
+
+
 schedule_app = typer.Typer(help="Unattended runs: the Flowfile's [schedules], run by flowmake or exported to cron or "
                                   "systemd (docs/schedules.md).", no_args_is_help=True, epilog=SHORTHAND_HELP)
 app.add_typer(schedule_app, name="schedule")

@@ -139,3 +139,63 @@ def export_schedules(project: Project, names: Sequence[str], *, fmt: str, output
         written.append(file_name)
     _say(f"wrote {len(written)} units to {output}: {' '.join(written)}")
     return 0
+
+
+def run_watch(path: Path, root: Path, targets: Sequence[str], *, progress: str, debounce_ms: int,
+              argv: Sequence[str]) -> int:
+    """`flowmake watch`: the Flowfile at `path` is loaded afresh before every run."""
+    import signal
+    import time
+
+    try:
+        import watchfiles  # noqa: F401  (the optional dependency, checked before anything runs)
+    except ImportError:
+        raise UsageError("`flowmake watch` needs the watchfiles package",
+                         hint="install it with `pip install 'flowmake[watch]'`") from None
+    from ..engine.graph import closure
+    from ..unattended.watch import Changes, flowfile_only, watch_loop, watch_set
+
+    shown = _progress(progress)
+    stop: List[str] = []
+
+    def load():  # type: ignore[no-untyped-def]
+        try:
+            project = Project.load(file=path, directory=None)
+            selection = closure(project.graph, project.targets(targets))
+        except FlowError as exc:
+            error = exc
+
+            def refuse() -> int:
+                sys.stdout.flush()
+                print(error.render(), file=sys.stderr, flush=True)
+                return error.exit_code
+
+            return flowfile_only(str(path), str(root)), refuse
+
+        def run() -> int:
+            try:
+                return run_build(project, list(targets), jobs=None, dry_run=False, keep_going=False,
+                                 always_make=False, force=(), progress=shown, wait=False, quiet=False,
+                                 verbose=False, argv=argv)
+            except FlowError as exc:  # another run holds the project: wait for the next change
+                sys.stdout.flush()
+                print(exc.render(), file=sys.stderr, flush=True)
+                return exc.exit_code
+
+        return watch_set(project.flowfile, project.graph, selection), run
+
+    changes = Changes(str(root), debounce_ms=debounce_ms)
+    handled = (signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.getsignal(s) for s in handled}
+    for s in handled:
+        signal.signal(s, lambda signum, _f: stop.append(signal.Signals(signum).name))
+    changes.start()
+    try:
+        return watch_loop(load=load, changes=changes, say=_say, clock=time.monotonic, stopped=lambda: bool(stop))
+    except KeyboardInterrupt:  # Ctrl-C between runs
+        _say("watch: stopped")
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        changes.close()
