@@ -60,10 +60,6 @@ class TaskSpec(NamedTuple):
     line: Optional[int] = None  # line of the [tasks.NAME] header in the Flowfile
 
     @property
-    def file_outputs(self) -> Tuple[str, ...]:
-        return tuple(o for o in self.outputs if not o.endswith("/"))
-
-    @property
     def dir_outputs(self) -> Tuple[str, ...]:
         return tuple(o for o in self.outputs if o.endswith("/"))
 

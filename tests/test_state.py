@@ -28,7 +28,7 @@ def test_trace_attempt_and_stat_cache_survive_reopen(tmp_path: Path) -> None:
     s = open_state(tmp_path, [])
     s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
     trace = Trace("t", "fp", "ch", {"TZ": "x"}, {"a": "h"}, {"b": "o"}, "r1")
-    s.task_finished(attempt("t"), trace=trace, stat_entries={"a": StatEntry(1, 2, 5, 3, "h", 4)})
+    s.record_attempts([(attempt("t"), trace)], {"a": StatEntry(1, 2, 5, 3, "h", 4)})
     s.finish_run("r1", finished=3.0, result="success")
     s.close()
     s = open_state(tmp_path, [])
@@ -60,7 +60,7 @@ def test_a_started_attempt_leaves_the_trace_until_its_record(tmp_path: Path) -> 
     # trace, against which its half-written outputs show as changed.
     s = open_state(tmp_path, [])
     trace = Trace("t", "fp", "ch", {}, {"a": "h"}, {"b": "o"}, "r0")
-    s.task_finished(attempt("t"), trace=trace, stat_entries={})
+    s.record_attempts([(attempt("t"), trace)], {})
     s.begin_run(RunRecord("r1", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
     s.close()
     assert open_state(tmp_path, []).traces()["t"] == trace
@@ -68,8 +68,8 @@ def test_a_started_attempt_leaves_the_trace_until_its_record(tmp_path: Path) -> 
 
 def test_failed_attempt_leaves_an_invalid_trace(tmp_path: Path) -> None:
     s = open_state(tmp_path, [])
-    s.task_finished(attempt("t"), trace=Trace("t", "fp", "ch", {}, {}, {}, "r0"), stat_entries={})
-    s.task_finished(attempt("t", "failed"), trace=None, stat_entries={})
+    s.record_attempts([(attempt("t"), Trace("t", "fp", "ch", {}, {}, {}, "r0"))], {})
+    s.record_attempts([(attempt("t", "failed"), None)], {})
     assert s.traces()["t"].fingerprint == INVALIDATED
 
 
@@ -132,7 +132,7 @@ def test_a_new_database_answers_lookups_without_queries_until_it_is_written(tmp_
     assert s.stat_cache().get("a") is None and "t" not in s.traces()
     assert queries == []  # a first run looks up every file and task: none is there
     trace = Trace("t", "fp", "ch", {}, {"a": "h"}, {}, "r1")
-    s.task_finished(attempt("t"), trace=trace, stat_entries={"a": StatEntry(1, 2, 5, 3, "h", 4)})
+    s.record_attempts([(attempt("t"), trace)], {"a": StatEntry(1, 2, 5, 3, "h", 4)})
     assert s.traces()["t"] == trace and s.stat_cache()["a"].hash == "h"
     s.close()
     s = open_state(tmp_path, [])
@@ -157,7 +157,7 @@ def test_damage_found_in_use_sets_the_file_aside_and_the_run_goes_on_in_a_new_da
     for i in range(30):
         s.begin_run(RunRecord(f"r{i:02}", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))
         trace = Trace("t", "fp", "ch", {"TZ": "x"}, {"a": "h"}, {"b": "o"}, f"r{i:02}")
-        s.task_finished(attempt("t")._replace(run_id=f"r{i:02}"), trace=trace, stat_entries={})
+        s.record_attempts([(attempt("t")._replace(run_id=f"r{i:02}"), trace)], {})
         s.finish_run(f"r{i:02}", finished=3.0, result="success")
     s.close()
     db = tmp_path / STATE_DIR / DB_NAME
@@ -168,7 +168,7 @@ def test_damage_found_in_use_sets_the_file_aside_and_the_run_goes_on_in_a_new_da
     s.begin_run(RunRecord("new", 1.0, "u", "h", "0.1", "ff", ("run",), ("t",)))  # reads the journal's head
     assert len(warnings) == 1 and "damaged" in warnings[0], warnings
     assert s.traces().get("t") is None  # nothing known: the task runs again
-    s.task_finished(attempt("t")._replace(run_id="new"), trace=None, stat_entries={})
+    s.record_attempts([(attempt("t")._replace(run_id="new"), None)], {})
     s.finish_run("new", finished=3.0, result="success")
     assert [e.kind for e in s.journal()] == ["run", "attempt", "run_end"]  # the new trail starts with this run
     assert s.unfinished_runs() == []

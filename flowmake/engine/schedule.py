@@ -79,10 +79,6 @@ class Schedule:
         """Tasks never started or finished (after a stop), in order."""
         return sorted(self._open, key=self._position.__getitem__)
 
-    def discard(self, name: str) -> None:
-        """Forget a task that was handed out but never ran (for `stop`)."""
-        self._open.discard(name)
-
     @property
     def done(self) -> bool:
         return not self._open

@@ -189,16 +189,6 @@ class FileHasher:
                 lines.append(f"{rel}\0{digest}\n")
         return hash_text("".join(lines))
 
-    def tree_files(self, path: str) -> Dict[str, str]:
-        """path -> content hash for every file under a directory (for lineage)."""
-        base = os.path.join(self.root, path.rstrip("/"))
-        out: Dict[str, str] = {}
-        for rel, full, st in _walk_files(base):
-            digest = self._hash_file(path + rel, full, st)
-            if digest is not None:
-                out[path + rel] = digest
-        return out
-
 
 def _walk_files(base: str) -> List[Tuple[str, str, os.stat_result]]:
     found: List[Tuple[str, str, os.stat_result]] = []

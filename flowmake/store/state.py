@@ -525,15 +525,6 @@ class State:
             (seq, kind, run_id, task, text, prev, digest),
         )
 
-    def task_finished(
-        self,
-        attempt: AttemptRecord,
-        *,
-        trace: Optional[Trace],
-        stat_entries: Mapping[str, StatEntry],
-    ) -> None:
-        self.record_attempts([(attempt, trace)], stat_entries)
-
     @_healing
     def record_attempts(self, finished: Sequence[Tuple[AttemptRecord, Optional[Trace]]],
                         stat_entries: Mapping[str, StatEntry]) -> None:
