@@ -31,8 +31,6 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., object])
 
-PROGRESS_MODES = ("auto", "tree", "plain", "json")
-OUTPUT_CHOICES = ("auto", "interleaved", "prefixed", "group", "none")  # model.OUTPUT_MODES and auto
 GRAPH_FORMATS = ("text", "dot", "mermaid", "json")
 
 
@@ -121,21 +119,16 @@ def run(
              "github | gitlab | none"),
 ) -> int:
     """Bring the targets and what they need up to date."""
-    if progress not in PROGRESS_MODES:
-        raise UsageError(f"unknown --progress mode '{progress}'", hint="use one of: " + ", ".join(PROGRESS_MODES))
-    if output is not None and output not in OUTPUT_CHOICES:
-        raise UsageError(f"unknown --output mode '{output}'", hint="use one of: " + ", ".join(OUTPUT_CHOICES))
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"-j must be at least 1, got {jobs}")
-    from .commands import run_build
+    from .commands import run_parsed
+    from .fastpath import RunArgs, check
 
-    # Relative to where flowmake was started, not to -C's directory (entered by _project).
-    junit = str(junit_xml.absolute()) if junit_xml is not None else None
-    return run_build(
-        _project(), targets or [], jobs=jobs, dry_run=dry_run, keep_going=keep_going, always_make=always_make,
-        force=force or [], progress=progress, output=output, wait=wait, quiet=quiet, verbose=verbose,
-        argv=_globals.typed, ci=ci, junit_xml=junit,
-    )
+    # The RunArgs the fast path parses (fastpath.parse), checked and run the same way.
+    args = RunArgs(file=_globals.file, directory=_globals.directory, targets=targets or [], jobs=jobs,
+                   quiet=quiet, verbose=verbose, progress=progress, output=output, wait=wait, dry_run=dry_run,
+                   keep_going=keep_going, always_make=always_make, force=force or [], argv=_globals.typed, ci=ci,
+                   junit_xml=str(junit_xml) if junit_xml is not None else None)
+    check(args)
+    return run_parsed(args)
 
 
 # -- inspection ---------------------------------------------------------------

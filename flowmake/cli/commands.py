@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     from typing import List, Mapping, Optional, Sequence, TextIO
 
     from ..engine.snapshot import Prescan
+    from .fastpath import RunArgs
 
 STARTER = '''\
 # Flowfile.toml: the tasks of this project, for flowmake.
@@ -147,6 +148,7 @@ def run_build(
     from ..executors.local import LocalExecutor
     from ..report import make_reporter, shows_fresh_tasks
     from .cioutput import plan_outputs
+    from .fastpath import progress_mode
 
     try:
         roots = project.targets(target_names)
@@ -157,8 +159,7 @@ def run_build(
     forced = _forced_tasks(project, force, selection=selection, target_names=target_names) if force else frozenset()
     if jobs is None:
         jobs = project.flowfile.jobs or os.cpu_count() or 1
-    if progress == "auto":
-        progress = "tree" if sys.stdout.isatty() else "plain"
+    progress = progress_mode(progress)
     extras = plan_outputs(project.flowfile, ci=ci, junit_xml=junit_xml, dry_run=dry_run)
     asked = extras.output_mode(output, project.flowfile.output, progress=progress, quiet=quiet)
     shown = output_mode(asked, project.flowfile.output, progress=progress, quiet=quiet)
@@ -271,13 +272,16 @@ def _hint_a_command(error: UsageError, target_names: Sequence[str]) -> None:
                       "(a first word that is not a command is a target of `flowmake run`)")
 
 
-def run_parsed(args, *, prescan: Optional[Prescan] = None) -> int:
-    """`flowmake run` from fastpath.parse's arguments, without the typer CLI."""
+def run_parsed(args: RunArgs, *, prescan: Optional[Prescan] = None) -> int:
+    """`flowmake run` from its parsed options: fastpath.parse's, or typer's `run` (app.py) for the same RunArgs."""
+    # Relative to where flowmake was started, not to -C's directory (entered by Project.load).
+    junit_xml = os.path.abspath(args.junit_xml) if args.junit_xml is not None else None
     project = Project.load(file=Path(args.file) if args.file is not None else None,
                            directory=Path(args.directory) if args.directory is not None else None)
     return run_build(project, args.targets, jobs=args.jobs, dry_run=args.dry_run, keep_going=args.keep_going,
                      always_make=args.always_make, force=args.force, progress=args.progress, wait=args.wait,
-                     quiet=args.quiet, verbose=args.verbose, argv=args.argv, output=args.output, prescan=prescan)
+                     quiet=args.quiet, verbose=args.verbose, argv=args.argv, output=args.output, prescan=prescan,
+                     ci=args.ci, junit_xml=junit_xml)
 
 
 # -- status --------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""The no-op fast path: answer "nothing to do" before loading the CLI at all.
+"""The no-op fast path, and the one parser of `flowmake run`'s options.
+
+`parse` turns a `run` command line into `RunArgs`; the full path
+(commands.run_parsed) takes those same RunArgs, and typer's `run` (app.py),
+reached only for --help and malformed values, builds them and checks them
+with `check`. The parser lives here because the no-op path needs it before
+anything else is imported.
 
 `flowmake run` on an unchanged project is the command users feel most, and
 most of its cost would be start-up (typer, rich), TOML parsing and planning,
@@ -25,32 +31,64 @@ if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.p
     from typing import List, Optional, Sequence, Tuple
 
 
-class _Args:
-    def __init__(self) -> None:
-        self.file: Optional[str] = None
-        self.directory: Optional[str] = None
-        self.targets: List[str] = []
-        self.jobs: Optional[int] = None
-        self.quiet = False
-        self.verbose = False
-        self.progress = "auto"
-        self.output: Optional[str] = None
-        self.wait = False
-        self.dry_run = False
-        self.keep_going = False
-        self.always_make = False
-        self.force: List[str] = []
-        self.argv: Tuple[str, ...] = ()
+PROGRESS_MODES = ("auto", "tree", "plain", "json")
+OUTPUT_CHOICES = ("auto", "interleaved", "prefixed", "group", "none")  # model.OUTPUT_MODES and auto
 
 
-def parse(argv: Sequence[str], *, typed: Optional[Sequence[str]] = None) -> Optional[_Args]:
+class RunArgs:
+    """`flowmake run`'s options as given (`file`, `directory`: the global -f and -C)."""
+
+    def __init__(self, *, file: Optional[str] = None, directory: Optional[str] = None,
+                 targets: Sequence[str] = (), jobs: Optional[int] = None, quiet: bool = False,
+                 verbose: bool = False, progress: str = "auto", output: Optional[str] = None, wait: bool = False,
+                 dry_run: bool = False, keep_going: bool = False, always_make: bool = False,
+                 force: Sequence[str] = (), argv: Sequence[str] = (), ci: str = "auto",
+                 junit_xml: Optional[str] = None) -> None:
+        self.file = file
+        self.directory = directory
+        self.targets: List[str] = list(targets)
+        self.jobs = jobs
+        self.quiet = quiet
+        self.verbose = verbose
+        self.progress = progress
+        self.output = output
+        self.wait = wait
+        self.dry_run = dry_run
+        self.keep_going = keep_going
+        self.always_make = always_make
+        self.force: List[str] = list(force)
+        self.argv: Tuple[str, ...] = tuple(argv)  # as typed, for the run's record
+        # CI output (cli/cioutput.py): left to typer's parsing, which checks them, and to the full path.
+        self.ci = ci
+        self.junit_xml = junit_xml
+
+
+def check(args: RunArgs) -> None:
+    """A value `parse` would not take is a usage error naming what is allowed (typer's `run` calls this)."""
+    from ..errors import UsageError
+
+    if args.progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown --progress mode '{args.progress}'", hint="use one of: " + ", ".join(PROGRESS_MODES))
+    if args.output is not None and args.output not in OUTPUT_CHOICES:
+        raise UsageError(f"unknown --output mode '{args.output}'", hint="use one of: " + ", ".join(OUTPUT_CHOICES))
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"-j must be at least 1, got {args.jobs}")
+
+
+def progress_mode(asked: str) -> str:
+    """The reporter a run uses: `auto` is the tree at a terminal, plain lines elsewhere."""
+    if asked == "auto":
+        return "tree" if sys.stdout.isatty() else "plain"
+    return asked
+
+
+def parse(argv: Sequence[str], *, typed: Optional[Sequence[str]] = None) -> Optional[RunArgs]:
     """`flowmake [-f F] [-C D] [run [opts] [targets]]`, when well-formed; None for
     anything else (other commands, --help, a bad value), which typer handles.
 
     `argv` as shorthand.expand made it; `typed`, as given, is what the run records.
     """
-    args = _Args()
-    args.argv = tuple(argv if typed is None else typed)
+    args = RunArgs(argv=argv if typed is None else typed)
     items = list(argv)
     i = 0
 
@@ -107,13 +145,13 @@ def parse(argv: Sequence[str], *, typed: Optional[Sequence[str]] = None) -> Opti
             args.wait = True
         elif item == "--progress" or item.startswith("--progress="):
             mode = value("--progress")
-            if mode not in ("auto", "plain", "json", "tree"):
+            if mode not in PROGRESS_MODES:
                 return None
             args.progress = mode
         elif item == "--output" or item.startswith("--output="):
             # Nothing runs on a no-op, so it changes nothing there; typer rejects a bad one.
             shown = value("--output")
-            if shown not in ("auto", "interleaved", "prefixed", "group", "none"):
+            if shown not in OUTPUT_CHOICES:
                 return None
             args.output = shown
         else:
@@ -122,7 +160,7 @@ def parse(argv: Sequence[str], *, typed: Optional[Sequence[str]] = None) -> Opti
     return args
 
 
-def _find_flowfile(args: _Args) -> Optional[str]:
+def _find_flowfile(args: RunArgs) -> Optional[str]:
     if args.file is not None:
         path = os.path.abspath(args.file)
         return path if os.path.isfile(path) else None
@@ -150,9 +188,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
         return None
     if os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("GITLAB_CI"):
         return None  # CI output (groups, the step summary: cli/cioutput.py) is the full path's
-    mode = args.progress
-    if mode == "auto":
-        mode = "tree" if sys.stdout.isatty() else "plain"
+    mode = progress_mode(args.progress)
     if mode == "tree" and not args.quiet:
         return None  # the live tree is for people; its few ms don't matter there
     if args.directory is not None:
@@ -209,7 +245,7 @@ def _start_prescan(snap: snapshots.Snapshot, stamp: Optional[Tuple[int, int, int
             hand_over.append(prescan)
 
 
-def _report_noop(snap: "snapshots.Snapshot", args: _Args, mode: str, root: str) -> Optional[int]:
+def _report_noop(snap: "snapshots.Snapshot", args: RunArgs, mode: str, root: str) -> Optional[int]:
     from ..errors import StateDamagedError
     from ..store.identity import current_user, host_name, new_run_id
     from ..store.state import State, StateError
