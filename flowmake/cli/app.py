@@ -18,6 +18,7 @@ import typer
 
 from .. import __version__
 from ..errors import EXIT_USAGE, UsageError
+from .fastpath import PROGRESS_MODES
 from .guard import exit_code_of
 from .shorthand import HELP as SHORTHAND_HELP
 
