@@ -206,6 +206,17 @@ def init(force: bool = typer.Option(False, "--force", help="Overwrite an existin
 
 @app.command(epilog=SHORTHAND_HELP)
 @_guarded
+def schema(
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write it to this file instead of stdout."),
+) -> int:
+    """Print the JSON Schema of the Flowfile, for editors (docs/flowfile.md#editor-support)."""
+    from .commands import print_schema
+
+    return print_schema(output=output)
+
+
+@app.command(epilog=SHORTHAND_HELP)
+@_guarded
 def log(
     run_id: Optional[str] = typer.Argument(None, help="A run id (or a unique prefix): show each task attempt of that run."),
     task: Optional[str] = typer.Argument(None, help="A task, matrix task (all its variants) or output path: print its log from that run (every attempt)."),

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
     from .fastpath import RunArgs
 
 STARTER = '''\
+#:schema .flowmake/flowfile.schema.json
 # Flowfile.toml: the tasks of this project, for flowmake.
 # Every path is relative to this file's directory. See `flowmake --help`.
 
@@ -437,6 +438,7 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
         raise FlowfileErrors(unique)
     for warning in [*outputs_outside(flowfile), *flowfile_warnings(flowfile)]:
         _warn(warning)
+    _refresh_schema(flowfile.root)
     groups = flowfile.groups()
     out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"
               + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
@@ -445,6 +447,18 @@ def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: Text
     for what, pattern, count in flowfile.file_values:
         out.write(f"  {what} has {count} value{'s' if count != 1 else ''} from files matching {pattern}\n")
     return 0
+
+
+def _refresh_schema(root: Path) -> None:
+    """Keep the editors' copy of the schema current, when the project has one (`flowmake init` made it)."""
+    from ..load.schema import SCHEMA_FILE, write_project_copy
+    from ..store.state import state_dir
+
+    if (state_dir(root) / SCHEMA_FILE).exists():
+        try:
+            write_project_copy(root)
+        except OSError:
+            pass  # a read-only checkout: the editor keeps the copy it has
 
 
 def outputs_outside(flowfile: Flowfile) -> List[str]:
@@ -470,6 +484,23 @@ def write_starter(*, directory: Optional[Path], overwrite: bool, out: TextIO = s
     path = cwd / "Flowfile.toml"
     if path.exists() and not overwrite:
         raise UsageError(f"{path} already exists", hint="edit it, or pass --force to replace it with the starter")
+    from ..load.schema import write_project_copy
+
     path.write_text(STARTER.format(name=json.dumps(cwd.name or "project")))
+    write_project_copy(cwd)  # what the #:schema line points editors at
     out.write(f"wrote {path}: try `flowmake run`, then `flowmake status`\n")
+    return 0
+
+
+def print_schema(*, output: Optional[Path], out: TextIO = sys.stdout) -> int:
+    from ..load.schema import schema_text
+
+    if output is None:
+        out.write(schema_text())
+        return 0
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(schema_text(), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     return 0
