@@ -175,3 +175,28 @@ def test_systemd_units_parse_back_and_their_calendar_fires_when_cron_does(projec
         expected = [datetime.fromisoformat(t).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
                     for t in listed[name]["next"]]
         assert [e.strftime("%Y-%m-%d %H:%M") for e in elapses] == expected, check.stdout
+
+
+def test_sigterm_during_a_scheduled_run_interrupts_it_as_ctrl_c_would(project: Project) -> None:
+    from flowmake.store.state import State
+    from flowmake.store.lock import lock_project
+
+    project.flowfile('[tasks.slow]\noutputs = ["slow.txt"]\nrun = "echo $$ > pid.txt; sleep 30; touch slow.txt"\n'
+                     '\n[schedules.minutely]\ncron = "* * * * *"\ntargets = ["slow"]\ncatch_up = true\n')
+    # A scheduler stopped an hour ago: on start it catches up the latest missed minute at once.
+    lock = lock_project(project.root, wait=False)
+    state = State.open(project.root, warn=lambda m: None)
+    state.record_schedule({"event": "stopped", "time": time.time() - 3600, "reason": "SIGTERM"}, record_id="0")
+    state.close()
+    lock.release()
+    proc = project.popen("schedule", "run", "--progress", "plain")
+    wait_for(lambda: project.exists("pid.txt") and project.read("pid.txt").strip() != "", timeout=30,
+             what="the caught-up run to start its task")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, (out, err)
+    assert "SIGTERM during run" in out and "interrupted as Ctrl-C would" in out
+    assert not project.exists("slow.txt")
+    [run] = json.loads(project.run("log", "--json").stdout)
+    assert run["result"] == "interrupted" and run["trigger"]["catch_up"] is True
+    assert project.run("audit", "verify").returncode == 0

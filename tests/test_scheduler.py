@@ -273,3 +273,22 @@ def test_a_slot_that_finds_another_run_holding_the_project_is_skipped(tmp_path: 
     records = journal(root)
     assert [r["event"] for r in records] == ["started", "skipped", "stopped"]
     assert "another flowmake run" in records[1]["reason"]
+
+
+def test_an_edit_to_the_schedules_between_runs_is_picked_up(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    flowfile = load(root / "Flowfile.toml")
+    nightly = flowfile.schedules["nightly"]
+    clock = JumpingClock(datetime(2026, 1, 1, 3, 0, tzinfo=UTC), stop_after=3)
+    edits = iter([None, {"nightly": nightly._replace(cron="0 6 * * *")}])
+    said: List[str] = []
+    scheduler = Scheduler({"nightly": nightly}, clock=clock,
+                          run=ScheduledRuns(root / "Flowfile.toml", progress="plain", argv=[]),
+                          journal=ProjectJournal(root, warn=said.append), say=said.append,
+                          reload=lambda: next(edits, None))
+    clock.scheduler = lambda: scheduler
+    assert scheduler.run() == 0
+    # The first wait (for 05:00 CET) was cut short by the edit: the slots that ran are at 06:00.
+    assert [r["slot"] for r in journal(root) if r["event"] == "run"] == [
+        "2026-01-01T06:00:00+01:00", "2026-01-02T06:00:00+01:00"]
+    assert "schedule: the Flowfile's schedules changed; now: nightly" in said

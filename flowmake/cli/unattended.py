@@ -83,9 +83,23 @@ def run_scheduler(project: Project, names: Sequence[str], *, progress: str, argv
     from ..unattended.scheduler import Scheduler, WallClock
 
     chosen = _chosen(project, names)
-    scheduler = Scheduler(chosen, clock=WallClock(), run=ScheduledRuns(project.flowfile.path,
-                                                                       progress=_progress(progress), argv=argv),
-                          journal=ProjectJournal(project.root, warn=_warn), say=_say)
+    path = project.flowfile.path
+    reported: List[str] = []
+
+    def reload() -> Optional[Mapping[str, ScheduleSpec]]:
+        """The schedules as the Flowfile says now; None (keep the old ones) while it does not load."""
+        try:
+            schedules = Project.load(file=path, directory=None).flowfile.schedules
+        except FlowError as exc:
+            if exc.render() not in reported:  # once per distinct mistake, not every minute
+                reported.append(exc.render())
+                _warn(f"the Flowfile does not load; keeping the schedules as they were:\n{exc.render()}")
+            return None
+        reported.clear()
+        return {n: s for n, s in schedules.items() if not names or n in names}
+
+    scheduler = Scheduler(chosen, clock=WallClock(), run=ScheduledRuns(path, progress=_progress(progress), argv=argv),
+                          journal=ProjectJournal(project.root, warn=_warn), say=_say, reload=reload)
     return scheduler.serve()
 
 

@@ -87,8 +87,11 @@ class WallClock:
 
 class Scheduler:
     def __init__(self, schedules: Mapping[str, ScheduleSpec], *, clock: Clock, run: RunFn, journal: Journal,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None],
+                 reload: Optional[Callable[[], Optional[Mapping[str, ScheduleSpec]]]] = None) -> None:
         self.specs = dict(schedules)
+        # Between runs: the schedules as the Flowfile says now (None: unchanged, or it does not load).
+        self._reload = reload
         self.clock = clock
         self._run = run
         self.journal = journal
@@ -141,13 +144,18 @@ class Scheduler:
                 self._take(decide(timetable.due(after), self.specs, busy=busy, queued=self._queued), after)
                 continue
             self.journal.flush(wait=False)
+            self._pick_up_edits(timetable)
             wake = timetable.next_wake()
             if wake is None:
                 self.say("schedule: no slot will ever come due; stopping")
                 break
             self.say(f"schedule: waiting until {_shown(wake)} ({', '.join(_due_at(timetable, wake))})")
-            while self.stop_signal is None and self.clock.now() < wake:
+            edited = False
+            while self.stop_signal is None and self.clock.now() < wake and not edited:
                 self.clock.wait(wake)
+                edited = self._pick_up_edits(timetable)
+            if edited:
+                continue  # wait again, for the new timetable's next slot
             if self.stop_signal is None:
                 now = self.clock.now()
                 self._take(decide(timetable.due(now), self.specs, queued=self._queued), now)
@@ -161,6 +169,16 @@ class Scheduler:
                             "reason": self.stop_signal or "no slot to come"})
         self.journal.flush(wait=True)
         return code
+
+    def _pick_up_edits(self, timetable: Timetable) -> bool:
+        fresh = self._reload() if self._reload is not None else None
+        if fresh is None or dict(fresh) == self.specs:
+            return False
+        self.specs = dict(fresh)
+        timetable.replace(self.specs, self.clock.now())
+        self._queue = [a for a in self._queue if a.schedule in self.specs]
+        self.say(f"schedule: the Flowfile's schedules changed; now: {', '.join(self.specs) or '(none)'}")
+        return True
 
     def _take(self, actions: Sequence[Action], now: datetime) -> None:
         for action in actions:

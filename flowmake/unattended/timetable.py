@@ -67,6 +67,12 @@ class Timetable:
         self.crons = {name: Cron(spec.cron, spec.timezone) for name, spec in schedules.items()}
         self.cursors = dict(cursors)
 
+    def replace(self, schedules: Mapping[str, ScheduleSpec], now: datetime) -> None:
+        """New schedules (the Flowfile was edited): a kept one keeps its cursor, a new one starts at `now`."""
+        self.specs = dict(schedules)
+        self.crons = {name: Cron(spec.cron, spec.timezone) for name, spec in schedules.items()}
+        self.cursors = {name: self.cursors.get(name, now) for name in schedules}
+
     def due(self, now: datetime) -> List[Due]:
         found: List[Due] = []
         for name, cron in self.crons.items():
