@@ -13,6 +13,7 @@ import pytest
 from conftest import pid_alive, wait_for
 
 from flowmake.executors import local as runner_module
+from flowmake.executors import stream as stream_module
 from flowmake.executors.local import Completion, OutputLines, ProcessRunner, end_orphans
 
 
@@ -67,7 +68,7 @@ def _group_members(group: int) -> List[int]:
 
 
 def test_which_takes_the_first_executable_file_on_the_path(tmp_path) -> None:
-    from flowmake.executors.local import _which
+    from flowmake.executors.spawn import _which
 
     not_executable, a_directory, executable, later = (tmp_path / d for d in ("a", "b", "c", "d"))
     for d in (not_executable, a_directory, executable, later):
@@ -204,7 +205,7 @@ def test_a_line_redrawn_with_carriage_returns_is_handed_over_once_per_interval_a
 
 
 def test_a_group_block_keeps_its_last_lines_and_counts_those_left_out(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(runner_module, "BLOCK_LINES", 5)
+    monkeypatch.setattr(stream_module, "BLOCK_LINES", 5)
     runner = ProcessRunner(lines="block")
     try:
         handed = _lines_until_completion(runner, "seq 1 12; sleep 0.3; echo end", tmp_path)

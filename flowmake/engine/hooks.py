@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..events import RunResult, TaskFinished, iso_time
-from ..executors.local import run_hook
+from ..executors.spawn import run_hook
 from ..model import Hooks
 from ..records import NamedTuple
 
