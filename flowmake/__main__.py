@@ -29,6 +29,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         print(f"flowmake {__version__}")
         return 0
+    if args[:1] == ["__complete"]:
+        # The shell's Tab (`flowmake completion SHELL`): answered before typer is imported, never with an error.
+        from .cli.completion import main as complete
+
+        return complete(args[1:])
     from .cli.shorthand import expand
 
     typed = args

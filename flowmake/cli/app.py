@@ -62,12 +62,22 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _install_completion(value: bool) -> None:
+    if value:
+        from .completion import install
+
+        raise typer.Exit(exit_code_of(lambda: install(None)) or 0)
+
+
 @app.callback(invoke_without_command=True)
 def main_options(
     ctx: typer.Context,
     file: Optional[Path] = typer.Option(None, "-f", "--file", help="Use this Flowfile instead of searching for Flowfile.toml (before or after the command)."),
     directory: Optional[Path] = typer.Option(None, "-C", "--directory", help="Change to this directory first (before or after the command)."),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    install_completion: bool = typer.Option(
+        False, "--install-completion", callback=_install_completion, is_eager=True,
+        help="Install completion (commands, options, task names) for the current shell ($SHELL) and exit."),
 ) -> None:
     """flowmake: bring data pipelines up to date, and prove what ran."""
     _globals.file = file
@@ -202,6 +212,22 @@ def init(force: bool = typer.Option(False, "--force", help="Overwrite an existin
     from .commands import write_starter
 
     return write_starter(directory=_globals.directory, overwrite=force)
+
+
+@app.command(epilog=SHORTHAND_HELP)
+@_guarded
+def completion(
+    shell: str = typer.Argument(..., help="bash | zsh | fish"),
+    install: bool = typer.Option(False, "--install", help="Write it where the shell finds completions, instead of printing it."),
+) -> int:
+    """Print the shell completion script: commands, options, and the Flowfile's tasks, variants and outputs."""
+    from .completion import install as install_script, script
+
+    if install:
+        script(shell)  # an unknown shell is exit 2 before anything is written
+        return install_script(shell)
+    sys.stdout.write(script(shell))
+    return 0
 
 
 @app.command(epilog=SHORTHAND_HELP)
