@@ -292,3 +292,77 @@ def test_an_edit_to_the_schedules_between_runs_is_picked_up(tmp_path: Path) -> N
     assert [r["slot"] for r in journal(root) if r["event"] == "run"] == [
         "2026-01-01T06:00:00+01:00", "2026-01-02T06:00:00+01:00"]
     assert "schedule: the Flowfile's schedules changed; now: nightly" in said
+
+
+# -- a rule for every input -------------------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from flowmake.load.cron import Cron  # noqa: E402
+from flowmake.unattended.scheduler import Outcome  # noqa: E402
+
+
+class MemoryJournal:
+    def __init__(self, history: List[dict]) -> None:
+        self.history = history
+        self.written: List[dict] = []
+
+    def records(self):  # type: ignore[no-untyped-def]
+        return self.history
+
+    def write(self, body) -> None:  # type: ignore[no-untyped-def]
+        self.written.append(dict(body))
+
+    def flush(self, *, wait: bool) -> None:
+        pass
+
+
+@given(cron=st.sampled_from(["*/15 * * * *", "0 * * * *", "30 2 * * *", "0 5 * * 1-5", "*/7 3-5 * * *"]),
+       zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
+       overlap=st.sampled_from(["skip", "queue"]), catch_up=st.booleans(),
+       downtime_hours=st.one_of(st.none(), st.integers(0, 80)),
+       run_minutes=st.lists(st.integers(0, 300), min_size=1, max_size=12),
+       start=st.datetimes(min_value=datetime(2026, 3, 20), max_value=datetime(2026, 11, 5), timezones=st.just(UTC)))
+def test_every_slot_is_run_skipped_or_missed_exactly_once(cron: str, zone: str, overlap: str, catch_up: bool,
+                                                          downtime_hours: Optional[int], run_minutes: List[int],
+                                                          start: datetime) -> None:
+    the = ScheduleSpec(name="s", cron=cron, targets=("a",), timezone=zone, overlap=overlap, catch_up=catch_up)
+    history = [] if downtime_hours is None else [
+        {"event": "stopped", "time": (start - timedelta(hours=downtime_hours)).timestamp()}]
+    clock = JumpingClock(start, stop_after=len(run_minutes) + 2)
+    durations = iter(run_minutes)
+
+    ran: List[datetime] = []
+
+    def run(spec, trigger, wait):  # type: ignore[no-untyped-def]
+        ran.append(datetime.fromisoformat(trigger["slot"]))
+        try:
+            clock.moment += timedelta(minutes=next(durations))
+        except StopIteration:
+            scheduler.request_stop("SIGTERM")
+        return Outcome(0, run_id="R")
+
+    memory = MemoryJournal(history)
+    scheduler = Scheduler({"s": the}, clock=clock, run=run, journal=memory, say=lambda line: None)
+    clock.scheduler = lambda: scheduler
+    assert scheduler.run() == 0
+    covered: List[datetime] = []
+    fires = Cron(cron, zone)
+    first_cursor = start if downtime_hours is None else start - timedelta(hours=downtime_hours)
+    for body in memory.written:
+        if body["event"] == "run":
+            continue
+        if body["event"] in ("skipped", "missed"):
+            last = datetime.fromisoformat(body["slot"])
+            begin = datetime.fromisoformat(body.get("first", body["slot"]))
+            span = fires.fires_between(begin - timedelta(seconds=1), last)
+            assert len(span) == body["count"], body
+            covered += span
+    covered += ran
+    instants = sorted(c.timestamp() for c in covered)
+    assert len(instants) == len(set(instants)), "a slot accounted twice"
+    if instants:
+        end = datetime.fromtimestamp(instants[-1], UTC)
+        expected = [f.timestamp() for f in fires.fires_between(first_cursor, end)]
+        assert instants == expected, "every slot up to the last one accounted, none left out"
