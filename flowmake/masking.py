@@ -9,7 +9,7 @@ overlapping occurrences becomes one `***`. Text masked in two pieces reads
 as the whole masked at once when it is split where `split_point` allows.
 
 Values shorter than MIN_LENGTH are refused by the task that lists them
-(engine/loop.py): masking `ab` everywhere ruins a log and still tells a reader
+(engine/secrets.py): masking `ab` everywhere ruins a log and still tells a reader
 where the value was; not masking it leaks it.
 """
 

@@ -21,10 +21,11 @@ from ..events import Notice, RunFinished, RunResult, RunStarted, TaskStatus
 from ..model import RunRecord
 from ..records import TYPE_CHECKING, NamedTuple
 from ..store.identity import current_user, host_name, new_run_id
-from .loop import Loop, Signals, shown_command
+from .loop import Loop, Signals
 from .preview import Preview, preview
 from .proof import proven_fresh
 from .recorder import Recorder
+from .secrets import shown_command
 from .tally import Tally
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); events.Event is a type only

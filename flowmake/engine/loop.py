@@ -27,12 +27,12 @@ from ..events import (
 )
 from ..executors.messages import Command, Completion, OutputLine, OutputLines
 from ..layout import LogNames, run_log_dir
-from ..masking import MIN_LENGTH, Mask
 from ..model import AttemptRecord, Trace
 from ..records import TYPE_CHECKING, NamedTuple
 from .plan import fingerprint
 from .preview import observe, task_reasons
 from .schedule import Schedule
+from .secrets import secrets_refusal, shown_command
 from .sensors import Sensors
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
@@ -272,7 +272,7 @@ class Loop:
         if obs is None:  # it runs whatever its outputs are
             obs = observe(spec, build.hasher, build.environ, build.traces.get(name), forced=True)
         shown = shown_command(spec, build.environ)
-        refusal = _secrets_refusal(spec, build.environ)
+        refusal = secrets_refusal(spec, build.environ)
         if refusal is not None:
             self.emit(TaskStarted(self.run_id, time.time(), name, reasons, shown, attempt))
             self._unstarted(spec, attempt, reasons, shown, refusal, started=time.time(), inputs=obs.inputs)
@@ -386,28 +386,6 @@ def _failure(done: Completion, active: _Active) -> Optional[str]:
     if done.log_error is not None:
         return f"could not write its log {active.log}: {done.log_error}"  # SPEC §3: output goes there
     return None
-
-
-def _secrets_refusal(spec: TaskSpec, environ: Mapping[str, str]) -> Optional[str]:
-    """Why the task may not start for its secrets, if it may not.
-
-    Running without a credential would fail obscurely (or worse, run
-    anonymously); one too short to mask could neither be hidden nor shown.
-    """
-    unset = [s for s in spec.secrets if s not in environ]
-    if unset:
-        return "secret " + ", ".join(unset) + " is not set in the environment"
-    short = [s for s in spec.secrets if 0 < len(environ.get(s, "")) < MIN_LENGTH]
-    if short:
-        return (f"secret {', '.join(short)} is shorter than {MIN_LENGTH} characters, too short to mask"
-                " (every such string in the log would become ***): use a longer value")
-    return None
-
-
-def shown_command(spec: TaskSpec, environ: Mapping[str, str]) -> str:
-    """The command as events and records show it: secret values masked."""
-    values = [environ[s] for s in spec.secrets if environ.get(s)]
-    return Mask(values).text(spec.command or "") if values else spec.command or ""
 
 
 def signal_name(num: int) -> str:
