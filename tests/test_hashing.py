@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowmake.store.hashing import RACY_WINDOW_NS, FileHasher, StatEntry, hash_bytes
+from flowmake.store.fsclock import RACY_WINDOW_NS, FsClock
+from flowmake.store.hashing import FileHasher, StatEntry, hash_bytes
 
 
 def age(path: Path, seconds: float = 10) -> None:
@@ -43,8 +44,7 @@ def test_racy_entry_is_rehashed(tmp_path: Path) -> None:
     f = tmp_path / "a.txt"
     f.write_bytes(b"hello")
     st = f.stat()
-    racy = StatEntry(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, "stale-hash",
-                     st.st_mtime_ns + RACY_WINDOW_NS // 2)
+    racy = StatEntry(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, "stale-hash", st.st_mtime_ns)
     hasher = FileHasher(tmp_path, {"a.txt": racy})
     assert hasher.hash("a.txt") == hash_bytes(b"hello")
     assert hasher.reads == 1
@@ -108,7 +108,7 @@ def test_hash_known_takes_a_racy_entry_whose_stat_matches_and_reads_a_changed_fi
     f = tmp_path / "out.txt"
     f.write_bytes(b"v1")
     st = f.stat()
-    racy = StatEntry(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, "recorded", st.st_mtime_ns + 1000)
+    racy = StatEntry(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, "recorded", st.st_mtime_ns)
     hasher = FileHasher(tmp_path, {"out.txt": racy})
     assert hasher.hash_known("out.txt") == "recorded"
     assert hasher.reads == 0

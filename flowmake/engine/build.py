@@ -105,6 +105,7 @@ class Build:
         tasks = flowfile.tasks
         self.recorder = Recorder(state, self.run_id, root=flowfile.root, flow_name=flowfile.name, hooks=flowfile.hooks,
                                  shell=flowfile.shell, environ=self.environ, unsaved=self.hasher.take_unsaved,
+                                 settle=self.hasher.settle,
                                  secret_names=lambda: [n for spec in tasks.values() for n in spec.secrets])
         self._prescan = prescan
 

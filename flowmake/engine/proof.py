@@ -10,11 +10,10 @@ altogether when nothing changed.
 from __future__ import annotations
 
 import os
-import time
 
 from .. import __version__
 from ..records import TYPE_CHECKING
-from ..store.hashing import RACY_WINDOW_NS, hash_file, source_hash
+from ..store.hashing import hash_file, source_hash
 from ..store.state import state_dir
 from . import snapshot as snapshots
 from .graph import downstream
@@ -106,11 +105,12 @@ def leave_snapshot(flowfile: Flowfile, selection: Sequence[str], *, hasher: File
                                             hasher.entry)
     path = str(flowfile.path)
     ff_stat = snapshots.stat_key(path)
-    if collected is None or ff_stat is None or time.time_ns() - ff_stat[1] <= RACY_WINDOW_NS:
+    if collected is None or ff_stat is None or not hasher.clock_is_past(path):
         return  # a file never hashed, or a Flowfile too fresh to vouch for by its stat
     includes = snapshots.include_stats(str(flowfile.root / rel) for rel in flowfile.includes)
-    if includes is None or any(time.time_ns() - stat[1] <= RACY_WINDOW_NS for _, stat in includes):
+    if includes is None or not all(hasher.clock_is_past(include) for include, _ in includes):
         return  # an included file gone, or too fresh to vouch for by its stat
+    # Read again after the clock check: a write after it would change the stat.
     parts = [(flowfile.path.name, hash_file(flowfile.path))]
     parts += [(rel, hash_file(flowfile.root / rel)) for rel in flowfile.includes]
     if source_hash(parts) != flowfile.source_hash:

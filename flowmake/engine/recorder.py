@@ -39,8 +39,10 @@ class Recorder:
     def __init__(self, state: State, run_id: str, *, root: str | Path, flow_name: str, hooks: Hooks,
                  shell: Sequence[str], environ: Mapping[str, str],
                  unsaved: Callable[[], Mapping[str, StatEntry]] = dict,
+                 settle: Callable[[], object] = tuple,
                  secret_names: Callable[[], Iterable[str]] = tuple) -> None:
         """`unsaved`: the stat-cache entries learnt since it was last asked, saved with each commit;
+        `settle`: hashes once more what was racy when hashed (FileHasher.settle), before the last save;
         `secret_names`: the tasks' secrets, whose values the hooks' logs mask (asked only when hooks fire)."""
         self.state = state
         self.run_id = run_id
@@ -50,6 +52,7 @@ class Recorder:
         self._shell = tuple(shell)
         self._environ = environ
         self._unsaved = unsaved
+        self._settle = settle
         self._secret_names = secret_names
         self.begun = False  # the run is in the journal
         self.started = 0.0
@@ -111,6 +114,7 @@ class Recorder:
         if not self.begun:
             return []
         self.commit()
+        self._settle()  # the outputs hashed in their own tick: trusted now, not re-read next run
         self.state.save_stat_entries(self._unsaved())
         self.state.finish_run(self.run_id, finished=finished, result=result.value,
                               skipped=None if result is RunResult.SUCCESS else skipped)

@@ -28,7 +28,8 @@ from pathlib import Path
 from .. import __version__
 from ..model import Flowfile, TaskSpec
 from ..records import TYPE_CHECKING
-from ..store.hashing import RACY_WINDOW_NS, hash_bytes, source_hash
+from ..store.fsclock import RACY_WINDOW_NS
+from ..store.hashing import hash_bytes, source_hash
 from .paths import Disk, kinds_by_dir
 
 try:  # CPython's C unpickler alone: pickle.py's own imports cost every cached load ~0.9 ms

@@ -2,10 +2,11 @@
 
 The only module that reads the contents of users' files. A file whose size,
 mtime, ctime and inode match what was recorded when it was last hashed is
-not read again, unless its mtime was within `RACY_WINDOW_NS` of the moment
-it was hashed: a write landing in the same timestamp tick as the hash would
-leave the stat unchanged (git's "racy timestamp" problem), so such entries
-are re-hashed until they have aged.
+not read again, unless its mtime was not below the file system's clock
+when it was hashed (fsclock.py): a write landing in the same timestamp tick
+as the hash would leave the stat unchanged (git's "racy timestamp" problem),
+so such entries are hashed again, at the end of the run (`settle`) or by
+the next one.
 
 The ctime is in the key, as in git's index, because it is the one time no
 tool can set: `touch -r`, `cp -p`, `rsync -t` and `tar x` put an old mtime
@@ -24,21 +25,18 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-import time
 
 from blake3 import blake3
 
 from ..errors import not_utf8
 from ..records import TYPE_CHECKING, NamedTuple
+from .fsclock import FsClock
 
 if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
     from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 HASH_ALGORITHM = "blake3"
-# Coarser than any common filesystem's timestamp granularity (FAT: 2 s) and
-# the kernel's coarse clock tick, so a racy entry can never look trusted.
-RACY_WINDOW_NS = 2_000_000_000
 # Below this, one read() beats mmap set-up.
 _MMAP_THRESHOLD = 1 << 20
 # From this size on, blake3's own threads pay: on the 2-core VM, 16 MiB hash
@@ -82,7 +80,9 @@ class StatEntry(NamedTuple):
     ctime_ns: int
     inode: int
     hash: str
-    hashed_at_ns: int
+    # The file system's clock just before the bytes were read (FsClock): any
+    # later write is stamped at or above it.
+    reference_ns: int
 
     def matches(self, st: os.stat_result) -> bool:
         return (self.size == st.st_size and self.mtime_ns == st.st_mtime_ns and self.ctime_ns == st.st_ctime_ns
@@ -91,10 +91,10 @@ class StatEntry(NamedTuple):
     @property
     def trusted(self) -> bool:
         # Judged on the mtime, as git judges its index: a plain write moves it
-        # to now. Judging on the ctime instead would leave every file re-read
-        # for 2 s after a chmod or a `cp -p`, for a hole that needs a write
-        # and a restored mtime inside one timestamp tick of the hash.
-        return self.hashed_at_ns - self.mtime_ns > RACY_WINDOW_NS
+        # to now. Judging on the ctime instead would leave a file re-read
+        # after a chmod or a `cp -p`, for a hole that needs a write and a
+        # restored mtime inside one timestamp tick of the hash.
+        return self.mtime_ns < self.reference_ns
 
 
 class FileHasher:
@@ -110,11 +110,11 @@ class FileHasher:
         root: Path,
         cache: Mapping[str, StatEntry],
         *,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock: Optional[FsClock] = None,
     ) -> None:
         self.root = root
         self._cache = cache
-        self._clock_ns = clock_ns
+        self._clock = clock if clock is not None else FsClock.for_project(root)
         self.updated: Dict[str, StatEntry] = {}
         self._unsaved: Dict[str, StatEntry] = {}
         self.reads = 0
@@ -146,16 +146,60 @@ class FileHasher:
         entry = self._cache.get(path)
         if entry is not None and entry.matches(st) and (entry.trusted or trust_racy):
             return entry.hash
-        hashed_at = self._clock_ns()
+        return self._read(path, full, st, self._clock.reference(st))
+
+    def _read(self, path: str, full: str, st: os.stat_result, reference: int) -> Optional[str]:
         try:
             digest = _hash_contents(full, st.st_size)
         except FileNotFoundError:
             return None
         self.reads += 1
         self.bytes_read += st.st_size
-        entry = StatEntry(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest, hashed_at)
+        entry = StatEntry(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest, reference)
         self.updated[path] = self._unsaved[path] = entry
         return digest
+
+    def settle(self) -> int:
+        """Hash again, once, every file this run hashed while it was racy; how many.
+
+        At the end of a run: the outputs of quick tasks are read in the tick
+        they were written in, and left racy they would keep the next run off
+        the no-op path and have it read them all again. One touch of the
+        clock serves them all (after a wait of a tick or two on a coarse
+        clock); a file written in that very tick stays racy.
+        """
+        racy: List[Tuple[str, str, os.stat_result]] = []
+        for path, entry in self.updated.items():
+            if entry.trusted:
+                continue
+            full = os.path.join(self.root, path)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            if entry.matches(st):  # else changed since: whoever reads it next hashes it anew
+                racy.append((path, full, st))
+        if not racy:
+            return 0
+        self._clock.wait_past([st for _, _, st in racy])
+        settled = 0
+        for path, full, st in racy:
+            reference = self._clock.reference(st)
+            if st.st_mtime_ns < reference and self._read(path, full, st, reference) is not None:
+                settled += 1
+        return settled
+
+    def clock_is_past(self, full: str) -> bool:
+        """Whether the file system's clock is past `full`'s last write, so bytes read from now on are its bytes.
+
+        For files read outside this hasher (the Flowfile, by the loader) whose
+        stat is to vouch for them: read them again after this says yes.
+        """
+        try:
+            st = os.stat(full)
+        except OSError:
+            return False
+        return st.st_mtime_ns < self._clock.reference(st)
 
     def hash_known(self, path: str) -> Optional[str]:
         """Like `hash`, but a recorded hash whose stat still matches is taken even when racy.

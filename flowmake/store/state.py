@@ -26,6 +26,7 @@ from ..errors import StateDamagedError, TrailDamagedError
 from ..layout import STATE_DIR
 from ..model import INVALIDATED, AttemptRecord, Reason, ReasonKind, RunRecord, Trace
 from ..records import TYPE_CHECKING, NamedTuple
+from .fsclock import RACY_WINDOW_NS
 from .hashing import HASH_ALGORITHM, StatEntry, hash_text
 
 if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
@@ -47,12 +48,12 @@ if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to impor
     T = TypeVar("T")
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 2  # 2: the stat cache keys on st_ctime_ns too
+SCHEMA_VERSION = 3  # 2: the stat cache keys on st_ctime_ns too; 3: reference_ns from the file system's clock
 
 _FILES_TABLE = """
 CREATE TABLE files (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL, hash TEXT NOT NULL, hashed_at_ns INTEGER NOT NULL
+    inode INTEGER NOT NULL, hash TEXT NOT NULL, reference_ns INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -282,7 +283,7 @@ class State:
 
     def stat_cache(self) -> Mapping[str, StatEntry]:
         """The stat cache, each entry as it is when first looked up (callers do not mutate it)."""
-        return _Rows(self._fetch, "SELECT path, size, mtime_ns, ctime_ns, inode, hash, hashed_at_ns FROM files",
+        return _Rows(self._fetch, "SELECT path, size, mtime_ns, ctime_ns, inode, hash, reference_ns FROM files",
                      "path", lambda r: StatEntry(r[1], r[2], r[3], r[4], r[5], r[6]), empty="files" in self._empty)
 
     def traces(self) -> Mapping[str, Trace]:
@@ -706,9 +707,9 @@ def _attempt_from_json(d: Mapping) -> AttemptRecord:
 
 def _save_stat_entries(conn: sqlite3.Connection, entries: Mapping[str, StatEntry]) -> None:
     conn.executemany(
-        "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, inode, hash, hashed_at_ns)"
+        "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, inode, hash, reference_ns)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(p, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.hash, e.hashed_at_ns) for p, e in entries.items()],
+        [(p, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.hash, e.reference_ns) for p, e in entries.items()],
     )
 
 
@@ -729,6 +730,8 @@ def _connect_existing(path: str | Path) -> Tuple[sqlite3.Connection, str]:
         version = int(rows.get("schema_version", "0"))
         if version == 1:
             version = _upgrade_from_1(conn)
+        if version == 2:
+            version = _upgrade_from_2(conn)
         if version != SCHEMA_VERSION:
             raise StateError(f"schema version {version}, this flowmake uses {SCHEMA_VERSION}")
         if rows.get("hash") != HASH_ALGORITHM:
@@ -743,7 +746,7 @@ def _connect_existing(path: str | Path) -> Tuple[sqlite3.Connection, str]:
 
 
 def _upgrade_from_1(conn: sqlite3.Connection) -> int:
-    """Version 1 to 2, in place: the stat cache is emptied and made again with a ctime column.
+    """Version 1 to the current one, in place: the stat cache is emptied and made again with a ctime column.
 
     Every file is hashed once more on the next run (its old entries lack the
     ctime that could vouch for it), but the traces and the audit journal are
@@ -751,11 +754,29 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> int:
     now on disk (another process may have upgraded it first).
     """
     with conn:
-        conn.execute("BEGIN IMMEDIATE")  # one upgrader at a time; the others then see version 2
+        conn.execute("BEGIN IMMEDIATE")  # one upgrader at a time; the others then see the new version
         version = int(dict(conn.execute("SELECT key, value FROM meta")).get("schema_version", "0"))
         if version == 1:
             conn.execute("DROP TABLE files")
             conn.execute(_FILES_TABLE)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            version = SCHEMA_VERSION
+    return version
+
+
+def _upgrade_from_2(conn: sqlite3.Connection) -> int:
+    """Version 2 to 3, in place: the stat cache's system-clock hash times become references.
+
+    An entry of version 2 was trusted when hashed more than RACY_WINDOW_NS
+    after its mtime; as a reference that is the hash time less the window,
+    the same rule, so no file is read again for the upgrade.
+    """
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")  # one upgrader at a time; the others then see version 3
+        version = int(dict(conn.execute("SELECT key, value FROM meta")).get("schema_version", "0"))
+        if version == 2:
+            conn.execute("ALTER TABLE files RENAME COLUMN hashed_at_ns TO reference_ns")
+            conn.execute("UPDATE files SET reference_ns = reference_ns - ?", (RACY_WINDOW_NS,))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             version = SCHEMA_VERSION
     return version
