@@ -35,6 +35,22 @@ def frozen_clock(root: Path) -> FsClock:
     return FsClock(str(root / ".flowmake" / MARKER_NAME), monotonic_ns=lambda: 0)
 
 
+def touched(root: Path) -> FileHasher:
+    """A hasher on a frozen clock that has made its one touch (hashing an old file)."""
+    (root / "old.txt").write_bytes(b"x")
+    set_mtime(root / "old.txt", 1_000_000_000)
+    hasher = FileHasher(root, {}, clock=frozen_clock(root))
+    hasher.hash("old.txt")
+    return hasher
+
+
+def write_in_the_touch_tick(root: Path, name: str, data: bytes) -> Path:
+    path = root / name
+    path.write_bytes(data)
+    set_mtime(path, marker_stamp(root))
+    return path
+
+
 def test_a_file_written_milliseconds_before_the_hash_is_trusted_at_once(tmp_path: Path) -> None:
     root = project(tmp_path)
     f = root / "out.txt"
@@ -51,18 +67,12 @@ def test_a_file_written_milliseconds_before_the_hash_is_trusted_at_once(tmp_path
 def test_a_file_stamped_at_or_after_the_marker_stays_racy_and_is_read_again(tmp_path: Path) -> None:
     # The same tick as the reference: a write after the hash could keep its stat.
     root = project(tmp_path)
-    clock = frozen_clock(root)
-    (root / "old.txt").write_bytes(b"x")
-    set_mtime(root / "old.txt", 1_000_000_000)
-    FileHasher(root, {}, clock=clock).hash("old.txt")  # the one touch the frozen clock makes
-    f = root / "out.txt"
-    f.write_bytes(b"v1")
-    set_mtime(f, marker_stamp(root))
-    hasher = FileHasher(root, {}, clock=clock)
+    hasher = touched(root)
+    write_in_the_touch_tick(root, "out.txt", b"v1")
     hasher.hash("out.txt")
     entry = hasher.take_unsaved()["out.txt"]
     assert not entry.trusted
-    again = FileHasher(root, {"out.txt": entry}, clock=clock)
+    again = FileHasher(root, {"out.txt": entry}, clock=frozen_clock(root))
     assert again.hash("out.txt") == hash_bytes(b"v1") and again.reads == 1
 
 
@@ -103,13 +113,8 @@ def test_a_file_on_another_device_than_the_marker_is_judged_by_the_system_clock(
 
 def test_settle_reads_once_more_what_was_racy_and_then_trusts_it(tmp_path: Path) -> None:
     root = project(tmp_path)
-    clock = frozen_clock(root)
-    (root / "old.txt").write_bytes(b"x")
-    set_mtime(root / "old.txt", 1_000_000_000)
-    hasher = FileHasher(root, {}, clock=clock)
-    hasher.hash("old.txt")  # touches the marker
-    (root / "out.txt").write_bytes(b"made by a quick task")
-    set_mtime(root / "out.txt", marker_stamp(root))  # in the touch's own tick
+    hasher = touched(root)
+    write_in_the_touch_tick(root, "out.txt", b"made by a quick task")
     hasher.hash("out.txt")
     assert not hasher.updated["out.txt"].trusted and hasher.reads == 2
     assert hasher.settle() == 1
@@ -120,14 +125,8 @@ def test_settle_reads_once_more_what_was_racy_and_then_trusts_it(tmp_path: Path)
 
 def test_settle_leaves_a_file_changed_since_its_hash_to_the_next_reader(tmp_path: Path) -> None:
     root = project(tmp_path)
-    clock = frozen_clock(root)
-    (root / "old.txt").write_bytes(b"x")
-    set_mtime(root / "old.txt", 1_000_000_000)
-    hasher = FileHasher(root, {}, clock=clock)
-    hasher.hash("old.txt")
-    f = root / "out.txt"
-    f.write_bytes(b"v1")
-    set_mtime(f, marker_stamp(root))
+    hasher = touched(root)
+    f = write_in_the_touch_tick(root, "out.txt", b"v1")
     hasher.hash("out.txt")
     f.write_bytes(b"v2, longer")
     assert hasher.settle() == 0
