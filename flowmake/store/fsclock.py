@@ -65,12 +65,11 @@ class FsClock:
 
         Call it before reading the file.
         """
-        if self._usable and (self._device is None
-                             or (st.st_dev == self._device and st.st_mtime_ns >= self._stamp)):
+        if self._not_past(st):
             now = self._monotonic_ns()
             if self._touched_at is None or now - self._touched_at >= _MIN_TOUCH_INTERVAL_NS:
                 self._touch(now)
-                if self._usable and st.st_dev == self._device and st.st_mtime_ns >= self._stamp:
+                if self._not_past(st):
                     # A write and a touch in one coarse tick share a stamp; a kernel with
                     # multigrain timestamps gives the next touch of a file just
                     # looked at a fine-grained one, past the write.
@@ -78,6 +77,11 @@ class FsClock:
         if self._usable and st.st_dev == self._device:
             return self._stamp
         return self._system_ns() - RACY_WINDOW_NS
+
+    def _not_past(self, st: os.stat_result) -> bool:
+        """Whether a touch could help: the clock is unread, or not yet past this file on its device."""
+        return self._usable and (self._device is None
+                                 or (st.st_dev == self._device and st.st_mtime_ns >= self._stamp))
 
     def wait_past(self, stats: Sequence[os.stat_result], *, longest_ns: int = _LONGEST_WAIT_NS) -> bool:
         """Touch the marker until the file system's clock is past these files' mtimes, for at most `longest_ns`.

@@ -34,7 +34,7 @@ from .fsclock import FsClock
 
 if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
     from pathlib import Path
-    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 HASH_ALGORITHM = "blake3"
 # Below this, one read() beats mmap set-up.
