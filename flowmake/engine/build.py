@@ -21,12 +21,13 @@ from ..events import Notice, RunFinished, RunResult, RunStarted, TaskStatus
 from ..model import RunRecord
 from ..records import TYPE_CHECKING, NamedTuple
 from ..store.identity import current_user, host_name, new_run_id
-from .loop import Loop, Signals
+from .loop import Loop
 from .plan import decide
 from .preview import Preview, observe, preview
 from .proof import proven_fresh
 from .recorder import Recorder
 from .secrets import shown_command
+from .signals import Signals
 from .snapshot import shortcuts_off
 from .tally import Tally
 

@@ -33,9 +33,10 @@ from .preview import observe
 from .schedule import Schedule
 from .secrets import secrets_refusal, shown_command
 from .sensors import Sensors
+from .signals import signal_name
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
     from ..model import Observation, Reason, TaskSpec
     from .build import Build
@@ -43,26 +44,6 @@ if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
 
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 IDLE_WAIT = 0.5  # seconds the loop waits at most when nothing else is due
-
-
-class Signals:
-    """Signals received, not yet acted on: the handler only records them and wakes the coordinator."""
-
-    __slots__ = ("first", "pending", "_wake")
-
-    def __init__(self, wake: Callable[[], None]) -> None:
-        self.first: Optional[int] = None  # the one that decides the exit code
-        self.pending: List[int] = []  # -1: a second Ctrl-C, kill now
-        self._wake = wake
-
-    def receive(self, signum: int, _frame: object = None) -> None:
-        if self.first is not None and signum == signal.SIGINT:
-            self.pending.append(-1)
-        else:
-            if self.first is None:
-                self.first = signum
-            self.pending.append(signum)
-        self._wake()
 
 
 class _Active(NamedTuple):
@@ -403,10 +384,3 @@ def _failure(done: Completion, active: _Active) -> Optional[str]:
     if done.log_error is not None:
         return f"could not write its log {active.log}: {done.log_error}"  # SPEC §3: output goes there
     return None
-
-
-def signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return str(num)
