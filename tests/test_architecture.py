@@ -20,6 +20,7 @@ FLOORS = {
     "__init__": 0, "records": 0, "errors": 0, "model": 0, "events": 0, "layout": 0,
     "masking": 0, "removal": 0,
     "store": 1,  # hashing, state, snapshot, lock, identity
+    "cache": 1,  # the shared output cache: blobs and entries in a directory or at an fsspec URL
     "load": 2,  # the Flowfile to a validated model
     "executors": 3,  # where a task's command runs
     "engine": 4,  # graph, rebuilder, ready-queue, loop, hooks, fast path
@@ -38,6 +39,8 @@ ONLY_IN = {
     "sqlite3": {"store.state"},
     "subprocess": {"executors"},
     "rich": {"report", "history"},
+    "fsspec": {"cache.backends"},
+    "s3fs": {"cache.backends"},
 }
 
 

@@ -1,0 +1,267 @@
+"""Where a cache lives: a directory (local or shared), or any fsspec URL.
+
+Both backends offer the same few operations over paths relative to the
+cache's root. Writes are whole or absent: a directory writes a temporary
+name and renames it into place (atomic on POSIX, even over NFS); an object
+store's PUT is atomic by itself. fsspec and its backends (s3fs for s3://)
+are optional: imported only when a URL names them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from blake3 import blake3
+
+from ..errors import FlowError
+from ..records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterator, Optional, Tuple
+
+CHUNK = 1 << 20
+S3_HINT = "pip install 'flowmake[s3]'"
+# Object stores whose PUT is atomic: objects are written in place, never renamed.
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
+# Extras that bring a scheme's fsspec backend.
+_EXTRA_FOR = {"s3": S3_HINT, "s3a": S3_HINT}
+
+
+class CacheURLError(FlowError):
+    """The cache URL cannot be used at all (exit 2): an unknown scheme, or a missing optional extra."""
+
+
+def _tmp_name(path: str) -> str:
+    return f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def copy_hashing(src: BinaryIO, dst: BinaryIO) -> str:
+    """Copy a stream and return the BLAKE3 of what was copied."""
+    hasher = blake3()
+    while True:
+        chunk = src.read(CHUNK)
+        if not chunk:
+            return hasher.hexdigest()
+        hasher.update(chunk)
+        dst.write(chunk)
+
+
+class DirBackend:
+    """A cache in a directory: on this machine, or a shared mount every job sees."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.url = root
+
+    def _full(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+    def read(self, rel: str) -> Optional[bytes]:
+        try:
+            with open(self._full(rel), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        full = self._full(rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        tmp = _tmp_name(full)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, full)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def exists(self, rel: str) -> bool:
+        return os.path.exists(self._full(rel))
+
+    def touch(self, rel: str) -> bool:
+        """Mark as used now (gc removes the least recently used first); False when it is not there."""
+        try:
+            os.utime(self._full(rel))
+            return True
+        except FileNotFoundError:
+            return False
+
+    keep = touch  # a blob already there: marked as used, so a gc running meanwhile leaves it
+
+    def upload(self, rel: str, local: str, expected: str) -> bool:
+        """Copy a project file in as `rel`; False (nothing written) when its bytes no longer hash to `expected`."""
+        full = self._full(rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        tmp = _tmp_name(full)
+        try:
+            with open(local, "rb") as src, open(tmp, "wb") as dst:
+                digest = copy_hashing(src, dst)
+            if digest != expected:
+                _unlink_quietly(tmp)
+                return False
+            os.replace(tmp, full)
+            return True
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def download(self, rel: str, dst: BinaryIO) -> Optional[str]:
+        """Stream `rel` into `dst`; the BLAKE3 of the bytes copied, None when `rel` is not there."""
+        try:
+            src = open(self._full(rel), "rb")
+        except FileNotFoundError:
+            return None
+        with src:
+            return copy_hashing(src, dst)
+
+    def listing(self, prefix: str) -> Iterator[Tuple[str, int, float]]:
+        """(relative path, size, modification time) of every file under `prefix`."""
+        base = self._full(prefix)
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                yield os.path.relpath(full, self.root).replace(os.sep, "/"), st.st_size, st.st_mtime
+
+    def delete(self, rel: str) -> None:
+        _unlink_quietly(self._full(rel))
+
+
+class FsspecBackend:
+    """A cache at an fsspec URL (s3://bucket/prefix through s3fs, gs://, az://, ...)."""
+
+    def __init__(self, url: str, fs: object, root: str, protocol: str) -> None:
+        self.url = url
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.atomic_put = protocol in _OBJECT_STORES
+
+    def _full(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def read(self, rel: str) -> Optional[bytes]:
+        try:
+            return self.fs.cat_file(self._full(rel))
+        except FileNotFoundError:
+            return None
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        full = self._full(rel)
+        if self.atomic_put:
+            self.fs.pipe_file(full, data)
+            return
+        tmp = _tmp_name(full)
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, full)
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self._full(rel))
+
+    def touch(self, rel: str) -> bool:
+        # Object stores cannot touch an object: write its bytes again (entries are small).
+        data = self.read(rel)
+        if data is None:
+            return False
+        self.write_atomic(rel, data)
+        return True
+
+    def keep(self, rel: str) -> bool:
+        # An object cannot be touched without copying it: a gc meanwhile is caught by store's second look.
+        return self.exists(rel)
+
+    def upload(self, rel: str, local: str, expected: str) -> bool:
+        with open(local, "rb") as src:
+            data = src.read()
+        if blake3(data).hexdigest() != expected:
+            return False
+        self.write_atomic(rel, data)
+        return True
+
+    def download(self, rel: str, dst: BinaryIO) -> Optional[str]:
+        try:
+            src = self.fs.open(self._full(rel), "rb")
+        except FileNotFoundError:
+            return None
+        with src:
+            return copy_hashing(src, dst)
+
+    def listing(self, prefix: str) -> Iterator[Tuple[str, int, float]]:
+        base = self._full(prefix)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in found.items():
+            if info.get("type") == "directory":
+                continue
+            # fsspec names found paths as its root does (without the scheme)
+            yield path[len(self.root) + 1:], int(info.get("size") or 0), _mtime(info)
+
+    def delete(self, rel: str) -> None:
+        try:
+            self.fs.rm_file(self._full(rel))
+        except FileNotFoundError:
+            pass
+
+
+def _mtime(info: dict) -> float:
+    for field in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(field)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, datetime.datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            try:
+                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def open_backend(url: str, *, base: str, timeout: float) -> "DirBackend | FsspecBackend":
+    """The backend a cache URL names; relative directories are taken from `base`.
+
+    Raises CacheURLError for a URL no backend serves. Nothing is contacted
+    here: whether the cache answers is learnt by the first operation.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or len(scheme) == 1:  # a plain path (or a Windows drive letter)
+        return DirBackend(os.path.join(base, os.path.expanduser(url)))
+    if scheme == "file":
+        return DirBackend(rest)
+    try:
+        import fsspec
+        from fsspec.registry import known_implementations, registry
+    except ImportError:
+        hint = _EXTRA_FOR.get(scheme, S3_HINT + " (fsspec, and the package of that scheme's backend)")
+        raise CacheURLError(f"cache URL {url!r}: its scheme needs fsspec, which is not installed",
+                            hint=hint) from None
+    if scheme not in known_implementations and scheme not in registry:
+        raise CacheURLError(f"cache URL {url!r}: unknown scheme {scheme!r}",
+                            hint="use a directory, or an fsspec URL such as s3://bucket/prefix")
+    options: dict = {}
+    if scheme in ("s3", "s3a"):
+        # botocore's defaults wait 60 s per read and retry 4 times: a slow cache must not hold the run that long.
+        options = {"config_kwargs": {"connect_timeout": timeout, "read_timeout": timeout,
+                                     "retries": {"max_attempts": 2, "mode": "standard"}},
+                   "use_listings_cache": False, "skip_instance_cache": True}
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    except ImportError as exc:
+        hint = _EXTRA_FOR.get(scheme, f"install the fsspec backend of {scheme}:// ({exc})")
+        raise CacheURLError(f"cache URL {url!r}: the {scheme}:// backend is not installed", hint=hint) from None
+    except (ValueError, TypeError) as exc:
+        raise CacheURLError(f"cache URL {url!r}: {exc}") from None
+    return FsspecBackend(url, fs, root, scheme)

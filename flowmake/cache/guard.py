@@ -1,0 +1,75 @@
+"""Cache operations with a deadline: a slow cache delays a run by seconds, never hangs it.
+
+Every operation on the cache runs on one daemon thread and the run waits for
+it at most its deadline. An operation that raises or runs late turns the
+cache off for the rest of the run (the caller warns once); a late one is
+left behind on its thread, which, being a daemon, never holds the process
+at exit. The thread only ever writes temporary names in the project: what
+is renamed into place is renamed by the caller, after the answer came in time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from ..records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional
+
+
+class CacheTimeout(Exception):
+    pass
+
+
+class _Call:
+    __slots__ = ("fn", "args", "done", "result", "error")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn, self.args = fn, args
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+
+class Guard:
+    def __init__(self) -> None:
+        self._calls: "queue.SimpleQueue[Optional[_Call]]" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+
+    def call(self, timeout: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the cache's thread; its exception re-raised here; CacheTimeout after `timeout` seconds."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="flowmake-cache", daemon=True)
+            self._thread.start()
+        call = _Call(fn, args)
+        self._calls.put(call)
+        if not call.done.wait(timeout):
+            raise CacheTimeout(f"no answer within {timeout:g}s")
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _serve(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            try:
+                call.result = call.fn(*call.args)
+            except BaseException as exc:  # handed to the waiting caller, which decides
+                call.error = exc
+            call.done.set()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._calls.put(None)
+
+
+def deadline_for(base: float, size: int) -> float:
+    """The time a transfer of `size` bytes may take: the base timeout, plus a second per MB (1 MB/s at least)."""
+    return base + size / 1_000_000
+
+
+__all__: "List[str]" = ["Guard", "CacheTimeout", "deadline_for"]

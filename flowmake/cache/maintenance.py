@@ -1,0 +1,156 @@
+"""`flowmake cache stats` and `flowmake cache gc`: what a cache holds, and trimming it.
+
+gc removes whole entries, least recently used first (a restore marks its
+entry used), until the cache fits `max_size` or no entry is older than
+`older_than`; then the blobs no entry names. It is safe beside running
+writers: a writer touches (or uploads) every blob before it writes the entry
+that names it and looks at its blobs again after, and gc removes only blobs
+untouched for GRACE seconds that no entry names when they are removed; a
+writer's temporary files older than GRACE are a killed writer's leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from ..errors import FlowError
+from ..records import TYPE_CHECKING, NamedTuple
+from .entry import ROOT, CorruptEntry, parse_entry
+
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set, Tuple
+
+    from .backends import DirBackend, FsspecBackend
+
+    Backend = "DirBackend | FsspecBackend"
+
+GRACE = 3600.0  # seconds: longer than any writer takes between touching its blobs and writing its entry
+RECENT_RUNS = 20  # runs `stats` computes the hit rate over
+KEEP_RUNS = 200  # run records gc keeps
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise FlowError(f"--max-size {text!r} is not a size", hint='write e.g. "10GB", "500MB", "2GiB" or a byte count')
+    unit = (m.group(2) or "").lower().rstrip("b")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def parse_age(text: str) -> float:
+    m = _AGE_RE.match(text)
+    if not m:
+        raise FlowError(f"--older-than {text!r} is not an age", hint='write e.g. "30d", "12h", "2w" or "90m"')
+    return float(m.group(1)) * _AGE_UNITS[m.group(2)]
+
+
+class Listing(NamedTuple):
+    entries: Dict[str, Tuple[int, float]]  # path -> (size, mtime)
+    blobs: Dict[str, Tuple[int, float]]
+    temps: Dict[str, Tuple[int, float]]
+    runs: Dict[str, Tuple[int, float]]
+
+
+def list_cache(backend: Backend) -> Listing:
+    out = Listing({}, {}, {}, {})
+    for kind, bucket in (("entries", out.entries), ("blobs", out.blobs), ("runs", out.runs)):
+        for path, size, mtime in backend.listing(f"{ROOT}/{kind}"):
+            (out.temps if ".tmp-" in path else bucket)[path] = (size, mtime)
+    return out
+
+
+def stats(backend: Backend) -> dict:
+    """Entries, blobs, bytes, and the hit rate of the most recent runs that used the cache."""
+    listing = list_cache(backend)
+    runs: List[dict] = []
+    for path in sorted(listing.runs)[-RECENT_RUNS:]:
+        data = backend.read(path)
+        try:
+            runs.append(json.loads(data or b""))
+        except ValueError:
+            continue
+    hits = sum(int(r.get("hits", 0)) for r in runs)
+    looked = hits + sum(int(r.get("misses", 0)) for r in runs)
+    return {
+        "url": backend.url, "entries": len(listing.entries), "blobs": len(listing.blobs),
+        "bytes": sum(s for s, _ in listing.blobs.values()),
+        "recent_runs": len(runs), "hits": hits, "lookups": looked,
+        "hit_rate": (hits / looked) if looked else None,
+        "runs": [{k: r.get(k) for k in ("run", "host", "project", "hits", "misses", "stored", "faults")}
+                 for r in runs],
+    }
+
+
+def _entry_blobs(backend: Backend, path: str) -> Optional[Set[str]]:
+    """The blob paths an entry names; None for an entry that cannot be read (gc removes it)."""
+    data = backend.read(path)
+    if data is None:
+        return set()
+    key = path.rsplit("/", 1)[-1][: -len(".json")]
+    try:
+        entry = parse_entry(data, key)
+    except CorruptEntry:
+        return None
+    return {f"{ROOT}/blobs/{b.hash[:2]}/{b.hash}" for b in entry.files.values()}
+
+
+def gc(backend: Backend, *, max_size: Optional[int] = None, older_than: Optional[float] = None,
+       now: Optional[float] = None, grace: float = GRACE) -> dict:
+    now = time.time() if now is None else now
+    listing = list_cache(backend)
+    names: Dict[str, Optional[Set[str]]] = {p: _entry_blobs(backend, p) for p in listing.entries}
+    doomed: List[str] = [p for p, blobs in names.items() if blobs is None]
+    keep = sorted((p for p in names if names[p] is not None), key=lambda p: listing.entries[p][1])
+    if older_than is not None:
+        doomed += [p for p in keep if listing.entries[p][1] < now - older_than]
+        keep = [p for p in keep if listing.entries[p][1] >= now - older_than]
+    if max_size is not None:
+        refs: Dict[str, int] = {}
+        for p in keep:
+            for b in names[p] or ():
+                refs[b] = refs.get(b, 0) + 1
+        total = sum(listing.blobs.get(b, (0, 0.0))[0] for b in refs)
+        while keep and total > max_size:
+            oldest = keep.pop(0)
+            doomed.append(oldest)
+            for b in names[oldest] or ():
+                refs[b] -= 1
+                if refs[b] == 0:
+                    total -= listing.blobs.get(b, (0, 0.0))[0]
+    for path in doomed:
+        backend.delete(path)
+    # Named by an entry now, including one a writer wrote since the listing: looked at again just before.
+    live: Set[str] = set()
+    for path in list_cache(backend).entries:
+        live |= names[path] if names.get(path) is not None else (_entry_blobs(backend, path) or set())
+    freed, removed_blobs = 0, 0
+    for path, (size, mtime) in listing.blobs.items():
+        if path not in live and mtime < now - grace:
+            backend.delete(path)
+            freed += size
+            removed_blobs += 1
+    for path, (_size, mtime) in listing.temps.items():
+        if mtime < now - grace:
+            backend.delete(path)
+    for path in sorted(listing.runs)[:-KEEP_RUNS]:
+        backend.delete(path)
+    left = {p: v for p, v in listing.blobs.items() if p in live or v[1] >= now - grace}
+    return {"removed_entries": len(doomed), "removed_blobs": removed_blobs, "freed_bytes": freed,
+            "entries": len(listing.entries) - len(doomed), "blobs": len(left),
+            "bytes": sum(s for s, _ in left.values())}
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
