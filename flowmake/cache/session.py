@@ -86,6 +86,12 @@ class CacheSession:
                                 lambda: self._cancelled)
         except Fault as exc:
             self._fault(entry.key, task, str(exc))
+            if exc.blob is not None and self.writes:
+                # Useless to everyone: gone, the task's run uploads it again.
+                try:
+                    self._call(self.timeout, self.backend.delete, exc.blob)
+                except _Off:
+                    pass
             return False
         except _Off:
             return False

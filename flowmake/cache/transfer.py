@@ -29,7 +29,14 @@ _RESTORING = ".flowmake-restore-"
 
 
 class Fault(Exception):
-    """This entry cannot be restored (a blob missing, corrupt or truncated): the task runs and rewrites it."""
+    """This entry cannot be restored (a blob missing, corrupt or truncated): the task runs and rewrites it.
+
+    `blob`: the path of a blob whose bytes are wrong, which the repair must replace.
+    """
+
+    def __init__(self, message: str, blob: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.blob = blob
 
 
 class Staged(NamedTuple):
@@ -141,10 +148,10 @@ def _fetch(backend: Backend, blob: Blob, target: str) -> None:
         size = dst.tell()
     if digest is None:
         raise Fault(f"blob {blob.hash[:12]} is missing")
-    if size != blob.size:
-        raise Fault(f"blob {blob.hash[:12]} is truncated ({size} of {blob.size} bytes)")
-    if digest != blob.hash:
-        raise Fault(f"blob {blob.hash[:12]} is corrupt (its bytes hash to {digest[:12]})")
+    if size < blob.size:
+        raise Fault(f"blob {blob.hash[:12]} is truncated ({size} of {blob.size} bytes)", blob_path(blob.hash))
+    if digest != blob.hash or size != blob.size:
+        raise Fault(f"blob {blob.hash[:12]} is corrupt ({size} bytes that hash to {digest[:12]})", blob_path(blob.hash))
     mode = 0o777 if blob.executable else 0o666
     os.chmod(target, mode & ~_umask())
 

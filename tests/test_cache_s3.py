@@ -1,0 +1,107 @@
+"""The cache on S3: a real S3 API served by moto's server mode in its own process, s3fs as the client."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from cachetools import open_session, output_hashes, store_outputs
+from flowmake.cache.entry import blob_path
+from flowmake.cache.key import entry_key
+from flowmake.cache.maintenance import gc, stats
+from flowmake.store.hashing import hash_file
+from motoserver import make_bucket, s3_env, serve, skip_without_s3
+
+pytestmark = skip_without_s3
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    yield from serve()
+
+
+@pytest.fixture
+def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    for name, value in s3_env(endpoint).items():
+        monkeypatch.setenv(name, value)
+    bucket = "b-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    make_bucket(endpoint, bucket)
+    return f"s3://{bucket}/team/cache"
+
+
+def outputs(root: Path) -> None:
+    (root / "out" / "dir").mkdir(parents=True)
+    (root / "out" / "one.txt").write_text("one\n")
+    (root / "out" / "dir" / "two.txt").write_text("two\n")
+
+
+OUTS = ("out/one.txt", "out/dir/")
+
+
+def test_store_and_restore_through_s3(s3: str, tmp_path: Path) -> None:
+    outputs(tmp_path / "a")
+    warnings: list = []
+    key = store_outputs(open_session(s3, warnings), tmp_path / "a", OUTS)
+    session = open_session(s3, warnings)
+    entry = session.lookup(key, "t")
+    assert entry is not None and session.restore(entry, str(tmp_path / "b"), "t")
+    assert output_hashes(tmp_path / "b", OUTS) == output_hashes(tmp_path / "a", OUTS)
+    assert warnings == []
+    session.finish("R2", host="h", project="p")
+    st = stats(open_session(s3).backend)
+    assert st["entries"] == 1 and st["blobs"] == 2 and st["hits"] == 1 and st["hit_rate"] == 1.0
+
+
+def test_a_corrupt_blob_on_s3_is_a_fault_then_repaired(s3: str, tmp_path: Path) -> None:
+    outputs(tmp_path / "a")
+    key = store_outputs(open_session(s3), tmp_path / "a", OUTS)
+    backend = open_session(s3).backend
+    backend.write_atomic(blob_path(hash_file(tmp_path / "a" / "out" / "one.txt")), b"not one\n")
+    warnings: list = []
+    session = open_session(s3, warnings)
+    assert not session.restore(session.lookup(key, "t"), str(tmp_path / "b"), "t")
+    assert len(warnings) == 1 and key[:16] in warnings[0] and "corrupt" in warnings[0]
+    store_outputs(open_session(s3), tmp_path / "a", OUTS)
+    session = open_session(s3, warnings)
+    assert session.restore(session.lookup(key, "t"), str(tmp_path / "b"), "t") and len(warnings) == 1
+
+
+def test_gc_on_s3(s3: str, tmp_path: Path) -> None:
+    outputs(tmp_path / "a")
+    store_outputs(open_session(s3), tmp_path / "a", OUTS)
+    result = gc(open_session(s3).backend, older_than=0.0, grace=0.0, now=4e9)
+    assert result["removed_entries"] == 1 and result["removed_blobs"] == 2
+    assert stats(open_session(s3).backend)["entries"] == 0
+
+
+def test_a_missing_bucket_is_one_warning(endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, value in s3_env(endpoint).items():
+        monkeypatch.setenv(name, value)
+    outputs(tmp_path / "a")
+    warnings: list = []
+    session = open_session("s3://no-such-bucket/x", warnings, timeout=5)
+    assert session.lookup(entry_key("f", OUTS), "t") is None
+    hashes = output_hashes(tmp_path / "a", OUTS)
+    assert not session.store(entry_key("f", OUTS), str(tmp_path / "a"), hashes,
+                             lambda p: output_hashes(tmp_path / "a", [p])[p], None)  # type: ignore[arg-type]
+    print(warnings); assert len(warnings) == 1 and session.counts["stored"] == 0
+
+
+def test_no_server_is_one_warning_and_quick(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from motoserver import free_port
+
+    for name, value in s3_env(f"http://127.0.0.1:{free_port()}").items():  # nothing listens there
+        monkeypatch.setenv(name, value)
+    warnings: list = []
+    session = open_session("s3://bucket/x", warnings, timeout=2)
+    import time
+
+    started = time.monotonic()
+    for i in range(5):
+        assert session.lookup(entry_key(f"f{i}", OUTS), "t") is None
+    assert time.monotonic() - started < 15
+    assert len(warnings) == 1 and "goes on without the cache" in warnings[0]
+    assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
