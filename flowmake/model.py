@@ -58,6 +58,7 @@ class TaskSpec(NamedTuple):
     timeout: Optional[float] = None
     secrets: Tuple[str, ...] = ()
     line: Optional[int] = None  # line of the [tasks.NAME] header in the Flowfile
+    cache: bool = True  # `cache = false`: never restored from nor stored in the shared cache (docs/cache.md)
 
     @property
     def dir_outputs(self) -> Tuple[str, ...]:
@@ -105,6 +106,7 @@ class Flowfile(NamedTuple):
     output: Optional[str] = None  # [flow] output, one of OUTPUT_MODES; None: the progress mode's default
     junit_xml: Optional[str] = None  # [flow] junit_xml: where each run writes its JUnit XML (root-relative)
     schedules: Mapping[str, ScheduleSpec] = NO_GROUPS  # [schedules.NAME] in declaration order
+    cache: Optional[str] = None  # [flow] cache: the shared output cache's URL (docs/cache.md)
 
     @property
     def has_secrets(self) -> bool:

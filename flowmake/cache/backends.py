@@ -238,7 +238,7 @@ def open_backend(url: str, *, base: str, timeout: float) -> "DirBackend | Fsspec
     """
     scheme, sep, rest = url.partition("://")
     if not sep or len(scheme) == 1:  # a plain path (or a Windows drive letter)
-        return DirBackend(os.path.join(base, os.path.expanduser(url)))
+        return DirBackend(os.path.normpath(os.path.join(base, os.path.expanduser(url))))
     if scheme == "file":
         return DirBackend(rest)
     try:

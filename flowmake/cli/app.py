@@ -417,6 +417,39 @@ def schedule_export(
     return export_schedules(_project(), names or [], fmt=fmt, output=target)
 
 
+cache_app = typer.Typer(help="The shared output cache (docs/cache.md): what it holds, and trimming it.",
+                        no_args_is_help=True, epilog=SHORTHAND_HELP)
+app.add_typer(cache_app, name="cache")
+CACHE_HELP = "The cache: a directory or URL (default: FLOWMAKE_CACHE, else [flow] cache)."
+
+
+@cache_app.command("stats", epilog=SHORTHAND_HELP)
+@_guarded
+def cache_stats(
+    cache: Optional[str] = typer.Option(None, "--cache", metavar="URL", help=CACHE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> int:
+    """Entries, blobs and bytes in the cache, and the hit rate of the recent runs that used it."""
+    from .cachecmd import cache_stats as stats
+
+    return stats(cache, file=_globals.file, directory=_globals.directory, as_json=as_json)
+
+
+@cache_app.command("gc", epilog=SHORTHAND_HELP)
+@_guarded
+def cache_gc(
+    max_size: Optional[str] = typer.Option(None, "--max-size", metavar="SIZE", help="Trim to this size, least recently used first, e.g. 10GB."),
+    older_than: Optional[str] = typer.Option(None, "--older-than", metavar="AGE", help="Remove entries not used for this long, e.g. 30d."),
+    cache: Optional[str] = typer.Option(None, "--cache", metavar="URL", help=CACHE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> int:
+    """Remove entries least recently used first, then the blobs no entry names (safe beside running writers)."""
+    from .cachecmd import cache_gc as collect
+
+    return collect(cache, file=_globals.file, directory=_globals.directory, max_size=max_size,
+                   older_than=older_than, as_json=as_json)
+
+
 def main(argv: Optional[List[str]] = None, *, typed: Optional[List[str]] = None) -> int:
     """`argv` as shorthand.expand made it (expanded here when not); `typed`, as given, is what a run records."""
     from .shorthand import expand

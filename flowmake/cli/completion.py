@@ -50,8 +50,11 @@ OPTIONS: Dict[str, Tuple[str, ...]] = {
     "schedule run": ("--progress",),
     "schedule fire": ("--progress",),
     "schedule export": ("--format", "-o", "--output"),
+    "cache": (),
+    "cache stats": ("--cache", "--json"),
+    "cache gc": ("--max-size", "--older-than", "--cache", "--json"),
 }
-SUBCOMMANDS = {"audit": ("verify", "export"), "schedule": ("list", "run", "fire", "export")}
+SUBCOMMANDS = {"audit": ("verify", "export"), "schedule": ("list", "run", "fire", "export"), "cache": ("stats", "gc")}
 COMMANDS = tuple(sorted(c for c in OPTIONS if " " not in c))
 # Options whose value is one of a few words; the others that take a value complete files (the shell's default).
 VALUES: Dict[Tuple[str, str], Tuple[str, ...]] = {
@@ -67,7 +70,8 @@ VALUES: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("schedule export", "--format"): ("crontab", "systemd"),
 }
 TAKES_VALUE = {"-f", "--file", "-C", "--directory", "-j", "--jobs", "--force", "--progress", "--output", "--junit-xml",
-               "--ci", "--format", "-o", "--limit", "--prune", "--since", "--debounce", "--from"}
+               "--ci", "--format", "-o", "--limit", "--prune", "--since", "--debounce", "--from", "--cache",
+               "--max-size", "--older-than"}
 # Commands whose arguments are targets (tasks, variants, groups, outputs); lineage takes paths.
 TARGETED = {"run", "status", "graph", "clean", "watch"}
 

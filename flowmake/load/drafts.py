@@ -66,6 +66,7 @@ TASK_KEYS = (
     "timeout",
     "secrets",
     "shell",
+    "cache",
 )
 
 _TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -432,6 +433,7 @@ _COMMON_READERS: Dict[str, Callable[[_TaskReader], Any]] = {
     "env_inputs": lambda r: r.names_list("env_inputs"),
     "secrets": lambda r: r.names_list("secrets"),
     "always": lambda r: r.typed("always", lambda v: isinstance(v, bool), "true or false"),
+    "cache": lambda r: r.typed("cache", lambda v: isinstance(v, bool), "true or false"),
     "retries": _read_retries,
     "retry_delay": lambda r: r.duration("retry_delay", positive=False),
     "timeout": lambda r: r.duration("timeout", positive=True),

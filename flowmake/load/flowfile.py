@@ -255,5 +255,6 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         output=flow.output,
         junit_xml=flow.junit_xml,
         schedules=schedules,
+        cache=flow.cache,
     )
     return flowfile, problems.in_file_order(), disk

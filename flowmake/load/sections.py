@@ -21,7 +21,7 @@ from .patterns import PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
 from .templates import BRACE_HINT, FILES, IDENT_RE, TemplateError, parse_template
 
-FLOW_KEYS = ("name", "default", "jobs", "shell", "include", "output", "junit_xml")  # include: read by includes.py
+FLOW_KEYS = ("name", "default", "jobs", "shell", "include", "output", "junit_xml", "cache")  # include: read by includes.py
 HOOK_KEYS = ("on_failure", "on_success", "webhook")
 
 
@@ -196,6 +196,7 @@ class Flow(NamedTuple):
     shell: Tuple[str, ...] = DEFAULT_SHELL
     output: Optional[str] = None
     junit_xml: Optional[str] = None
+    cache: Optional[str] = None
 
 
 def read_flow(raw: object, *, problems: Problems) -> Flow:
@@ -236,8 +237,14 @@ def read_flow(raw: object, *, problems: Problems) -> Flow:
         problems.add(f"[flow]: key `junit_xml` must be a file path, got {got}", at=("flow", "junit_xml"),
                      hint='write junit_xml = "build/junit.xml" (relative to the project root)')
         junit_xml = None
+    cache = raw.get("cache")
+    if cache is not None and (not isinstance(cache, str) or not cache.strip()):
+        got = "an empty string" if isinstance(cache, str) else toml_type(cache)
+        problems.add(f"[flow]: key `cache` must be a directory or URL, got {got}", at=("flow", "cache"),
+                     hint='write cache = "/shared/flowmake-cache" or cache = "s3://bucket/prefix" (docs/cache.md)')
+        cache = None
     return Flow(name, tuple(default) if default is not None else None, jobs, shell or DEFAULT_SHELL, output,
-                junit_xml)
+                junit_xml, cache)
 
 
 def read_hooks(raw: object, *, problems: Problems) -> Hooks:
