@@ -36,7 +36,7 @@ LEAVES = {name for name, floor in FLOORS.items() if floor == 0}
 # third-party / stdlib modules allowed in one place only
 ONLY_IN = {
     "typer": {"cli"},
-    "sqlite3": {"store.state"},
+    "sqlite3": {"store.state", "store.database", "store.journal"},
     "subprocess": {"executors"},
     "rich": {"report", "history"},
     "fsspec": {"cache.backends"},

@@ -114,9 +114,9 @@ def test_stat_cache_reads_rows_as_looked_up_and_keeps_the_first_read(tmp_path: P
 
 
 def test_stat_cache_past_the_bulk_threshold_reads_the_whole_table_once(tmp_path: Path, monkeypatch) -> None:
-    from flowmake.store import state as state_module
+    from flowmake.store.rows import Rows
 
-    monkeypatch.setattr(state_module._Rows, "_BULK_AFTER", 3)
+    monkeypatch.setattr(Rows, "_BULK_AFTER", 3)
     s = open_state(tmp_path, [])
     s.save_stat_entries({f"f{i}": StatEntry(i, i, i, i, f"h{i}", i) for i in range(10)})
     cache = s.stat_cache()

@@ -1,9 +1,11 @@
-"""Everything flowmake knows, in `.flowmake/state.db` (SQLite, WAL).
+"""Everything flowmake knows, in `.flowmake/state.db` (SQLite, WAL): the State.
 
 Four kinds of records: the stat cache of file hashes, the trace of each
 task's last success (what the rebuilder compares against), the run and
-attempt history (the audit trail), and the runs in progress (so that a
-later run can end the orphans of a killed one).
+attempt history (the audit trail, journal.py), and the runs in progress
+(so that a later run can end the orphans of a killed one). The file itself,
+its schema and its upgrades are database.py's; the lazy maps of the traces
+and the stat cache are rows.py's.
 
 Crash safety comes from ordering, not from cleanup: a task's trace is
 replaced only in the transaction that records its success, and freshness
@@ -19,105 +21,32 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
-from collections import abc
 
-from ..errors import StateDamagedError, TrailDamagedError
+from ..errors import StateDamagedError
 from ..layout import STATE_DIR
-from ..model import INVALIDATED, AttemptRecord, Reason, ReasonKind, RunRecord, Trace
-from ..records import TYPE_CHECKING, NamedTuple
-from .fsclock import RACY_WINDOW_NS
-from .hashing import HASH_ALGORITHM, StatEntry, hash_text
+from ..model import INVALIDATED, AttemptRecord, RunRecord, Trace
+from ..records import TYPE_CHECKING
+from . import journal as trail
+from .database import (
+    DB_NAME,
+    StateError,
+    connect_existing,
+    create,
+    damaged_hint,
+    ensure_state_dir,
+    is_damage,
+    set_aside,
+    state_dir,
+)
+from .hashing import StatEntry
+from .journal import ChainReport, JournalEntry
+from .rows import LazyJSON, Rows
 
-if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
+if TYPE_CHECKING:  # on the no-op path: typing and pathlib stay unimported (records.py)
     from pathlib import Path
-    from typing import (
-        Any,
-        Callable,
-        Dict,
-        Iterable,
-        Iterator,
-        List,
-        Mapping,
-        Optional,
-        Sequence,
-        Tuple,
-        TypeVar,
-    )
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
     T = TypeVar("T")
-
-DB_NAME = "state.db"
-SCHEMA_VERSION = 3  # 2: the stat cache keys on st_ctime_ns too; 3: reference_ns from the file system's clock
-
-_FILES_TABLE = """
-CREATE TABLE files (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL, hash TEXT NOT NULL, reference_ns INTEGER NOT NULL
-) WITHOUT ROWID;
-"""
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-""" + _FILES_TABLE + """
-CREATE TABLE traces (
-    task TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, command_hash TEXT NOT NULL,
-    env TEXT NOT NULL, inputs TEXT NOT NULL, outputs TEXT NOT NULL, run_id TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE journal (
-    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, run_id TEXT NOT NULL, task TEXT,
-    body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
-);
-CREATE INDEX journal_by_run ON journal (run_id, kind);
-CREATE INDEX journal_by_task ON journal (task) WHERE task IS NOT NULL;
-CREATE TABLE running (  -- runs in progress: flowmake's pid, the run, '' (a task's name in older versions)
-    pid INTEGER PRIMARY KEY, run_id TEXT NOT NULL, task TEXT NOT NULL
-);
-"""
-
-
-GENESIS = "0" * 64  # prev_hash of the first journal record
-_PROBE_GIVE_UP = 10_000  # consecutive absent records after which a damaged journal's probe stops
-
-
-class JournalEntry(NamedTuple):
-    seq: int
-    kind: str  # "run", "attempt", "run_end", "prune"
-    run_id: str
-    task: Optional[str]
-    body: str  # canonical JSON
-    prev_hash: str
-    hash: str
-
-
-class ChainReport(NamedTuple):
-    ok: bool
-    records: int  # how many were checked
-    head: str  # hash of the last good record
-    bad: Optional[JournalEntry] = None
-    problem: Optional[str] = None
-    damage: Optional[str] = None  # records the database could not give back at all (a damaged file)
-
-
-class StateError(Exception):
-    """The database cannot be used (corrupt, or from an unknown version)."""
-
-
-def _is_damage(exc: BaseException) -> bool:
-    """SQLite's word that the file's pages are not what it wrote (a disk fault, a bad copy).
-
-    Corruption (SQLITE_CORRUPT, SQLITE_NOTADB) arrives as the base
-    DatabaseError; text that is no longer UTF-8 as an OperationalError from
-    the decoder. A locked or full disk (OperationalError) is not damage.
-    """
-    if type(exc) is sqlite3.DatabaseError:
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("Could not decode")
-
-
-def damaged_hint(path: object) -> str:
-    return (f"`flowmake audit export -o FILE` saves every record that can still be read; the next `flowmake run` "
-            f"moves {path} aside (kept as {DB_NAME}.unreadable-TIME, never deleted) and starts over")
 
 
 def _healing(method: Callable[..., T]) -> Callable[..., T]:
@@ -127,7 +56,7 @@ def _healing(method: Callable[..., T]) -> Callable[..., T]:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
+            if not is_damage(exc):
                 raise
             self._damaged(exc)
             return method(self, *args, **kwargs)  # on the new, empty database
@@ -135,19 +64,6 @@ def _healing(method: Callable[..., T]) -> Callable[..., T]:
     guarded.__name__ = method.__name__
     guarded.__doc__ = method.__doc__
     return guarded
-
-
-def state_dir(root: Path) -> Path:
-    return root / STATE_DIR
-
-
-def ensure_state_dir(root: Path) -> Path:
-    directory = state_dir(root)
-    directory.mkdir(exist_ok=True)
-    ignore = directory / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n")
-    return directory
 
 
 _keep_open_until_exit = False
@@ -184,7 +100,7 @@ class State:
         path = directory / DB_NAME
         if path.exists():
             try:
-                state = cls(*_connect_existing(path), path, heal=warn)
+                state = cls(*connect_existing(path), path, heal=warn)
                 # Walk the two tables every run reads, so that damage shows here
                 # (and the database is set aside) rather than mid-run; counting
                 # visits every page without building 30,000 rows.
@@ -193,12 +109,12 @@ class State:
                         state._empty.add(table)
                 return state
             except (sqlite3.DatabaseError, StateError) as exc:
-                aside = _set_aside(path)
+                aside = set_aside(path)
                 warn(
                     f"state database {path} could not be used ({exc}); moved it to {aside.name} "
                     "and starting over: every task runs once more"
                 )
-        state = cls(*_create(path), path, heal=warn)
+        state = cls(*create(path), path, heal=warn)
         state._empty.update(("files", "traces"))
         return state
 
@@ -214,7 +130,7 @@ class State:
         if not path.exists():
             return cls.open(root, warn=lambda message: None)
         try:
-            return cls(*_connect_existing(path), path)
+            return cls(*connect_existing(path), path)
         except (sqlite3.DatabaseError, StateError) as exc:
             raise StateDamagedError(f"the state database {path} cannot be read ({exc})",
                                     hint=damaged_hint(path)) from None
@@ -233,10 +149,10 @@ class State:
         )
 
         path = _Path(self.path)
-        aside = _set_aside(path)
+        aside = set_aside(path)
         warn(f"state database {path} is damaged ({exc}); moved it to {aside.name} and starting over: "
              "every task runs once more")
-        self._conn, self.identity = _create(path)
+        self._conn, self.identity = create(path)
         self._empty = {"files", "traces"}
         if self._begun is not None:
             body, starts_tasks = self._begun
@@ -259,7 +175,7 @@ class State:
         if not os.path.exists(path):
             raise StateError("no state database")
         try:
-            return cls(*_connect_existing(path), path)
+            return cls(*connect_existing(path), path)
         except sqlite3.DatabaseError as exc:
             raise StateError(str(exc)) from None
 
@@ -283,13 +199,13 @@ class State:
 
     def stat_cache(self) -> Mapping[str, StatEntry]:
         """The stat cache, each entry as it is when first looked up (callers do not mutate it)."""
-        return _Rows(self._fetch, "SELECT path, size, mtime_ns, ctime_ns, inode, hash, reference_ns FROM files",
+        return Rows(self._fetch, "SELECT path, size, mtime_ns, ctime_ns, inode, hash, reference_ns FROM files",
                      "path", lambda r: StatEntry(r[1], r[2], r[3], r[4], r[5], r[6]), empty="files" in self._empty)
 
     def traces(self) -> Mapping[str, Trace]:
         """Traces, each as it is when first looked up: a build looks a task's up before it runs it."""
-        return _Rows(self._fetch, "SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces",
-                     "task", lambda r: Trace(r[0], r[1], r[2], _LazyJSON(r[3]), _LazyJSON(r[4]), _LazyJSON(r[5]), r[6]),
+        return Rows(self._fetch, "SELECT task, fingerprint, command_hash, env, inputs, outputs, run_id FROM traces",
+                     "task", lambda r: Trace(r[0], r[1], r[2], LazyJSON(r[3]), LazyJSON(r[4]), LazyJSON(r[5]), r[6]),
                      empty="traces" in self._empty)
 
     @_healing
@@ -308,16 +224,9 @@ class State:
             for seq, run_id, body in self._conn.execute(
                 "SELECT seq, run_id, body FROM journal WHERE kind = 'run_end' AND run_id >= ?", (oldest,)
             ):
-                ends[run_id] = _decode(seq, body, lambda d: {"finished": d["finished"], "result": d["result"],
-                                                             "skipped": d.get("skipped")})
-        out = []
-        for seq, run_id, body in starts:
-            end = ends.get(run_id, {})
-            out.append(_decode(seq, body, lambda d, end=end: RunRecord(  # type: ignore[misc]
-                d["id"], d["started"], d["user"], d["host"], d["version"], d["flowfile_hash"],
-                tuple(d["argv"]), tuple(d["targets"]), end.get("finished"), end.get("result"), end.get("skipped"),
-                d.get("trigger"))))
-        return out
+                ends[run_id] = trail.decode(seq, body, trail.run_end_from_json)
+        return [trail.decode(seq, body, lambda d, end=ends.get(run_id, {}): trail.run_from_json(d, end))
+                for seq, run_id, body in starts]
 
     @_healing
     def run_ids(self) -> List[str]:
@@ -328,7 +237,7 @@ class State:
         rows = self._conn.execute(
             "SELECT seq, body FROM journal WHERE run_id = ? AND kind = 'attempt' ORDER BY seq", (run_id,)
         )
-        return [_decode(seq, body, _attempt_from_json) for seq, body in rows]
+        return [trail.decode(seq, body, trail.attempt_from_json) for seq, body in rows]
 
     @_healing
     def newest_run_by_task(self) -> Dict[str, str]:
@@ -347,7 +256,7 @@ class State:
                 (json.dumps(path),),
             )
             for seq, body in rows:
-                record = _decode(seq, body, _attempt_from_json)
+                record = trail.decode(seq, body, trail.attempt_from_json)
                 if record.status == "ok" and wanted.intersection(record.outputs):
                     found.append(record)
         found.sort(key=lambda a: a.finished, reverse=True)
@@ -355,84 +264,15 @@ class State:
 
     @_healing
     def journal(self) -> List[JournalEntry]:
-        rows = self._conn.execute("SELECT seq, kind, run_id, task, body, prev_hash, hash FROM journal ORDER BY seq")
-        return [JournalEntry(*r) for r in rows]
+        return trail.entries(self._conn)
 
     def readable_journal(self) -> Tuple[List[JournalEntry], Optional[str]]:
-        """Every journal record the file still gives back, and what could not be read (None: all).
+        """Every journal record the file still gives back, and what could not be read (None: all)."""
+        return trail.readable(self._conn, self.path)
 
-        For the auditor's commands on a damaged file: the scan in order stops
-        at the first bad page; past it each record is asked for on its own,
-        so that records on sound pages are still found.
-        """
-        select = "SELECT seq, kind, run_id, task, body, prev_hash, hash FROM journal"
-        entries: List[JournalEntry] = []
-        try:
-            for row in self._conn.execute(select + " ORDER BY seq"):
-                entries.append(JournalEntry(*row))
-            return entries, None
-        except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
-                raise
-            problem = str(exc)
-        after = entries[-1].seq if entries else 0
-        try:
-            last = self._conn.execute("SELECT max(seq) FROM journal").fetchone()[0] or after
-        except sqlite3.DatabaseError:
-            last = after
-        # max(seq) itself may come from a damaged page: the probe ends after a
-        # long enough run of records that are not there.
-        lost = misses = 0
-        seq = after
-        while seq < last and misses < _PROBE_GIVE_UP:
-            seq += 1
-            try:
-                row = self._conn.execute(select + " WHERE seq = ?", (seq,)).fetchone()
-            except sqlite3.DatabaseError:
-                row = None
-            if row is None:
-                lost, misses = lost + 1, misses + 1
-            else:
-                entries.append(JournalEntry(*row))
-                misses = 0
-        last_read = entries[-1].seq if entries else 0
-        lost -= misses  # the trailing misses are past the end, not lost records
-        where = (f"the records after #{after}" if last_read <= after
-                 else f"{lost} of records #{after + 1}-#{last_read}")
-        return entries, f"{self.path} is damaged: {where} could not be read ({problem})"
-
-    def verify_journal(self) -> "ChainReport":
-        """Recompute the hash chain; the first record that does not fit is reported.
-
-        A damaged file fails verification too (`damage`): the records that
-        could not be read cannot be vouched for.
-        """
-        prev = GENESIS
-        expected_seq = 1
-        count = 0
-        entries, damage = self.readable_journal()
-        if damage is not None:
-            for entry in entries:  # the chain up to the damage still counts as checked
-                if (entry.seq != expected_seq or entry.prev_hash != prev or
-                        _entry_hash(entry.seq, entry.kind, entry.run_id, entry.task, entry.body,
-                                    entry.prev_hash) != entry.hash):
-                    break
-                prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-            return ChainReport(ok=False, records=count, head=prev, damage=damage)
-        for entry in entries:
-            count += 1
-            problem = None
-            if entry.seq != expected_seq:
-                problem = f"record {expected_seq} is missing (next is {entry.seq}): deleted"
-            elif entry.prev_hash != prev:
-                problem = "does not follow the record before it: a record was inserted or deleted before it"
-            elif _entry_hash(entry.seq, entry.kind, entry.run_id, entry.task, entry.body, entry.prev_hash) != entry.hash:
-                problem = "its content does not match its hash: edited"
-            if problem:
-                return ChainReport(ok=False, records=count, head=prev, bad=entry, problem=problem)
-            prev = entry.hash
-            expected_seq += 1
-        return ChainReport(ok=True, records=count, head=prev)
+    def verify_journal(self) -> ChainReport:
+        """Recompute the hash chain (a damaged file fails too): `flowmake audit verify`."""
+        return trail.verify(*self.readable_journal())
 
     # -- writing -----------------------------------------------------------
 
@@ -444,16 +284,13 @@ class State:
         environment, which is how a later run finds them (runner.end_orphans)
         without a transaction per task start.
         """
-        body = {"id": run.id, "started": run.started, "user": run.user, "host": run.host, "version": run.version,
-                "flowfile_hash": run.flowfile_hash, "argv": list(run.argv), "targets": list(run.targets)}
-        if run.trigger is not None:  # only then: a run typed by hand keeps the record it always had
-            body["trigger"] = dict(run.trigger)
+        body = trail.run_to_json(run)
         self._write_run_start(body, starts_tasks=starts_tasks)
         self._begun = (body, starts_tasks)
 
     def _write_run_start(self, body: dict, *, starts_tasks: bool) -> None:
         with self._conn:
-            self._append("run", body["id"], None, body)
+            trail.append(self._conn, "run", body["id"], None, body)
             if starts_tasks:
                 self._conn.execute("INSERT OR REPLACE INTO running (pid, run_id, task) VALUES (?, ?, '')",
                                    (os.getpid(), body["id"]))
@@ -470,14 +307,14 @@ class State:
         if skipped is not None:
             body["skipped"] = dict(skipped)
         with self._conn:
-            self._append("run_end", run_id, None, body)
+            trail.append(self._conn, "run_end", run_id, None, body)
             self._conn.execute("DELETE FROM running WHERE run_id = ?", (run_id,))
 
     @_healing
     def record_schedule(self, body: Mapping[str, object], *, record_id: str) -> None:
         """A scheduler's own record: it started or stopped, or a slot was skipped or missed (docs/schedules.md)."""
         with self._conn:
-            self._append("schedule", record_id, None, body)
+            trail.append(self._conn, "schedule", record_id, None, body)
 
     @_healing
     def schedule_records(self, *, since: str = "") -> List[dict]:
@@ -491,7 +328,7 @@ class State:
             "instr(body, '\"trigger\":') > 0)) AND run_id >= ? ORDER BY seq", (since,))
         out: List[dict] = []
         for seq, kind, run_id, body in rows:
-            data = _decode(seq, body, lambda d: d)
+            data = trail.decode(seq, body, lambda d: d)
             if kind == "schedule":
                 out.append(dict(data, id=run_id))
             elif isinstance(data.get("trigger"), dict):
@@ -506,25 +343,14 @@ class State:
             row = self._conn.execute("SELECT seq, body FROM journal WHERE kind = 'run_end' AND run_id = ?",
                                      (run_id,)).fetchone()
             if row is not None:
-                out[run_id] = _decode(row[0], row[1], lambda d: d["result"])
+                out[run_id] = trail.decode(row[0], row[1], lambda d: d["result"])
         return out
 
     @_healing
     def record_prune(self, run_id: str, pruned: Sequence[str], *, when: float) -> None:
         """Logs of these runs were deleted on purpose: verification must not flag them."""
         with self._conn:
-            self._append("prune", run_id, None, {"time": when, "runs": list(pruned)})
-
-    def _append(self, kind: str, run_id: str, task: Optional[str], body: Mapping) -> None:
-        # Called inside a transaction: reading the head and appending are atomic.
-        row = self._conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
-        text = _dumps(body)
-        digest = _entry_hash(seq, kind, run_id, task, text, prev)
-        self._conn.execute(
-            "INSERT INTO journal (seq, kind, run_id, task, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (seq, kind, run_id, task, text, prev, digest),
-        )
+            trail.append(self._conn, "prune", run_id, None, {"time": when, "runs": list(pruned)})
 
     @_healing
     def record_attempts(self, finished: Sequence[Tuple[AttemptRecord, Optional[Trace]]],
@@ -533,13 +359,13 @@ class State:
         self._empty.clear()
         with self._conn:
             for attempt, trace in finished:
-                self._append("attempt", attempt.run_id, attempt.task, _attempt_to_json(attempt))
+                trail.append(self._conn, "attempt", attempt.run_id, attempt.task, trail.attempt_to_json(attempt))
                 if trace is not None:
                     self._conn.execute(
                         "INSERT OR REPLACE INTO traces (task, fingerprint, command_hash, env, inputs, outputs, run_id)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (trace.task, trace.fingerprint, trace.command_hash, _dumps(trace.env),
-                         _dumps(trace.inputs), _dumps(trace.outputs), trace.run_id),
+                        (trace.task, trace.fingerprint, trace.command_hash, trail.dumps(trace.env),
+                         trail.dumps(trace.inputs), trail.dumps(trace.outputs), trace.run_id),
                     )
                 else:
                     self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?",
@@ -570,140 +396,6 @@ class State:
                     self._conn.execute("DELETE FROM files WHERE substr(path, 1, ?) = ?", (len(p), p))
 
 
-class _Rows(abc.Mapping):
-    """A table's rows keyed by `key`, read as they are looked up, made into objects on each lookup.
-
-    A run over 10,000 tasks of which a few changed plans only the cone below
-    the change (engine/proof.py) and looks up a few hundred of 30,000 rows: one
-    query each (~5 us) instead of reading them all (~30 ms). Past
-    `_BULK_AFTER` distinct keys, or to iterate, the whole table is read once.
-    Each row is read once, so a lookup returns the row as it first was.
-    """
-
-    _BULK_AFTER = 2000
-
-    __slots__ = ("_fetch", "_select", "_one", "_make", "_rows", "_complete")
-
-    def __init__(self, fetch: Callable[..., Any], select: str, key: str, make: Callable[[tuple], Any], *,
-                 empty: bool = False) -> None:
-        self._fetch = fetch  # State._fetch: a damaged page found here is handled as in State's methods
-        self._select = select
-        self._one = f"{select} WHERE {key} = ?"
-        self._make = make
-        self._rows: Dict[str, Optional[tuple]] = {}  # None: no such row
-        # An empty table (a first run) answers every lookup without a query.
-        self._complete = empty
-
-    def _row(self, key: str) -> Optional[tuple]:
-        rows = self._rows
-        if key in rows or self._complete:
-            return rows.get(key)
-        if len(rows) >= self._BULK_AFTER:
-            self._read_all()
-            return self._rows.get(key)
-        row = rows[key] = self._fetch(self._one, (key,), one=True)
-        return row
-
-    def _read_all(self) -> None:
-        if not self._complete:
-            known = self._rows
-            self._rows = {r[0]: r for r in self._fetch(self._select)}
-            self._rows.update(known)  # keys already looked up stay as they were
-            self._complete = True
-
-    def __getitem__(self, key: str) -> Any:
-        row = self._row(key)
-        if row is None:
-            raise KeyError(key)
-        return self._make(row)
-
-    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
-        row = self._row(key)
-        return default if row is None else self._make(row)
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._row(key) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        self._read_all()
-        return (k for k, r in self._rows.items() if r is not None)
-
-    def __len__(self) -> int:
-        self._read_all()
-        return sum(1 for r in self._rows.values() if r is not None)
-
-
-class _LazyJSON(abc.Mapping):
-    """A JSON object decoded on first use: a fresh task's env and inputs are
-    never looked at (its fingerprint matched), so most are never decoded."""
-
-    __slots__ = ("_text", "_value")
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._value: Optional[dict] = None
-
-    def _get(self) -> dict:
-        if self._value is None:
-            self._value = json.loads(self._text)
-        return self._value
-
-    def __getitem__(self, key: str) -> object:
-        return self._get()[key]
-
-    def __iter__(self):
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __eq__(self, other: object) -> bool:
-        return self._get() == (dict(other) if isinstance(other, abc.Mapping) else other)
-
-    def __repr__(self) -> str:
-        return repr(self._get())
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _decode(seq: int, body: str, build: Callable[[dict], T]) -> T:
-    """A journal record's body made into a value; a damaged one is a clear error, not a crash."""
-    try:
-        return build(json.loads(body))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise TrailDamagedError(
-            f"journal record #{seq} cannot be read ({type(exc).__name__}: {exc}): the audit trail is damaged",
-            hint="`flowmake audit verify` names the first record that was changed",
-        ) from None
-
-
-def _entry_hash(seq: int, kind: str, run_id: str, task: Optional[str], body: str, prev: str) -> str:
-    return hash_text("\n".join((prev, str(seq), kind, run_id, task or "", body)))
-
-
-def _attempt_to_json(a: AttemptRecord) -> dict:
-    body = {
-        "run_id": a.run_id, "task": a.task, "attempt": a.attempt, "status": a.status,
-        "reasons": [r.to_json() for r in a.reasons], "command": a.command, "started": a.started,
-        "finished": a.finished, "exit_code": a.exit_code, "inputs": dict(a.inputs), "outputs": dict(a.outputs),
-        "log": a.log, "log_hash": a.log_hash, "message": a.message,
-    }
-    if a.waited is not None:  # only a sensor's: every other record reads as before
-        body["waited"] = list(a.waited)
-    return body
-
-
-def _attempt_from_json(d: Mapping) -> AttemptRecord:
-    reasons = tuple(Reason(ReasonKind(r["kind"]), r.get("path"), r.get("old"), r.get("new")) for r in d["reasons"])
-    return AttemptRecord(
-        run_id=d["run_id"], task=d["task"], attempt=d["attempt"], status=d["status"], reasons=reasons,
-        command=d["command"], started=d["started"], finished=d["finished"], exit_code=d["exit_code"],
-        inputs=d["inputs"], outputs=d["outputs"], log=d["log"], log_hash=d["log_hash"], message=d.get("message"),
-        waited=tuple(d["waited"]) if d.get("waited") else None,
-    )
-
 
 def _save_stat_entries(conn: sqlite3.Connection, entries: Mapping[str, StatEntry]) -> None:
     conn.executemany(
@@ -713,105 +405,3 @@ def _save_stat_entries(conn: sqlite3.Connection, entries: Mapping[str, StatEntry
     )
 
 
-def _configure(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode: a commit survives a killed process; only a power
-    # loss can drop the last commits, and never corrupts the database.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=5000")
-
-
-def _connect_existing(path: str | Path) -> Tuple[sqlite3.Connection, str]:
-    """The connection and the database's identity (its creation stamp)."""
-    conn = sqlite3.connect(str(path), check_same_thread=False)
-    try:
-        _configure(conn)
-        rows = dict(conn.execute("SELECT key, value FROM meta"))
-        version = int(rows.get("schema_version", "0"))
-        if version == 1:
-            version = _upgrade_from_1(conn)
-        if version == 2:
-            version = _upgrade_from_2(conn)
-        if version != SCHEMA_VERSION:
-            raise StateError(f"schema version {version}, this flowmake uses {SCHEMA_VERSION}")
-        if rows.get("hash") != HASH_ALGORITHM:
-            raise StateError(f"hashes made with {rows.get('hash')}, this flowmake uses {HASH_ALGORITHM}")
-        # Every table must be there; State.open walks the two every run reads.
-        for table in ("files", "traces", "journal", "running"):
-            conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
-    except BaseException:
-        conn.close()
-        raise
-    return conn, rows.get("created", "")
-
-
-def _upgrade_from_1(conn: sqlite3.Connection) -> int:
-    """Version 1 to the current one, in place: the stat cache is emptied and made again with a ctime column.
-
-    Every file is hashed once more on the next run (its old entries lack the
-    ctime that could vouch for it), but the traces and the audit journal are
-    kept, so nothing reruns whose content did not change. Returns the version
-    now on disk (another process may have upgraded it first).
-    """
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")  # one upgrader at a time; the others then see the new version
-        version = int(dict(conn.execute("SELECT key, value FROM meta")).get("schema_version", "0"))
-        if version == 1:
-            conn.execute("DROP TABLE files")
-            conn.execute(_FILES_TABLE)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-            version = SCHEMA_VERSION
-    return version
-
-
-def _upgrade_from_2(conn: sqlite3.Connection) -> int:
-    """Version 2 to 3, in place: the stat cache's system-clock hash times become references.
-
-    An entry of version 2 was trusted when hashed more than RACY_WINDOW_NS
-    after its mtime; as a reference that is the hash time less the window,
-    the same rule, so no file is read again for the upgrade.
-    """
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")  # one upgrader at a time; the others then see version 3
-        version = int(dict(conn.execute("SELECT key, value FROM meta")).get("schema_version", "0"))
-        if version == 2:
-            conn.execute("ALTER TABLE files RENAME COLUMN hashed_at_ns TO reference_ns")
-            conn.execute("UPDATE files SET reference_ns = reference_ns - ?", (RACY_WINDOW_NS,))
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-            version = SCHEMA_VERSION
-    return version
-
-
-def _create(path: Path) -> Tuple[sqlite3.Connection, str]:
-    # Build in a temporary file and rename into place, so a kill during
-    # creation never leaves a half-made database behind.
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    from ..removal import remove  # a first run only: kept off the no-op path
-
-    for leftover in (tmp.name, f"{tmp.name}-wal", f"{tmp.name}-shm"):
-        remove(str(path.parent), leftover, boundary=str(path.parent))
-    conn = sqlite3.connect(str(tmp))
-    conn.executescript(_SCHEMA)
-    conn.executemany(
-        "INSERT INTO meta (key, value) VALUES (?, ?)",
-        [("schema_version", str(SCHEMA_VERSION)), ("hash", HASH_ALGORITHM), ("created", str(time.time()))],
-    )
-    conn.commit()
-    conn.close()
-    os.replace(tmp, path)
-    return _connect_existing(path)
-
-
-def _set_aside(path: Path) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    aside = path.with_name(f"{path.name}.unreadable-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.unreadable-{stamp}-{n}")
-    os.replace(path, aside)
-    for suffix in ("-wal", "-shm"):
-        side = f"{path}{suffix}"
-        if os.path.exists(side):
-            os.replace(side, f"{aside}{suffix}")
-    return aside
