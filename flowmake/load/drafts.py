@@ -12,6 +12,7 @@ to it do not cascade into more errors.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -360,6 +361,9 @@ def _read_entries(reader: _TaskReader, key: str) -> Tuple[Dict[str, List[str]], 
 
 def _parse_entries(reader: _TaskReader, key: str, texts: Sequence[str], *, names: Names) -> List[Entry]:
     """Each entry's template and list vars; an entry with a bad placeholder is reported and dropped."""
+    joined = "".join(texts)
+    if "{" not in joined and "}" not in joined:  # the usual list of plain paths: compile_entry's answer, in bulk
+        return [(text, (text,), ()) for text in texts]
     entries: List[Entry] = []
     for text in texts:
         try:
@@ -396,7 +400,7 @@ def _read_common(reader: _TaskReader) -> Dict[str, Any]:
     common: Dict[str, Any] = {
         "shell": ctx.flow_shell,
         "env": ctx.flow_env_items,
-        "line": reader.problems.line(("tasks", reader.name)),
+        "line": reader.problems.task_line(reader.name),
     }
     for key in reader.table:
         read = _COMMON_READERS.get(key)
@@ -471,8 +475,18 @@ def expand_table(table: Table, *, ctx: Context) -> List[Draft]:
 def _expand_paths(draft: Draft, key: str, entries: Sequence[Entry], *, ctx: Context) -> List[str]:
     """Placeholders and list vars expanded, each path checked and normalized."""
     out: List[str] = []
+    lists = ctx.vars.lists
     for entry in entries:
-        for path in expand_entry(entry, values=draft.values, lists=ctx.vars.lists):
+        template = entry[1]
+        if not entry[2] and len(template) == 1 and template[0].__class__ is str:
+            paths: Sequence[str] = template  # a plain path, nothing to expand
+        else:
+            paths = expand_entry(entry, values=draft.values, lists=lists)
+        for path in paths:
+            clean = _usual_path(path)
+            if clean is not None:
+                out.append(clean)
+                continue
             try:
                 clean = clean_path(path)
             except PathError as exc:
@@ -492,6 +506,16 @@ def _expand_paths(draft: Draft, key: str, entries: Sequence[Entry], *, ctx: Cont
                 continue
             out.append(clean)
     return out
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _usual_path(path: str) -> Optional[str]:
+    """`path` normalized when it is fine anywhere (valid, not a glob); else None, for the checks that say why."""
+    try:
+        clean = clean_path(path)
+    except PathError:
+        return None
+    return None if is_glob(clean) else clean
 
 
 def _path_problem(draft: Draft, key: str, path: str, what: str, *, hint: str, ctx: Context) -> None:

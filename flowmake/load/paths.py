@@ -34,7 +34,7 @@ class PathError(Exception):
     """What is wrong with a path, worded to follow it ("... is absolute")."""
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=1 << 18)
 def clean_path(raw: str) -> str:
     """The normalized project-relative path, or PathError saying what is wrong."""
     if not raw.strip():

@@ -144,8 +144,14 @@ def _resolve_inputs(
 ) -> Tuple[str, ...]:
     """Globs replaced by their sorted matches; every plain input checked to exist or be produced."""
     out: List[str] = []
+    # The usual input, another task's file output, needs no check when no task declares a directory
+    # output (none can hold it or be it) and it is not one of this task's own (declared twice).
+    files = producers.files if not producers.dirs else {}
+    name, own = draft.name, draft.outputs
     for path in paths:
-        if is_glob(path):
+        if files.get(path, name) != name and path not in own:
+            out.append(path)  # not a glob: no declared output is one
+        elif is_glob(path):
             matches = _glob_input(path, draft=draft, producers=producers, disk=disk)
             for shown in filter(None, map(not_utf8, matches)):
                 ctx.problems.add(f"input glob {path} of task {draft.name} matches {shown}, whose name is not UTF-8",
