@@ -253,7 +253,7 @@ def log(
     wait: bool = typer.Option(False, "--wait", help="With --prune: wait for a running flowmake instead of exiting 3."),
 ) -> int:
     """Recent runs; with a run id, every task attempt of that run; with a task too, its log. Reads only the state."""
-    from ..history.readers import prune_logs, show_log
+    from ..history.log import prune_logs, show_log
 
     if prune is not None:
         return prune_logs(_history_root(), prune, wait=wait)
@@ -268,7 +268,7 @@ def lineage(
     sources: bool = typer.Option(False, "--sources", help="Only the source files behind PATH, with their hashes."),
 ) -> int:
     """Which task and run produced PATH, from which inputs (with hashes), back to source files."""
-    from ..history.readers import show_lineage
+    from ..history.lineage import show_lineage
 
     return show_lineage(_history_root(), path, as_json=as_json, sources_only=sources)
 
@@ -312,7 +312,7 @@ EXPORT_FORMATS = ("json", "csv")
 @_guarded
 def audit_verify() -> int:
     """Recompute the hash chain of every record; exit 1 naming the first bad one."""
-    from ..history.readers import audit_verify as verify
+    from ..history.audit import audit_verify as verify
 
     return verify(_history_root())
 
@@ -326,7 +326,7 @@ def audit_export(
     """Write the whole audit trail (runs, attempts, hashes) for an auditor."""
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"unknown export format '{fmt}'", hint="use one of: " + ", ".join(EXPORT_FORMATS))
-    from ..history.readers import audit_export as export
+    from ..history.audit import audit_export as export
 
     return export(_history_root(), fmt=fmt, output=output)
 

@@ -1,136 +1,21 @@
-"""Answers from the audit trail: lineage of a file, and whether the trail is intact.
+"""`flowmake audit verify|export`: is the recorded trail intact, and the trail as JSON or CSV.
 
-Lineage follows content, not names: starting from a file's current bytes, it
-finds the recorded attempt that wrote exactly those bytes, then for each
-input hash that attempt read, the attempt that wrote *that* content, and so
-on back to source files that no task produced. A file rebuilt since, or an
-input edited by hand, shows up as a hash that does not match.
+Verification recomputes the journal's hash chain (store/journal.py), then
+checks each kept log file against the hash its attempt recorded.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import posixpath
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import List, Optional, Set, TextIO, Tuple
 
-from ..events import iso_time
-from ..model import AttemptRecord
-from ..store.hashing import FileHasher, hash_file
-from ..store.state import ChainReport, State
-
-
-@dataclass
-class LineageNode:
-    path: str
-    recorded_hash: Optional[str]  # the content this step of the lineage is about
-    current_hash: Optional[str]  # what the file holds now (None: missing)
-    producer: Optional[AttemptRecord] = None  # None: a source file (no task wrote it)
-    inputs: List["LineageNode"] = field(default_factory=list)
-    note: Optional[str] = None
-
-    @property
-    def matches_disk(self) -> bool:
-        return self.recorded_hash is not None and self.recorded_hash == self.current_hash
-
-    def to_json(self) -> dict:
-        out: dict = {
-            "path": self.path,
-            "hash": self.recorded_hash,
-            "current_hash": self.current_hash,
-            "source": self.producer is None,
-        }
-        if self.producer is not None:
-            p = self.producer
-            out["produced_by"] = {
-                "task": p.task, "run_id": p.run_id, "attempt": p.attempt, "command": p.command,
-                "started": iso_time(p.started), "finished": iso_time(p.finished), "log": p.log,
-                "log_hash": p.log_hash,
-            }
-            out["inputs"] = [n.to_json() for n in self.inputs]
-        if self.note:
-            out["note"] = self.note
-        return out
-
-
-def lineage(state: State, hasher: FileHasher, path: str) -> LineageNode:
-    """The tree of attempts and inputs behind the current content of `path`."""
-    path = _as_recorded(state, hasher, path)
-    current = hasher.hash(path)
-    memo: Dict[Tuple[str, Optional[str]], LineageNode] = {}
-    return _node(state, hasher, path, current, memo, set(), top=True)
-
-
-def lineage_of_content(state: State, hasher: FileHasher, path: str, content_hash: str) -> LineageNode:
-    """The tree behind the bytes `content_hash` of `path` (what a given run wrote), whatever it holds now."""
-    memo: Dict[Tuple[str, Optional[str]], LineageNode] = {}
-    return _node(state, hasher, path, content_hash, memo, set())
-
-
-def _node(state: State, hasher: FileHasher, path: str, wanted: Optional[str],
-          memo: Dict[Tuple[str, Optional[str]], LineageNode], visiting: Set[Tuple[str, Optional[str]]],
-          *, top: bool = False) -> LineageNode:
-    key = (path, wanted)
-    if key in memo:
-        return memo[key]
-    current = hasher.hash(path) if not top else wanted
-    candidates = state.attempts_writing(output_keys(path))
-    producer, recorded, note = _pick(candidates, path, wanted)
-    node = LineageNode(path, recorded if recorded is not None else wanted, current, producer, note=note)
-    memo[key] = node
-    if producer is not None and key not in visiting:
-        visiting.add(key)
-        for in_path, in_hash in sorted(producer.inputs.items()):
-            node.inputs.append(_node(state, hasher, in_path, in_hash, memo, visiting))
-        visiting.discard(key)
-    return node
-
-
-def _as_recorded(state: State, hasher: FileHasher, path: str) -> str:
-    """`path` normalized as attempts record it: a directory output ends in '/'.
-
-    `parts` and `parts/` both name the directory output parts/, as they do
-    as targets; so does a directory on disk that no recorded run wrote.
-    """
-    norm = posixpath.normpath(path)
-    if norm in (".", "/"):
-        return norm
-    as_dir = norm + "/"
-    if path.endswith("/") or os.path.isdir(os.path.join(hasher.root, norm)):
-        return as_dir
-    if any(as_dir in a.outputs for a in state.attempts_writing([as_dir])):
-        return as_dir  # a directory output, gone from disk now
-    return norm
-
-
-def output_keys(path: str) -> List[str]:
-    """The path itself and every directory output that could contain it."""
-    keys = [path, path.rstrip("/") + "/"]
-    parent = posixpath.dirname(path.rstrip("/"))
-    # Stops at "" for a relative path and at "/" for an absolute one.
-    while parent and parent != "/":
-        keys.append(parent + "/")
-        parent = posixpath.dirname(parent)
-    return keys
-
-
-def _pick(candidates: List[AttemptRecord], path: str, wanted: Optional[str]
-          ) -> Tuple[Optional[AttemptRecord], Optional[str], Optional[str]]:
-    if not candidates:
-        return None, wanted, None
-    for attempt in candidates:  # newest first
-        if attempt.outputs.get(path) == wanted and wanted is not None:
-            return attempt, wanted, None
-    for attempt in candidates:
-        container = next((k for k in attempt.outputs if k.endswith("/") and k != path and path.startswith(k)), None)
-        if path not in attempt.outputs and container is not None:
-            return attempt, wanted, f"inside directory output {container} (recorded as a whole)"
-    latest = candidates[0]
-    return latest, latest.outputs.get(path), (
-        "no recorded run wrote the current content; showing the latest run that wrote this path"
-    )
+from ..errors import StateDamagedError
+from ..layout import STATE_DIR
+from ..store.hashing import hash_file
+from ..store.state import DB_NAME, ChainReport, State, damaged_hint
 
 
 @dataclass(frozen=True)
@@ -161,3 +46,87 @@ def verify(state: State, root: Path) -> Tuple[ChainReport, List[LogProblem]]:
                 problems.append(LogProblem(body["run_id"], body["task"], body["log"],
                                            "log file does not match its recorded hash: edited"))
     return report, problems
+
+
+def audit_verify(root: Path, out: TextIO = sys.stdout) -> int:
+    state = State.open_for_reading(root)
+    try:
+        report, log_problems = verify(state, root)
+    finally:
+        state.close()
+    if report.damage is not None:
+        print(f"audit: FAILED: {report.damage}", file=sys.stderr)
+        print(f"audit: {report.records} records were checked before the damage and are intact"
+              f" (head {report.head})", file=sys.stderr)
+        print(f"  hint: {damaged_hint(root / STATE_DIR / DB_NAME)}", file=sys.stderr)
+        return 1
+    if not report.ok:
+        bad = report.bad
+        assert bad is not None
+        what = f"{bad.kind} record #{bad.seq} (run {bad.run_id}" + (f", task {bad.task})" if bad.task else ")")
+        print(f"audit: FAILED at {what}: {report.problem}", file=sys.stderr)
+        print(f"audit: the {report.records - 1} records before it are intact (head {report.head})", file=sys.stderr)
+        return 1
+    for p in log_problems:
+        print(f"audit: FAILED: log of {p.task} in run {p.run_id} ({p.log}): {p.problem}", file=sys.stderr)
+    if log_problems:
+        return 1
+    out.write(f"audit: ok: {report.records} records, hash chain intact, kept logs match their hashes\n")
+    out.write(f"audit: head {report.head}\n")
+    return 0
+
+
+def audit_export(root: Path, *, fmt: str, output: Optional[Path], out: TextIO = sys.stdout) -> int:
+    import csv
+    import io
+
+    state = State.open_for_reading(root)
+    try:
+        entries, _damage = state.readable_journal()
+        report = state.verify_journal()
+    finally:
+        state.close()
+    records = []
+    for e in entries:
+        try:
+            body = json.loads(e.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {"unreadable_body": e.body}  # exported as found; verify names it
+        records.append({"seq": e.seq, "kind": e.kind, "run_id": e.run_id, "task": e.task, "hash": e.hash,
+                        "prev_hash": e.prev_hash, "record": body})
+    if fmt == "json":
+        text = json.dumps({"chain_ok": report.ok, "head": report.head, "records": records}, indent=2) + "\n"
+    else:
+        buffer = io.StringIO()
+        fields = ["seq", "kind", "run_id", "task", "hash", "prev_hash"]
+        extra: List[str] = []
+        for r in records:
+            for k in r["record"]:
+                if k not in extra and k not in fields:
+                    extra.append(k)
+        writer = csv.DictWriter(buffer, fieldnames=fields + extra, lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            row = {k: r[k] for k in fields}
+            for k, v in r["record"].items():
+                if k in fields:
+                    continue
+                row[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+            writer.writerow(row)
+        text = buffer.getvalue()
+    if output is None:
+        out.write(text)
+    else:
+        output.write_text(text)
+        out.write(f"wrote {len(records)} records to {output}\n")
+    if report.damage is not None:
+        raise StateDamagedError(f"exported only the {len(records)} records that could still be read: {report.damage}",
+                                hint="the export is what the damaged file still holds; keep it with the file itself")
+    if not report.ok:
+        bad = report.bad
+        print(f"audit: warning: the exported trail is broken at record #{bad.seq}: {report.problem} "
+              "(see `flowmake audit verify`)", file=sys.stderr)
+        return 1
+    return 0

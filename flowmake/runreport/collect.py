@@ -318,37 +318,6 @@ def final_outputs(shape: RunShape, attempts: Sequence[AttemptRecord], statuses: 
     return list(finals)[:MAX_LINEAGE_OUTPUTS]
 
 
-def flatten_lineage(nodes: Sequence[object]) -> dict:
-    """Lineage trees (audit.LineageNode) as a table of files, each listed once.
-
-    A deliverable built from many studies shares its sources; nested JSON
-    would repeat them once per path to them.
-    """
-    files: Dict[str, dict] = {}
-    roots: List[str] = []
-
-    def key_of(n) -> str:
-        return f"{n.path}@{(n.recorded_hash or 'missing')[:16]}"
-
-    def visit(n) -> str:
-        key = key_of(n)
-        if key in files:
-            return key
-        entry: dict = {"key": key, "path": n.path, "hash": n.recorded_hash, "current_hash": n.current_hash,
-                       "source": n.producer is None, "note": n.note, "inputs": []}
-        files[key] = entry
-        if n.producer is not None:
-            p = n.producer
-            entry["produced_by"] = {"task": p.task, "run_id": p.run_id, "attempt": p.attempt,
-                                    "finished": iso_time(p.finished)}
-            entry["inputs"] = [visit(child) for child in n.inputs]
-        return key
-
-    for n in nodes:
-        roots.append(visit(n))
-    return {"outputs": roots, "files": list(files.values())}
-
-
 # -- the document --------------------------------------------------------------
 
 

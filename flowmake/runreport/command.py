@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, TextIO
 
 from ..errors import FlowError, UsageError
 from . import collect
+from .lineage import flatten_lineage
 
 FORMATS = ("html", "md", "json")
 MAX_RUNS = 100  # runs in one --since report, the newest; a busy CI project makes hundreds a week
@@ -120,7 +121,7 @@ def _section(state, run, project, *, root: Path) -> dict:
 
 
 def _lineage(state, root: Path, outputs: List[str], attempts) -> dict:
-    from ..history.audit import lineage, lineage_of_content
+    from ..history.lineage import lineage, lineage_of_content
     from ..store.hashing import FileHasher
 
     hasher = FileHasher(root, state.stat_cache())
@@ -133,4 +134,4 @@ def _lineage(state, root: Path, outputs: List[str], attempts) -> dict:
         recorded = written.get(path)
         # The bytes this run wrote, even if rebuilt since; a fresh task's output as it is now.
         trees.append(lineage_of_content(state, hasher, path, recorded) if recorded else lineage(state, hasher, path))
-    return collect.flatten_lineage(trees)
+    return flatten_lineage(trees)

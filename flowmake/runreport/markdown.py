@@ -8,9 +8,11 @@ HTML page and `--format json` carry everything.
 
 from __future__ import annotations
 
-from typing import List, Mapping, Sequence
+from typing import List, Mapping
 
 from ..report.common import format_duration
+from .lineage import sources_of
+from .markup import reasons_text
 
 MAX_TASK_ROWS = 100  # rows of the task table; the rest are counted
 TAIL_LINES = 20  # of a failed task's log, as `flowmake run` prints them
@@ -95,7 +97,7 @@ def _run(doc: Mapping, r: Mapping, *, level: int) -> List[str]:
     out.append("|---|---|--:|--:|--:|---|")
     for t in r["tasks"][:MAX_TASK_ROWS]:
         last = t["attempts"][-1] if t["attempts"] else None
-        why = _reasons(last["reasons"]) if last else (t["note"] or "")
+        why = reasons_text(last["reasons"]) if last else (t["note"] or "")
         if last and last.get("message"):
             why = f"{last['message']}; {why}" if why else last["message"]
         exit_code = "" if last is None or last["exit_code"] is None else last["exit_code"]
@@ -110,10 +112,6 @@ def _run(doc: Mapping, r: Mapping, *, level: int) -> List[str]:
     return out
 
 
-def _reasons(reasons: Sequence[Mapping]) -> str:
-    return "; ".join(x["kind"] + (f": {x['path']}" if x.get("path") else "") for x in reasons)
-
-
 def _lineage(r: Mapping, *, level: int) -> List[str]:
     lineage = r["lineage"]
     if not lineage["outputs"]:
@@ -124,23 +122,7 @@ def _lineage(r: Mapping, *, level: int) -> List[str]:
         f = files[key]
         by = f" ← {f['produced_by']['task']} (run {f['produced_by']['run_id']})" if f.get("produced_by") else ""
         out.append(f"- `{f['path']}` `{(f['hash'] or '?')[:16]}`{by}; sources:")
-        for src in _sources(files, key):
+        for src in sources_of(files, key):
             out.append(f"  - `{src['path']}` `{(src['hash'] or '?')[:16]}`")
     out.append("")
     return out
-
-
-def _sources(files: Mapping[str, Mapping], key: str) -> List[Mapping]:
-    seen: set = set()
-    found: dict = {}
-    stack = [key]
-    while stack:
-        k = stack.pop()
-        if k in seen:
-            continue
-        seen.add(k)
-        f = files[k]
-        if f["source"] and k != key:
-            found[k] = f
-        stack.extend(f["inputs"])
-    return sorted(found.values(), key=lambda f: f["path"])

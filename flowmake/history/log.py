@@ -1,10 +1,10 @@
-"""The commands that read the audit trail: log, lineage, audit verify/export.
+"""`flowmake log`: the recorded runs, one run's attempts, a task's log as it was written; `log --prune`.
 
-Kept apart from `commands.py` (which runs and inspects the pipeline) because
-they answer a different question, asked later and by other people: what
-ran, on which bytes, and is the record of it intact. So they read the state
-only, never the Flowfile: they take the project root (commands.history_root)
-and keep working when today's Flowfile does not load or is gone.
+The readers of history answer a different question from the commands that
+run the pipeline, asked later and by other people: what ran, on which
+bytes, and is the record of it intact. So they read the state only, never
+the Flowfile: they take the project root (commands.history_root) and keep
+working when today's Flowfile does not load or is gone.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
-from ..errors import StateDamagedError, UsageError, did_you_mean
-from ..layout import STATE_DIR
+from ..errors import UsageError, did_you_mean
+from ..events import iso_time
+from ..layout import STATE_DIR, in_project
 from ..removal import remove
 from ..store.lock import lock_project
-from ..store.state import DB_NAME, State, damaged_hint
+from ..store.state import State
+from .lineage import output_keys, project_path
 
 
 def _warn(message: str) -> None:
@@ -28,8 +30,6 @@ def _warn(message: str) -> None:
 
 
 def _when(ts: Optional[float]) -> str:
-    from ..events import iso_time
-
     return iso_time(ts) if ts is not None else ""
 
 
@@ -44,18 +44,6 @@ def _find_run(state, run_id: str) -> str:
     if matches:
         raise UsageError(f"run id '{run_id}' is ambiguous: {len(matches)} runs start with it", hint=hint)
     raise UsageError(f"no run with id '{run_id}' is recorded in this project", hint=hint)
-
-
-def project_path(root: Path, path: str) -> str:
-    """`path` relative to the project root; exit 2 at once for one outside it."""
-    from ..layout import in_project
-
-    rel = in_project(root, path)
-    if rel is None:
-        raise UsageError(f"{path} is not inside the project (its root is {root})",
-                         hint="give a path relative to the project root, e.g. dist/summary.md, or an absolute "
-                              "path under the root")
-    return rel
 
 
 def show_log(root: Path, run_id: Optional[str], task: Optional[str] = None, *, last: bool = False,
@@ -145,8 +133,6 @@ def _newest_run(state, root: Path, task: Optional[str]) -> str:
     if not found:
         rel = _log_path_arg(root, task)
         if rel is not None:
-            from .audit import output_keys
-
             found = [a.run_id for a in state.attempts_writing(output_keys(rel))]
     if not found:
         names = sorted(newest)
@@ -161,8 +147,6 @@ def _log_path_arg(root: Path, arg: str) -> Optional[str]:
     if os.path.isabs(arg):
         return project_path(root, arg)
     if "/" in arg or "." in arg:
-        from ..layout import in_project
-
         return in_project(root, arg)
     return None
 
@@ -175,8 +159,6 @@ def _attempts_of(root: Path, attempts: Sequence, task: str, run_id: str) -> List
     if not mine:
         rel = _log_path_arg(root, task)
         if rel is not None:
-            from .audit import output_keys
-
             keys = set(output_keys(posixpath.normpath(rel)))
             mine = [a for a in attempts if keys.intersection(a.outputs)]
     if not mine:
@@ -308,8 +290,6 @@ def _table(rows: List[tuple], out: TextIO) -> None:
 def prune_logs(root: Path, keep: int, *, wait: bool, out: TextIO = sys.stdout) -> int:
     import time
 
-    from ..layout import STATE_DIR
-
     if keep < 0:
         raise UsageError(f"--prune needs a number of runs to keep (0 or more), got {keep}")
     lock = lock_project(root, wait=wait)
@@ -334,181 +314,4 @@ def prune_logs(root: Path, keep: int, *, wait: bool, out: TextIO = sys.stdout) -
     finally:
         lock.release()
     out.write(f"pruned the logs of {len(pruned)} run(s); kept the newest {keep}; the records stay\n")
-    return 0
-
-
-def _sources(node) -> List[dict]:
-    """The source files (read, never produced) behind a lineage tree, sorted by path."""
-    found: Dict[tuple, dict] = {}
-    stack = [node]
-    seen: set = set()
-    while stack:
-        n = stack.pop()
-        key = (n.path, n.recorded_hash)
-        if key in seen:
-            continue
-        seen.add(key)
-        if n.producer is None and n is not node:
-            found[key] = {"path": n.path, "hash": n.recorded_hash, "current_hash": n.current_hash}
-        stack.extend(n.inputs)
-    return sorted(found.values(), key=lambda d: (d["path"], d["hash"] or ""))
-
-
-def show_lineage(root: Path, path: str, *, as_json: bool, sources_only: bool = False,
-                 out: TextIO = sys.stdout) -> int:
-    from ..store.hashing import FileHasher
-    from .audit import lineage
-
-    rel = project_path(root, path)
-    state = State.open_for_reading(root)
-    try:
-        node = lineage(state, FileHasher(root, state.stat_cache()), rel)
-    finally:
-        state.close()
-    if node.producer is None and node.current_hash is None:
-        raise UsageError(f"{path} does not exist and no recorded run wrote it",
-                         hint="give a path relative to the project root, e.g. dist/summary.md")
-    if as_json and not sources_only:
-        out.write(json.dumps(node.to_json(), indent=2) + "\n")
-        return 0
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.tree import Tree
-
-    def label(n) -> str:
-        short = (n.recorded_hash or "?")[:16]
-        state_note = ""
-        if n.current_hash is None:
-            state_note = " [yellow](missing now)[/]"
-        elif n.recorded_hash and n.current_hash != n.recorded_hash:
-            state_note = f" [yellow](changed since: now {n.current_hash[:16]})[/]"
-        head = f"[bold]{escape(n.path)}[/] [dim]{short}[/]{state_note}"
-        if n.producer is None:
-            return head + " [cyan]source[/]"
-        p = n.producer
-        text = f"{head}\n[green]← {escape(p.task)}[/] in run {p.run_id} at {_when(p.finished)}"
-        if n.note:
-            text += f"\n[dim]{escape(n.note)}[/]"
-        return text
-
-    shown: set = set()
-
-    def grow(tree, n) -> None:
-        # Each produced file is expanded once; later mentions point back to it,
-        # so a deliverable built from many studies stays readable.
-        for child in n.inputs:
-            key = (child.path, child.recorded_hash)
-            if child.producer is not None and key in shown:
-                tree.add(label(child).split("\n")[0] + " [dim](inputs shown above)[/]")
-                continue
-            shown.add(key)
-            grow(tree.add(label(child)), child)
-
-    if sources_only:
-        if not node.matches_disk and node.producer is not None:
-            now = "is missing" if node.current_hash is None else "holds bytes no recorded run wrote"
-            print(f"warning: {path} {now}; these are the sources of the latest recorded version "
-                  f"({(node.recorded_hash or '?')[:16]})", file=sys.stderr)
-        leaves = _sources(node)
-        if as_json:
-            out.write(json.dumps(leaves, indent=2) + "\n")
-            return 0
-        for leaf in leaves:
-            flag = "" if leaf["current_hash"] == leaf["hash"] else (
-                "  (missing now)" if leaf["current_hash"] is None else "  (changed since)")
-            out.write(f"{leaf['hash']}  {leaf['path']}{flag}\n")
-        return 0
-    root = Tree(label(node))
-    shown.add((node.path, node.recorded_hash))
-    grow(root, node)
-    # Not a terminal: never crop a hash or a timestamp to fit 80 columns.
-    width = None if out.isatty() else 1000
-    console = Console(file=out, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, width=width)
-    console.print(root)
-    return 0
-
-
-def audit_verify(root: Path, out: TextIO = sys.stdout) -> int:
-    from .audit import verify
-
-    state = State.open_for_reading(root)
-    try:
-        report, log_problems = verify(state, root)
-    finally:
-        state.close()
-    if report.damage is not None:
-        print(f"audit: FAILED: {report.damage}", file=sys.stderr)
-        print(f"audit: {report.records} records were checked before the damage and are intact"
-              f" (head {report.head})", file=sys.stderr)
-        print(f"  hint: {damaged_hint(root / STATE_DIR / DB_NAME)}", file=sys.stderr)
-        return 1
-    if not report.ok:
-        bad = report.bad
-        assert bad is not None
-        what = f"{bad.kind} record #{bad.seq} (run {bad.run_id}" + (f", task {bad.task})" if bad.task else ")")
-        print(f"audit: FAILED at {what}: {report.problem}", file=sys.stderr)
-        print(f"audit: the {report.records - 1} records before it are intact (head {report.head})", file=sys.stderr)
-        return 1
-    for p in log_problems:
-        print(f"audit: FAILED: log of {p.task} in run {p.run_id} ({p.log}): {p.problem}", file=sys.stderr)
-    if log_problems:
-        return 1
-    out.write(f"audit: ok: {report.records} records, hash chain intact, kept logs match their hashes\n")
-    out.write(f"audit: head {report.head}\n")
-    return 0
-
-
-def audit_export(root: Path, *, fmt: str, output: Optional[Path], out: TextIO = sys.stdout) -> int:
-    import csv
-    import io
-
-    state = State.open_for_reading(root)
-    try:
-        entries, _damage = state.readable_journal()
-        report = state.verify_journal()
-    finally:
-        state.close()
-    records = []
-    for e in entries:
-        try:
-            body = json.loads(e.body)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            body = {"unreadable_body": e.body}  # exported as found; verify names it
-        records.append({"seq": e.seq, "kind": e.kind, "run_id": e.run_id, "task": e.task, "hash": e.hash,
-                        "prev_hash": e.prev_hash, "record": body})
-    if fmt == "json":
-        text = json.dumps({"chain_ok": report.ok, "head": report.head, "records": records}, indent=2) + "\n"
-    else:
-        buffer = io.StringIO()
-        fields = ["seq", "kind", "run_id", "task", "hash", "prev_hash"]
-        extra: List[str] = []
-        for r in records:
-            for k in r["record"]:
-                if k not in extra and k not in fields:
-                    extra.append(k)
-        writer = csv.DictWriter(buffer, fieldnames=fields + extra, lineterminator="\n")
-        writer.writeheader()
-        for r in records:
-            row = {k: r[k] for k in fields}
-            for k, v in r["record"].items():
-                if k in fields:
-                    continue
-                row[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-            writer.writerow(row)
-        text = buffer.getvalue()
-    if output is None:
-        out.write(text)
-    else:
-        output.write_text(text)
-        out.write(f"wrote {len(records)} records to {output}\n")
-    if report.damage is not None:
-        raise StateDamagedError(f"exported only the {len(records)} records that could still be read: {report.damage}",
-                                hint="the export is what the damaged file still holds; keep it with the file itself")
-    if not report.ok:
-        bad = report.bad
-        print(f"audit: warning: the exported trail is broken at record #{bad.seq}: {report.problem} "
-              "(see `flowmake audit verify`)", file=sys.stderr)
-        return 1
     return 0
