@@ -221,7 +221,7 @@ CACHE_HELP = "The cache: a directory or URL (default: FLOWMAKE_CACHE, else [flow
 
 
 @cache_app.command("stats", epilog=SHORTHAND_HELP)
-@_guarded
+@guarded
 def cache_stats(
     cache: Optional[str] = typer.Option(None, "--cache", metavar="URL", help=CACHE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -229,11 +229,11 @@ def cache_stats(
     """Entries, blobs and bytes in the cache, and the hit rate of the recent runs that used it."""
     from .cachecmd import cache_stats as stats
 
-    return stats(cache, file=_globals.file, directory=_globals.directory, as_json=as_json)
+    return stats(cache, file=invocation.file, directory=invocation.directory, as_json=as_json)
 
 
 @cache_app.command("gc", epilog=SHORTHAND_HELP)
-@_guarded
+@guarded
 def cache_gc(
     max_size: Optional[str] = typer.Option(None, "--max-size", metavar="SIZE", help="Trim to this size, least recently used first, e.g. 10GB."),
     older_than: Optional[str] = typer.Option(None, "--older-than", metavar="AGE", help="Remove entries not used for this long, e.g. 30d."),
@@ -243,7 +243,7 @@ def cache_gc(
     """Remove entries least recently used first, then the blobs no entry names (safe beside running writers)."""
     from .cachecmd import cache_gc as collect
 
-    return collect(cache, file=_globals.file, directory=_globals.directory, max_size=max_size,
+    return collect(cache, file=invocation.file, directory=invocation.directory, max_size=max_size,
                    older_than=older_than, as_json=as_json)
 
 
