@@ -14,7 +14,7 @@ from .model import Reason
 from .records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
-    from typing import Mapping, Optional, Tuple, Union
+    from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
 
 class TaskStatus(str, enum.Enum):
@@ -23,6 +23,7 @@ class TaskStatus(str, enum.Enum):
     FRESH = "fresh"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"  # still running when the run was interrupted (Ctrl-C, SIGTERM, SIGHUP)
+    RESTORED = "restored"  # its outputs put back from the shared cache (engine/restore.py): counted only when some are
 
 
 class RunResult(str, enum.Enum):
@@ -48,8 +49,29 @@ class PlannedTask(NamedTuple):
     group: str
     will_run: bool  # stale now; False when fresh or waiting on a stale upstream
     blocked_by: Tuple[str, ...] = ()  # stale upstream tasks that decide it later
-    reasons: Tuple[Reason, ...] = ()
+    reasons: Tuple[Reason, ...] = ()  # its own: never `upstream stale` (blocked_by says that)
     deps: Tuple[str, ...] = ()  # direct dependencies among the selected tasks
+
+    @property
+    def state(self) -> str:
+        """The rebuilder's word for it (engine/plan.py's Decision.state): stale, blocked or fresh."""
+        if self.will_run:
+            return "stale"
+        return "blocked" if self.blocked_by else "fresh"
+
+
+PLAN_STATES = ("stale", "blocked", "fresh")
+
+
+def plan_counts(items: Iterable[object]) -> Dict[str, int]:
+    """How many are stale, blocked and fresh, of anything with a `state` (planned tasks, decisions).
+
+    The one count of a plan: status, `run -n`'s run_finished and the reporters' plan lines use it.
+    """
+    counts = dict.fromkeys(PLAN_STATES, 0)
+    for item in items:
+        counts[item.state] += 1  # type: ignore[attr-defined]
+    return counts
 
 
 class RunStarted(NamedTuple):

@@ -88,7 +88,8 @@ def isolation_env(base: Path, pycache: Path) -> Dict[str, Optional[str]]:
     }
     for name in os.environ:
         # A CI service's own variables would switch on its output (cli/cioutput.py) in every test.
-        if name.startswith("FLOWMAKE_") or name in ("FORCE_COLOR", "CLICOLOR_FORCE", "COLUMNS", "LINES",
+        # FLOWMAKE_NO_SHORTCUTS stays: .ci/run's second pass sets it for every flowmake the tests start.
+        if (name.startswith("FLOWMAKE_") and name != "FLOWMAKE_NO_SHORTCUTS") or name in ("FORCE_COLOR", "CLICOLOR_FORCE", "COLUMNS", "LINES",
                                                     "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITLAB_CI"):
             changes[name] = None
     return changes

@@ -83,12 +83,12 @@ def test_status_json_has_the_documented_shape(project: Project) -> None:
     assert isinstance(rows, list)
     assert [row["task"] for row in rows] == ["extract", "clean", "lonely"]
     for row in rows:
-        assert set(row) == {"task", "state", "reasons"}
+        assert set(row) == {"task", "state", "reasons", "blocked_by"}
         assert row["state"] in ("fresh", "stale", "blocked")
         for reason in row["reasons"]:
             assert set(reason) <= {"kind", "path", "old", "new"} and "kind" in reason
     by_task = status_json(result)
-    assert by_task["extract"] == {"task": "extract", "state": "fresh", "reasons": []}
+    assert by_task["extract"] == {"task": "extract", "state": "fresh", "reasons": [], "blocked_by": []}
     (reason,) = by_task["clean"]["reasons"]
     assert reason["kind"] == "output modified" and reason["path"] == "build/b.txt"
     assert reason["old"] != reason["new"]

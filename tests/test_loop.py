@@ -85,7 +85,8 @@ class Project:
         (self.root / "Flowfile.toml").write_text(textwrap.dedent(text))
 
     def run(self, script: Optional[Mapping[str, Sequence[Outcome]]] = None, *, targets: Sequence[str] = (),
-            jobs: int = 1, keep_going: bool = False, executor: Optional[object] = None) -> Run:
+            jobs: int = 1, keep_going: bool = False, executor: Optional[object] = None,
+            cache: Optional[object] = None) -> Run:
         flowfile = load(self.root / "Flowfile.toml")
         graph = build_graph(flowfile)
         roots = resolve_targets(flowfile, graph, targets) if targets else default_targets(flowfile, graph)
@@ -95,7 +96,7 @@ class Project:
         try:
             build = Build(flowfile, graph, state, BuildOptions(roots=roots, jobs=jobs, keep_going=keep_going),
                           emit=events.append, executor=executor or fake, selection=closure(graph, roots),
-                          environ={"PATH": os.environ.get("PATH", "")})
+                          environ={"PATH": os.environ.get("PATH", "")}, cache=cache)
             self.build = build
             code = build.run()
             attempts = state.attempts(build.run_id) if executor is None else []
@@ -303,3 +304,61 @@ def test_every_executor_has_the_shape_of_the_protocol(executor: type) -> None:
         got = list(inspect.signature(getattr(executor, name)).parameters.items())
         assert [(n, p.kind) for n, p in got] == [(n, p.kind) for n, p in wanted], f"{executor.__name__}.{name}"
     assert "runs_commands" in vars(executor)
+
+
+# -- the restore seam (engine/restore.py) ----------------------------------------
+
+
+class CopiesCache:
+    """A shared cache in memory: the outputs of each fingerprint a run recorded, as bytes."""
+
+    def __init__(self, root: Path, state_root: Path) -> None:
+        state = State.open(state_root, warn=lambda message: None)
+        try:
+            traces = list(state.traces().values())
+        finally:
+            state.close()
+        self.root = root
+        self.entries = {t.fingerprint: {o: (root / o).read_bytes() for o in t.outputs} for t in traces}
+        self.restored: List[str] = []
+
+    def lookup(self, spec, obs):
+        from flowmake.engine.plan import fingerprint
+
+        return self.entries.get(fingerprint(obs))
+
+    def restore(self, spec, entry, files):
+        files.make_parents(list(entry))
+        for rel, data in entry.items():
+            (self.root / rel).write_bytes(data)
+        self.restored.append(spec.name)
+        hasher = files.hasher({})
+        return {rel: hasher.hash(rel) for rel in entry}
+
+
+def test_a_restore_decision_puts_outputs_back_through_the_cache_and_runs_nothing(project: Project) -> None:
+    project.flowfile(CHAIN)
+    assert project.run().code == EXIT_OK
+    cache = CopiesCache(project.root, project.root)
+    for name in "abc":
+        (project.root / f"build/{name}.txt").unlink()
+    run = project.run(cache=cache)
+    assert run.code == EXIT_OK
+    assert run.started == [] and cache.restored == ["a", "b", "c"]
+    assert run.statuses() == {"a": "restored", "b": "restored", "c": "restored"}
+    assert run.run_finished().counts["restored"] == 3
+    plan = {t.name: t for t in run.events[0].tasks}
+    assert plan["a"].will_run and plan["b"].blocked_by == ("a",)
+    assert [a.status for a in run.attempts] == ["restored"] * 3
+    again = project.run()  # the restored outputs carry traces: fresh next time, without the cache
+    assert again.started == [] and set(again.statuses().values()) == {"fresh"}
+
+
+def test_a_restore_that_fails_runs_the_task(project: Project) -> None:
+    project.flowfile(CHAIN)
+    assert project.run().code == EXIT_OK
+    cache = CopiesCache(project.root, project.root)
+    cache.restore = lambda spec, entry, files: None  # the cache lost it since the lookup
+    (project.root / "build/a.txt").unlink()
+    run = project.run(cache=cache)
+    assert run.code == EXIT_OK and run.started == ["a"] and run.statuses()["a"] == "ok"

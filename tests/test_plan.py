@@ -14,8 +14,9 @@ from flowmake.engine.plan import (
     fingerprint,
     runs_anyway,
     upstream_proof_reasons,
+    task_reasons,
 )
-from flowmake.model import INVALIDATED, Observation, ReasonKind, TaskSpec, Trace
+from flowmake.model import INVALIDATED, Observation, Reason, ReasonKind, TaskSpec, Trace
 from flowmake.store.hashing import hash_text
 
 SPEC = TaskSpec(name="clean", group="clean", command="clean.sh a.csv b.csv", inputs=("a.csv",), outputs=("b.csv",),
@@ -61,38 +62,38 @@ BASE = obs()
          "every-reason-at-once"],
 )
 def test_decide_returns_every_reason(now: Observation, expected: list) -> None:
-    reasons = decide(SPEC, trace_of(BASE), now)
+    reasons = task_reasons(SPEC, trace_of(BASE), now)
     assert [(r.kind, r.path) for r in reasons] == expected
 
 
 def test_input_change_reason_carries_old_and_new_hash() -> None:
-    (reason,) = decide(SPEC, trace_of(BASE), obs(inputs={"a.csv": "h2"}))
+    (reason,) = task_reasons(SPEC, trace_of(BASE), obs(inputs={"a.csv": "h2"}))
     assert (reason.old, reason.new) == ("h1", "h2")
 
 
 def test_last_attempt_failed_is_a_reason_next_to_what_changed() -> None:
     voided = Trace("clean", "", BASE.command_hash, dict(BASE.env), dict(BASE.inputs), {"b.csv": "o1"}, "run1")
-    assert [(r.kind, r.path) for r in decide(SPEC, voided, BASE)] == [(ReasonKind.LAST_ATTEMPT_FAILED, None)]
-    reasons = decide(SPEC, voided, obs(inputs={"a.csv": "h2"}))
+    assert [(r.kind, r.path) for r in task_reasons(SPEC, voided, BASE)] == [(ReasonKind.LAST_ATTEMPT_FAILED, None)]
+    reasons = task_reasons(SPEC, voided, obs(inputs={"a.csv": "h2"}))
     assert [(r.kind, r.path) for r in reasons] == [(ReasonKind.LAST_ATTEMPT_FAILED, None),
                                                     (ReasonKind.INPUT_CHANGED, "a.csv")]
 
 
 def test_never_run_without_trace() -> None:
-    assert [r.kind for r in decide(SPEC, None, BASE)] == [ReasonKind.NEVER_RUN]
+    assert [r.kind for r in task_reasons(SPEC, None, BASE)] == [ReasonKind.NEVER_RUN]
 
 
 def test_forced_and_always_are_reasons_even_when_fresh() -> None:
-    assert [r.kind for r in decide(SPEC, trace_of(BASE), BASE, forced=True)] == [ReasonKind.FORCED]
+    assert [r.kind for r in task_reasons(SPEC, trace_of(BASE), BASE, forced=True)] == [ReasonKind.FORCED]
     always = TaskSpec(name="clean", group="clean", command="x", inputs=("a.csv",), always=True)
-    assert ReasonKind.ALWAYS in [r.kind for r in decide(always, trace_of(BASE), BASE)]
+    assert ReasonKind.ALWAYS in [r.kind for r in task_reasons(always, trace_of(BASE), BASE)]
 
 
 def test_task_without_inputs_or_outputs_always_runs() -> None:
     bare = TaskSpec(name="ping", group="ping", command="echo hi")
     o = Observation(command_hash(bare), {}, {}, {})
     t = Trace("ping", fingerprint(o), o.command_hash, {}, {}, {}, "run1")
-    assert [r.kind for r in decide(bare, t, o)] == [ReasonKind.NO_FILES]
+    assert [r.kind for r in task_reasons(bare, t, o)] == [ReasonKind.NO_FILES]
 
 
 def test_env_input_values_are_hashed_and_unset_differs_from_empty() -> None:
@@ -146,3 +147,49 @@ def test_upstream_proof_reasons_of_a_failed_or_new_task() -> None:
     assert [r.kind for r in upstream_proof_reasons(SPEC, failed, BASE._replace(inputs={}))] == [
         ReasonKind.LAST_ATTEMPT_FAILED]
     assert [r.kind for r in upstream_proof_reasons(SPEC, None, BASE)] == [ReasonKind.NEVER_RUN]
+
+
+# -- the decision --------------------------------------------------------------
+
+from flowmake.engine.plan import FRESH, PROVEN, Blocked, Restore, Run  # noqa: E402
+
+GROUP = TaskSpec(name="all", group="all", command=None)
+
+
+def test_a_fresh_task_is_fresh_and_a_stale_one_runs_for_its_reasons() -> None:
+    assert decide(SPEC, trace_of(BASE), BASE) is FRESH
+    changed = decide(SPEC, trace_of(BASE), obs(inputs={"a.csv": "h2"}))
+    assert isinstance(changed, Run) and changed.state == "stale" and changed.will_run
+    assert [r.kind for r in changed.reasons] == [ReasonKind.INPUT_CHANGED]
+
+
+def test_below_a_stale_task_it_is_blocked_unless_a_reason_of_its_own_makes_it_run() -> None:
+    no_inputs = BASE._replace(inputs={})
+    blocked = decide(SPEC, trace_of(BASE), no_inputs, blocked_by=("up",))
+    assert blocked == Blocked(("up",)) and blocked.state == "blocked" and not blocked.will_run
+    assert blocked.reasons == ()  # the fact is blocked_by, never an 'upstream stale' reason
+    own = decide(SPEC, trace_of(BASE), obs(command="x", inputs={}), blocked_by=("up",))
+    assert isinstance(own, Run) and own.blocked_by == ("up",) and own.reasons[0].kind is ReasonKind.COMMAND_CHANGED
+
+
+def test_a_pure_group_is_as_fresh_as_what_it_follows() -> None:
+    assert decide(GROUP, None, BASE) is FRESH
+    assert decide(GROUP, None, BASE, blocked_by=("a",)) == Blocked(("a",))
+    assert decide(GROUP, None, BASE, forced=True).reasons == (Reason(ReasonKind.FORCED),)
+
+
+def test_a_proven_observation_is_fresh_without_a_spec_or_a_trace() -> None:
+    assert decide(None, None, PROVEN) is FRESH
+    assert decide(None, None, PROVEN, forced=True).will_run
+
+
+def test_a_cached_entry_turns_a_run_into_a_restore_but_never_a_forced_or_always_one() -> None:
+    entry = object()
+    stale = obs(inputs={"a.csv": "h2"})
+    restore = decide(SPEC, trace_of(BASE), stale, cached=entry)
+    assert isinstance(restore, Restore) and restore.entry is entry and restore.will_run
+    assert [r.kind for r in restore.reasons] == [ReasonKind.INPUT_CHANGED]
+    assert decide(SPEC, trace_of(BASE), BASE, cached=entry) is FRESH
+    assert isinstance(decide(SPEC, trace_of(BASE), stale, cached=entry, forced=True), Run)
+    always = SPEC._replace(always=True)
+    assert isinstance(decide(always, trace_of(BASE), BASE, cached=entry), Run)

@@ -61,11 +61,18 @@ class Project(NamedTuple):
 
     @classmethod
     def load(cls, *, file: Optional[Path], directory: Optional[Path]) -> "Project":
+        from ..engine.snapshot import shortcuts_off
         from ..layout import find_flowfile
+
+        path = find_flowfile(_enter(directory), file)
+        if shortcuts_off():
+            from ..load.flowfile import load
+
+            flowfile = load(path)
+            return cls(flowfile, build_graph(flowfile))
         from ..load.loadcache import load_cached
         from ..store.state import state_dir
 
-        path = find_flowfile(_enter(directory), file)
         flowfile, graph = load_cached(path, state_dir(path.parent), build_graph)
         return cls(flowfile, graph)
 
@@ -290,18 +297,17 @@ def run_parsed(args: RunArgs, *, prescan: Optional[Prescan] = None) -> int:
 
 def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_code: bool,
                 out: TextIO = sys.stdout) -> int:
-    from ..engine.preview import preview
     from ..engine.plan import always_runs
+    from ..engine.preview import preview
+    from ..events import plan_counts
     from ..store.hashing import FileHasher
 
     flowfile, graph = project.flowfile, project.graph
-    detailed = bool(names)
     shown = resolve_targets(flowfile, graph, names) if names else tuple(graph.order)
-    selection = closure(graph, shown)
     state = open_state(project)
     try:
         hasher = FileHasher(project.root, state.stat_cache())
-        pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher,
+        pv = preview(flowfile, graph, closure(graph, shown), traces=state.traces(), hasher=hasher,
                      forced=lambda name: False, environ=os.environ, always_blocks=False)
         _save_quietly(project, state, hasher)
     finally:
@@ -310,45 +316,39 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
     rows = [p for p in pv.planned if p.name in wanted]
     # Tasks that run on every run are not work left undone: never part of the gate.
     always = {p.name for p in rows if always_runs(flowfile.tasks[p.name])}
-    words = {p.name: "always" if p.name in always else _state_word(p) for p in rows}
-    anything_stale = any(words[p.name] in ("stale", "blocked") for p in rows)
+    counts = plan_counts(p for p in rows if p.name not in always)
     if as_json:
-        payload = [_status_json(p, words[p.name]) for p in rows]
+        payload = [_status_json(p, "always" if p.name in always else p.state) for p in rows]
         out.write(json.dumps(payload, indent=2) + "\n")
     else:
-        width = max((len(p.name) for p in rows), default=0)
-        for p in rows:
-            word = words[p.name]
-            if p.blocked_by and not p.will_run:
-                summary = "after " + ", ".join(p.blocked_by)
-            else:
-                summary = "; ".join(str(r) for r in p.reasons[:3]) + (
-                    f" (+{len(p.reasons) - 3} more)" if len(p.reasons) > 3 else "")
-            out.write(f"{word:<8} {p.name:<{width}}  {summary}".rstrip() + "\n")
-            if detailed:
-                for r in p.reasons:
-                    out.write(f"           {r}\n")
-                    if r.old is not None or r.new is not None:
-                        out.write(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}\n")
-        counted = list(words.values())
-        stale, blocked = counted.count("stale"), counted.count("blocked")
-        noun = "task" if len(rows) == 1 else "tasks"
-        line = f"{len(rows)} {noun}: {counted.count('fresh')} fresh, {stale} stale, {blocked} blocked"
-        out.write(line + (f", {len(always)} always" if always else "") + "\n")
-    return 1 if exit_code and anything_stale else 0
+        _status_text(rows, always, counts, detailed=bool(names), out=out)
+    return 1 if exit_code and (counts["stale"] or counts["blocked"]) else 0
+
+
+def _status_text(rows: Sequence, always: set, counts: Mapping[str, int], *, detailed: bool, out: TextIO) -> None:
+    width = max((len(p.name) for p in rows), default=0)
+    for p in rows:
+        word = "always" if p.name in always else p.state
+        if p.blocked_by and not p.will_run:
+            summary = "after " + ", ".join(p.blocked_by)
+        else:
+            summary = "; ".join(str(r) for r in p.reasons[:3]) + (
+                f" (+{len(p.reasons) - 3} more)" if len(p.reasons) > 3 else "")
+        out.write(f"{word:<8} {p.name:<{width}}  {summary}".rstrip() + "\n")
+        if detailed:
+            for r in p.reasons:
+                out.write(f"           {r}\n")
+                if r.old is not None or r.new is not None:
+                    out.write(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}\n")
+    noun = "task" if len(rows) == 1 else "tasks"
+    line = f"{len(rows)} {noun}: {counts['fresh']} fresh, {counts['stale']} stale, {counts['blocked']} blocked"
+    out.write(line + (f", {len(always)} always" if always else "") + "\n")
 
 
 def _status_json(p, word: str) -> dict:
-    out = {"task": p.name, "state": word, "reasons": [r.to_json() for r in p.reasons]}
-    if p.blocked_by:
-        out["blocked_by"] = list(p.blocked_by)
-    return out
-
-
-def _state_word(p) -> str:
-    if p.will_run:
-        return "stale"
-    return "blocked" if p.blocked_by else "fresh"
+    """The plan's shape of a task (docs/json.md): its own reasons, and the stale tasks it waits for."""
+    return {"task": p.name, "state": word, "reasons": [r.to_json() for r in p.reasons],
+            "blocked_by": list(p.blocked_by)}
 
 
 def _save_quietly(project: Project, state, hasher) -> None:

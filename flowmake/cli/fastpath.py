@@ -184,7 +184,7 @@ def try_noop(argv: Sequence[str], *, hand_over: Optional[List[snapshots.Prescan]
 def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
               typed: Optional[Sequence[str]]) -> Optional[int]:
     args = parse(argv, typed=typed)
-    if args is None or args.dry_run or args.always_make or args.force:
+    if args is None or args.dry_run or args.always_make or args.force or snapshots.shortcuts_off():
         return None
     if os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("GITLAB_CI"):
         return None  # CI output (groups, the step summary: cli/cioutput.py) is the full path's
@@ -262,8 +262,10 @@ def _report_noop(snap: "snapshots.Snapshot", args: RunArgs, mode: str, root: str
                 return None  # a killed run left tasks behind: the full path ends them
         except StateDamagedError:
             return None  # as a damaged file at opening: the full path sets it aside and says so
+        from ..engine.plan import PROVEN, decide
         from ..engine.recorder import Recorder
-        from ..events import Notice, PlannedTask, RunFinished, RunResult, RunStarted, TaskFinished, TaskStatus
+        from ..engine.tally import Tally
+        from ..events import Notice, PlannedTask, RunFinished, RunResult, RunStarted, TaskStatus
         from ..model import Hooks, RunRecord
         from ..report import make_reporter, shows_fresh_tasks
         from .guard import survive_closed_pipe
@@ -283,17 +285,23 @@ def _report_noop(snap: "snapshots.Snapshot", args: RunArgs, mode: str, root: str
         reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
         emit = survive_closed_pipe(reporter)  # as the full path: a reader gone never leaves the run unrecorded
         try:
-            planned = tuple(PlannedTask(name, group, False, (), (), tuple(deps)) for name, group, deps in snap.tasks)
+            # The snapshot observes every task PROVEN; the rebuilder decides
+            # (once: it is pure, and the observation is the same for all).
+            decision = decide(None, None, PROVEN)
+            planned = tuple(PlannedTask(name, group, decision.will_run, decision.blocked_by, decision.reasons,
+                                        tuple(deps)) for name, group, deps in snap.tasks)
             emit(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
             for message in snap.notices:
                 emit(Notice(run_id, time.time(), message))
-            if shows_fresh_tasks(reporter):
-                now = time.time()
-                for name, _group, _deps in snap.tasks:
-                    emit(TaskFinished(run_id, now, name, TaskStatus.FRESH))
+            tally = Tally(run_id, emit, report_fresh=shows_fresh_tasks(reporter))
+            names = [name for name, _group, _deps in snap.tasks]
+            if tally.report_fresh:
+                for name in names:
+                    tally.finish(name, TaskStatus.FRESH)
+            else:
+                tally.fresh_unreported(names)
             finished = time.time()
-            counts = {s.value: 0 for s in TaskStatus}
-            counts[TaskStatus.FRESH.value] = len(snap.tasks)
+            counts = tally.counts
             for warning in recorder.finish(RunResult.SUCCESS, finished, counts=counts):
                 emit(Notice(run_id, time.time(), warning))
             emit(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))

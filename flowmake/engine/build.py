@@ -21,23 +21,29 @@ from ..events import Notice, RunFinished, RunResult, RunStarted, TaskStatus
 from ..model import RunRecord
 from ..records import TYPE_CHECKING, NamedTuple
 from ..store.identity import current_user, host_name, new_run_id
-from .loop import Loop, Signals
-from .preview import Preview, preview
+from .loop import Loop
+from .plan import decide
+from .preview import Preview, observe, preview
 from .proof import proven_fresh
 from .recorder import Recorder
 from .secrets import shown_command
+from .signals import Signals
+from .snapshot import shortcuts_off
 from .tally import Tally
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); events.Event is a type only
     from typing import Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
     from ..events import Event, PlannedTask
+    from ..model import Observation
     from ..executors.protocol import Executor
     from ..model import Flowfile
     from ..store.state import State
     from . import snapshot as snapshots
     from .graph import Graph
+    from .plan import Decision
     from .proof import Cone
+    from .restore import OutputCache
 
     Emit = Callable[[Event], None]
 
@@ -84,9 +90,11 @@ class Build:
         selection: Sequence[str],
         report_fresh: bool = True,
         prescan: Optional[snapshots.Prescan] = None,
+        cache: Optional[OutputCache] = None,
     ) -> None:
         """`report_fresh`: whether the reporter shows fresh tasks' ends (report.shows_fresh_tasks);
-        `prescan`: the no-op path's scan of its snapshot's files, if it started one."""
+        `prescan`: the no-op path's scan of its snapshot's files, if it started one;
+        `cache`: the shared cache stale tasks' outputs may be restored from (engine/restore.py)."""
         self.flowfile = flowfile
         self.graph = graph
         self.state = state
@@ -108,6 +116,8 @@ class Build:
                                  settle=self.hasher.settle,
                                  secret_names=lambda: [n for spec in tasks.values() for n in spec.secrets])
         self._prescan = prescan
+        self.cache = cache
+        self.observations: Dict[str, Observation] = {}  # what each task was last decided on, in full
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signals.receive(signum, frame)
@@ -145,7 +155,8 @@ class Build:
         opts = self.options
         self.recorder.begin(RunRecord(self.run_id, started, current_user(), host_name(), __version__,
                                       self.flowfile.source_hash, opts.argv, opts.roots, trigger=opts.trigger))
-        loop = Loop(self, pv.by_name(), pv.observations, self._finish_proven(proven))
+        self.observations = pv.observations
+        loop = Loop(self, pv.decisions, pv.observations, self._finish_proven(proven))
         try:
             loop.run()
         finally:
@@ -157,8 +168,8 @@ class Build:
         elif self.tally.failed:
             result = RunResult.FAILED
         self._finish(result, started_monotonic=t0)
-        if result is RunResult.SUCCESS and not loop.untraced:
-            self._leave_snapshot(cone, loop.planned)
+        if result is RunResult.SUCCESS and not loop.untraced and not shortcuts_off(self.environ):
+            self._leave_snapshot(cone, pv.by_name())
         if result is RunResult.INTERRUPTED:
             return _exit_for_signal(self.signals.first or signal.SIGINT)
         return EXIT_TASK_FAILED if result is RunResult.FAILED else EXIT_OK
@@ -167,14 +178,14 @@ class Build:
         """A dry run: the plan, as the run would start from it; nothing runs, nothing is recorded."""
         pv = self._preview(self._proof()[0])
         self._announce(pv, dry_run=True)
-        self.emit(RunFinished(self.run_id, time.time(), RunResult.SUCCESS, _preview_counts(pv),
+        self.emit(RunFinished(self.run_id, time.time(), RunResult.SUCCESS, pv.counts(),
                               time.monotonic() - t0, dry_run=True))
         return EXIT_OK
 
     def _proof(self) -> Tuple[Dict[str, str], Optional[Cone]]:
         """Tasks the last run's snapshot still proves fresh (proof.proven_fresh); none for a forced run."""
         opts = self.options
-        if opts.always_make or opts.forced:
+        if opts.always_make or opts.forced or shortcuts_off(self.environ):
             return {}, None
         return proven_fresh(self.flowfile, self.graph, self.selection, state_identity=self.state.identity,
                             target_names=opts.target_names, environ=self.environ, prescan=self._prescan)
@@ -182,7 +193,16 @@ class Build:
     def _preview(self, proven: Mapping[str, str]) -> Preview:
         return preview(self.flowfile, self.graph, self.selection, traces=self.traces, hasher=self.hasher,
                        forced=self.forced, environ=self.environ, check_interrupt=self._check_interrupt,
-                       proven_fresh=proven)
+                       proven_fresh=proven, cache=self.cache)
+
+    def decide_now(self, name: str) -> Decision:
+        """The rebuilder's second call, on a task about to start: observed in full now, upstream done."""
+        spec, trace, forced = self.flowfile.tasks[name], self.traces.get(name), self.forced(name)
+        obs = self.observations[name] = observe(spec, self.hasher, self.environ, trace, forced=forced)
+        decision = decide(spec, trace, obs, forced=forced)
+        if decision.will_run and self.cache is not None:
+            decision = decide(spec, trace, obs, forced=forced, cached=self.cache.lookup(spec, obs))
+        return decision
 
     def _announce(self, pv: Preview, *, dry_run: bool) -> None:
         opts = self.options
@@ -232,8 +252,3 @@ class Build:
             forced=opts.always_make or bool(opts.forced), target_names=opts.target_names, roots=opts.roots,
             notices=opts.notices)
 
-
-def _preview_counts(pv: Preview) -> Dict[str, int]:
-    stale = sum(1 for p in pv.planned if p.will_run)
-    blocked = sum(1 for p in pv.planned if not p.will_run and p.blocked_by)
-    return {"stale": stale, "blocked": blocked, "fresh": len(pv.planned) - stale - blocked}

@@ -16,7 +16,6 @@ import signal
 import time
 
 from ..events import (
-    PlannedTask,
     RunInterrupted,
     TaskFinished,
     TaskLines,
@@ -29,40 +28,22 @@ from ..executors.messages import Command, Completion, OutputLine, OutputLines
 from ..layout import LogNames, run_log_dir
 from ..model import AttemptRecord, Trace
 from ..records import TYPE_CHECKING, NamedTuple
-from .plan import fingerprint
-from .preview import observe, task_reasons
+from .plan import FRESH, Restore, Run, fingerprint
+from .preview import observe
 from .schedule import Schedule
 from .secrets import secrets_refusal, shown_command
 from .sensors import Sensors
+from .signals import signal_name
 
 if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
     from ..model import Observation, Reason, TaskSpec
     from .build import Build
+    from .plan import Decision
 
 GRACE_PERIOD = 5.0  # seconds between SIGTERM and SIGKILL on interrupt
 IDLE_WAIT = 0.5  # seconds the loop waits at most when nothing else is due
-
-
-class Signals:
-    """Signals received, not yet acted on: the handler only records them and wakes the coordinator."""
-
-    __slots__ = ("first", "pending", "_wake")
-
-    def __init__(self, wake: Callable[[], None]) -> None:
-        self.first: Optional[int] = None  # the one that decides the exit code
-        self.pending: List[int] = []  # -1: a second Ctrl-C, kill now
-        self._wake = wake
-
-    def receive(self, signum: int, _frame: object = None) -> None:
-        if self.first is not None and signum == signal.SIGINT:
-            self.pending.append(-1)
-        else:
-            if self.first is None:
-                self.first = signum
-            self.pending.append(signum)
-        self._wake()
 
 
 class _Active(NamedTuple):
@@ -75,9 +56,10 @@ class _Active(NamedTuple):
 
 
 class Loop:
-    def __init__(self, build: Build, planned: Mapping[str, PlannedTask], observations: Dict[str, Observation],
+    def __init__(self, build: Build, decisions: Mapping[str, Decision], observations: Dict[str, Observation],
                  order: Sequence[str]) -> None:
-        """`order`: the selected tasks left to schedule (not proven fresh), in topological order."""
+        """`decisions`: the preview's, of every task in `order` (the selected tasks left to schedule,
+        not proven fresh, in topological order); `observations`: what each was decided on, when complete."""
         self.build = build
         self.tasks = build.flowfile.tasks
         self.executor = build.executor
@@ -87,7 +69,7 @@ class Loop:
         self.emit = build.emit
         self.run_id = build.run_id
         self.jobs = build.options.jobs
-        self.planned = dict(planned)
+        self.decisions: Dict[str, Decision] = dict(decisions)
         self.observations = observations
         self.sched = Schedule(order, build.graph.deps, keep_going=build.options.keep_going)
         self.active: Dict[str, _Active] = {}
@@ -221,28 +203,44 @@ class Loop:
                     self.waiting_to_start.append(name)
 
     def _settle(self, name: str) -> bool:
-        """True when the task is done without running (fresh, or a pure group)."""
-        plan = self.planned[name]
-        if not plan.will_run and not plan.blocked_by:
+        """True when the task is done without running (fresh, restored, or a pure group)."""
+        decision = self.decisions.get(name, FRESH)
+        if not decision.will_run and not decision.blocked_by:
             self.tally.finish(name, TaskStatus.FRESH)
             return True
         spec = self.tasks[name]
-        if plan.blocked_by or spec.wait_for:
-            # Decided now that upstream outputs (or awaited files) exist.
-            build = self.build
-            trace, forced = build.traces.get(name), build.forced(name)
-            obs = observe(spec, build.hasher, build.environ, trace, forced=forced)
-            self.observations[name] = obs
-            reasons = task_reasons(spec, trace, obs, forced=forced)
-            if not reasons:
+        if decision.blocked_by or spec.wait_for:
+            # Decided again now that upstream outputs (or awaited files) exist.
+            decision = self.decisions[name] = self.build.decide_now(name)
+            if not decision.will_run:
                 self.tally.finish(name, TaskStatus.FRESH)  # early cutoff
                 return True
-            self.planned[name] = PlannedTask(name, plan.group, True, (), reasons, plan.deps)
+        if isinstance(decision, Restore):
+            if self._restore(spec, decision):
+                return True
+            decision = self.decisions[name] = Run(decision.reasons)  # not restored after all: it runs
         if spec.command is None:
-            self.emit(TaskStarted(self.run_id, time.time(), name, self.planned[name].reasons, None))
+            self.emit(TaskStarted(self.run_id, time.time(), name, decision.reasons, None))
             self.tally.finish(name, TaskStatus.OK)
             return True
         return False
+
+    def _restore(self, spec: TaskSpec, decision: Restore) -> bool:
+        """Hand a Restore to the shared cache (engine/restore.py); True once its outputs are in place."""
+        cache = self.build.cache
+        obs = self.observations[spec.name]
+        started = time.time()
+        outputs = cache.restore(spec, decision.entry, self.files) if cache is not None else None
+        if outputs is None:
+            return False
+        record = AttemptRecord(
+            run_id=self.run_id, task=spec.name, attempt=1, status="restored", reasons=decision.reasons,
+            command=shown_command(spec, self.build.environ), started=started, finished=time.time(), exit_code=None,
+            inputs=dict(obs.inputs), outputs=dict(outputs), log=None, log_hash=None, message=None)
+        self.build.recorder.attempt(record, Trace(spec.name, fingerprint(obs), obs.command_hash, dict(obs.env),
+                                                  dict(obs.inputs), dict(outputs), self.run_id))
+        self.tally.finish(spec.name, TaskStatus.RESTORED, duration=record.finished - started)
+        return True
 
     def _poll_sensors(self, now: float) -> None:
         for name, what, detail in self.sensors.poll(now):
@@ -254,7 +252,7 @@ class Loop:
             elif what == "timed out":
                 spec = self.tasks[name]
                 started = self.sensors.waited[name][0]
-                self._unstarted(spec, 1, self.planned[name].reasons, shown_command(spec, self.build.environ),
+                self._unstarted(spec, 1, self.decisions[name].reasons, shown_command(spec, self.build.environ),
                                 str(detail), started=started, inputs={}, duration=time.time() - started)
             else:
                 self.emit(TaskWaiting(self.run_id, time.time(), name, detail))  # type: ignore[arg-type]
@@ -264,7 +262,7 @@ class Loop:
     def _start(self, name: str) -> None:
         spec = self.tasks[name]
         attempt = self.attempts.get(name, 1)
-        reasons = self.planned[name].reasons
+        reasons = self.decisions[name].reasons
         build = self.build
         # Observed in the preview (nothing upstream ran since: its deps were all
         # fresh) or when it became ready behind a stale task; a retry looks again.
@@ -386,10 +384,3 @@ def _failure(done: Completion, active: _Active) -> Optional[str]:
     if done.log_error is not None:
         return f"could not write its log {active.log}: {done.log_error}"  # SPEC §3: output goes there
     return None
-
-
-def signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return str(num)

@@ -1,21 +1,130 @@
-"""The rebuilder: is this task up to date, and if not, every reason why.
+"""The rebuilder: what to do about a task, and every reason why.
 
-Pure functions over the task's spec, its last successful trace and what is
-observed now (see SPEC §2). The same `decide` serves `run` (called once for
-the preview and again just before a task starts, which gives early cutoff),
-`--dry-run` and `status`. No I/O here: the caller observes, this decides.
+One pure function, `decide`, over the task's spec, its last successful
+trace and what is observed now (see SPEC §2), returns a `Decision`:
+`Fresh`, `Run(reasons)`, `Blocked(blocked_by)` (below a stale task: decided
+again once it is ready) or `Restore(entry, reasons)` (the shared cache holds
+its outputs). It serves `status`, `run -n`, the run's preview, the loop's
+second call just before a task starts (early cutoff) and the no-op fast
+path: none of them has a verdict of its own. The shortcuts are sources of
+observations, not of decisions: the no-op snapshot and its cone
+(proof.py, cli/fastpath.py) observe `PROVEN` for a task whose files kept
+the stats they were proven fresh with. No I/O here: the caller observes,
+this decides.
 """
 
 from __future__ import annotations
 
 from ..model import INVALIDATED, Observation, Reason, ReasonKind, TaskSpec, Trace
-from ..records import TYPE_CHECKING
-from ..store.hashing import hash_text
+from ..records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py); it hashes env_inputs here
-    from typing import List, Mapping, Optional, Sequence, Tuple
+    from typing import List, Mapping, Optional, Sequence, Tuple, Union
+
+    Decision = Union["Fresh", "Run", "Blocked", "Restore"]
 
 UNSET = "\0unset"  # an env_input that is not set differs from one set to ""
+
+
+def hash_text(text: str) -> str:
+    """store.hashing.hash_text, imported on first use: the no-op fast path decides without hashing (or blake3)."""
+    global hash_text
+    from ..store.hashing import hash_text as real
+
+    hash_text = real
+    return real(text)
+
+
+# -- decisions -----------------------------------------------------------------
+# Each carries what every consumer asks of it: its `state` word (status,
+# the plan), whether something happens to the task (`will_run`), its
+# reasons, and the stale tasks above it (`blocked_by`).
+
+
+class Fresh(NamedTuple):
+    """Up to date: nothing to do."""
+
+    reasons: Tuple[Reason, ...] = ()
+    blocked_by: Tuple[str, ...] = ()
+    state = "fresh"
+    will_run = False
+
+
+class Run(NamedTuple):
+    """Stale: its command runs, for these reasons (`blocked_by`: stale tasks above it, run first)."""
+
+    reasons: Tuple[Reason, ...]
+    blocked_by: Tuple[str, ...] = ()
+    will_run = True
+    state = "stale"
+
+
+class Blocked(NamedTuple):
+    """Below stale tasks, with no reason of its own: it runs only if they change its inputs.
+
+    Decided in full once they are done (the loop's second call: early cutoff).
+    """
+
+    blocked_by: Tuple[str, ...]
+    reasons: Tuple[Reason, ...] = ()
+    will_run = False
+    state = "blocked"
+
+
+class Restore(NamedTuple):
+    """Stale, and the shared cache holds the outputs of this very fingerprint: restore them, do not run.
+
+    `entry` is the cache's own object (issue 19): the rebuilder only passes
+    it on, to the loop's restore seam (engine/restore.py).
+    """
+
+    entry: object
+    reasons: Tuple[Reason, ...]
+    blocked_by: Tuple[str, ...] = ()
+    will_run = True
+    state = "stale"
+
+
+FRESH = Fresh()
+# What the no-op proofs observe of a task whose every file kept the stat it
+# was proven fresh with, fed by no task that changed: its fingerprint and
+# outputs are its trace's. Compared by identity; its spec need not be read.
+PROVEN = Observation("\0proven", {}, {}, {})
+
+
+def decide(
+    spec: Optional[TaskSpec],
+    trace: Optional[Trace],
+    obs: Observation,
+    *,
+    forced: bool = False,
+    blocked_by: Tuple[str, ...] = (),
+    cached: Optional[object] = None,
+) -> Decision:
+    """What to do about the task, from what is observed of it now.
+
+    `blocked_by`: the stale or blocked tasks above it; its inputs will be
+    rewritten first, so `obs` need not have them (upstream_proof_reasons).
+    `cached`: the shared cache's entry for its fingerprint, if the caller
+    looked one up. `spec` may be None only with `PROVEN`.
+    """
+    if obs is PROVEN:
+        return Run((Reason(ReasonKind.FORCED),)) if forced else FRESH
+    assert spec is not None
+    if spec.command is None:
+        # A pure group (`after` only) has nothing to run: it is as fresh as its deps.
+        if forced:
+            return Run((Reason(ReasonKind.FORCED),), blocked_by)
+        return Blocked(blocked_by) if blocked_by else FRESH
+    if blocked_by:
+        reasons = upstream_proof_reasons(spec, trace, obs, forced=forced)
+        return Run(reasons, blocked_by) if reasons else Blocked(blocked_by)
+    reasons = task_reasons(spec, trace, obs, forced=forced)
+    if not reasons:
+        return FRESH
+    if cached is not None and not forced and not always_runs(spec):
+        return Restore(cached, reasons)
+    return Run(reasons)
 
 
 def command_hash(spec: TaskSpec) -> str:
@@ -45,13 +154,8 @@ def fingerprint(obs: Observation) -> str:
     return hash_text("\n".join(parts))
 
 
-def decide(
-    spec: TaskSpec,
-    trace: Optional[Trace],
-    obs: Observation,
-    *,
-    forced: bool = False,
-) -> Tuple[Reason, ...]:
+def task_reasons(spec: TaskSpec, trace: Optional[Trace], obs: Observation, *,
+                 forced: bool = False) -> Tuple[Reason, ...]:
     """Every reason the task must run; empty when it is up to date."""
     reasons = _standing_reasons(spec, trace, forced)
     if trace is None:

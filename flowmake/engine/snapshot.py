@@ -44,6 +44,14 @@ if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to impor
     from .hashing import StatEntry
 
 SNAPSHOT_NAME = "noop.snapshot"
+# Set to anything but "" or "0": no no-op fast path, no snapshot (read or left) and no load
+# cache, so every run takes the full path; CI runs the CLI tests both ways (.ci/run).
+NO_SHORTCUTS = "FLOWMAKE_NO_SHORTCUTS"
+
+
+def shortcuts_off(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get(NO_SHORTCUTS, "") not in ("", "0")
+
 _FORMAT = 6  # 4: the included files' stats; 5: ctimes in the stats; 6: the warnings a no-op repeats
 _PER = 3  # numbers per path in Files.stats
 

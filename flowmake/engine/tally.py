@@ -23,7 +23,8 @@ class Tally:
     def __init__(self, run_id: str, emit: Callable[[Event], None], *, report_fresh: bool = True) -> None:
         self.run_id = run_id
         self.emit = emit
-        self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus}
+        # Restored ones are counted only in runs that have some: the counts' shape predates the cache.
+        self.counts: Dict[str, int] = {s.value: 0 for s in TaskStatus if s is not TaskStatus.RESTORED}
         self.failed: List[str] = []  # names, in the order they failed
         self.failures: List[TaskFinished] = []  # their events, for the hooks' summary
         self.order: List[str] = []  # every finished task, in order
@@ -53,7 +54,7 @@ class Tally:
             for held in [e for e in self.held if e.task == name]:
                 self.held.remove(held)
                 self.emit(held)
-        self.counts[status.value] += 1
+        self.counts[status.value] = self.counts.get(status.value, 0) + 1
         self.order.append(name)
         if status is TaskStatus.SKIPPED:
             self.skipped[name] = message or ""

@@ -13,7 +13,8 @@ import math
 import re
 
 from ..events import PlannedTask, RunFinished, RunResult, TaskFinished, TaskStatus
-from ..model import Reason, ReasonKind
+from ..events import plan_counts as count_plan
+from ..model import Reason
 from ..records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
@@ -35,6 +36,7 @@ class Phase(str, enum.Enum):
     FAILED = "failed"
     SKIPPED = "skipped"
     STOPPED = "interrupted"  # still running when the run ended (Ctrl-C)
+    RESTORED = "restored"  # outputs put back from the shared cache
 
 
 # Single-cell glyphs only: wide emoji (⏳) break column alignment in many terminals.
@@ -48,6 +50,7 @@ ICONS: Mapping[Phase, str] = {
     Phase.FAILED: "✗",
     Phase.SKIPPED: "–",
     Phase.STOPPED: "■",
+    Phase.RESTORED: "↓",
 }
 
 # Style names understood by both rich and plain.paint().
@@ -61,15 +64,17 @@ STYLES: Mapping[Phase, str] = {
     Phase.FAILED: "bold red",
     Phase.SKIPPED: "yellow",
     Phase.STOPPED: "red",
+    Phase.RESTORED: "green",
 }
 
 # Tasks that are always shown one per line, however large the run.
 NOTABLE = frozenset({Phase.WAITING, Phase.RUNNING, Phase.RETRYING, Phase.FAILED, Phase.STOPPED})
-DONE = frozenset({Phase.OK, Phase.FRESH, Phase.FAILED, Phase.SKIPPED, Phase.STOPPED})
+DONE = frozenset({Phase.OK, Phase.RESTORED, Phase.FRESH, Phase.FAILED, Phase.SKIPPED, Phase.STOPPED})
 
 # Order in which counts are listed in summaries: results first, then what is left.
 COUNT_ORDER: Tuple[Phase, ...] = (
     Phase.OK,
+    Phase.RESTORED,
     Phase.FRESH,
     Phase.FAILED,
     Phase.STOPPED,
@@ -86,6 +91,7 @@ PHASE_OF_STATUS: Mapping[TaskStatus, Phase] = {
     TaskStatus.FAILED: Phase.FAILED,
     TaskStatus.SKIPPED: Phase.SKIPPED,
     TaskStatus.INTERRUPTED: Phase.STOPPED,
+    TaskStatus.RESTORED: Phase.RESTORED,
 }
 
 RESULT_WORDS: Mapping[RunResult, str] = {
@@ -205,7 +211,8 @@ def interrupted_detail(event: TaskFinished) -> str:
 
 def counts_text(counts: Mapping[str, int]) -> str:
     """'3 ok, 1 failed, 1 skipped, 8 fresh': the order of the run summary, zeros left out."""
-    order = (TaskStatus.OK, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.SKIPPED, TaskStatus.FRESH)
+    order = (TaskStatus.OK, TaskStatus.RESTORED, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.SKIPPED,
+             TaskStatus.FRESH)
     parts = [f"{counts.get(s.value, 0)} {s.value}" for s in order if counts.get(s.value, 0)]
     return ", ".join(parts)
 
@@ -218,8 +225,8 @@ def phase_counts_text(counts: Mapping[Phase, int]) -> str:
 def summary_text(event: RunFinished) -> str:
     """The last line of a run: 'done: 3 ok, 9 fresh in 2.1s' or 'nothing to do: ...'."""
     counts = event.counts
-    worked = sum(counts.get(s.value, 0) for s in (TaskStatus.OK, TaskStatus.FAILED, TaskStatus.INTERRUPTED,
-                                                   TaskStatus.SKIPPED))
+    worked = sum(counts.get(s.value, 0) for s in (TaskStatus.OK, TaskStatus.RESTORED, TaskStatus.FAILED,
+                                                   TaskStatus.INTERRUPTED, TaskStatus.SKIPPED))
     if event.result is RunResult.SUCCESS and worked == 0:
         fresh = counts.get(TaskStatus.FRESH.value, 0)
         what = f"{plural(fresh, 'task')} fresh" if fresh else "no tasks selected"
@@ -242,28 +249,16 @@ class PlanState(str, enum.Enum):
 class PlanEntry(NamedTuple):
     task: PlannedTask
     state: PlanState
-    reasons: Tuple[Reason, ...]  # without the 'upstream stale' ones: blocked_by says it
-
-
-def plan_state(task: PlannedTask) -> PlanState:
-    if task.will_run:
-        return PlanState.STALE
-    return PlanState.BLOCKED if task.blocked_by else PlanState.FRESH
+    reasons: Tuple[Reason, ...]  # its own (PlannedTask.reasons): blocked_by says what it waits for
 
 
 def plan_entries(tasks: Iterable[PlannedTask]) -> List[PlanEntry]:
-    out = []
-    for task in tasks:
-        reasons = tuple(r for r in task.reasons if r.kind is not ReasonKind.UPSTREAM_STALE)
-        out.append(PlanEntry(task, plan_state(task), reasons))
-    return out
+    return [PlanEntry(task, PlanState(task.state), task.reasons) for task in tasks]
 
 
 def plan_counts(entries: Iterable[PlanEntry]) -> Dict[PlanState, int]:
-    counts = {state: 0 for state in PlanState}
-    for entry in entries:
-        counts[entry.state] += 1
-    return counts
+    """events.plan_counts, keyed by PlanState."""
+    return {PlanState(state): n for state, n in count_plan(entry.task for entry in entries).items()}
 
 
 def plan_counts_text(counts: Mapping[PlanState, int]) -> str:

@@ -123,8 +123,8 @@ class PlainReporter:
             return
         if self.quiet:
             return
-        to_run = sum(1 for t in event.tasks if t.will_run)
-        may_run = sum(1 for t in event.tasks if not t.will_run and t.blocked_by)
+        counts = plan_counts(plan_entries(event.tasks))
+        to_run, may_run = counts[PlanState.STALE], counts[PlanState.BLOCKED]
         parts = [plural(len(event.tasks), "task"), f"{to_run} to run"]
         if may_run:
             parts.append(f"{may_run} may run")
@@ -172,6 +172,8 @@ class PlainReporter:
             if event.attempt != 1:
                 detail += f" (attempt {event.attempt})"
             self._line("ok", "green", event.task, detail)
+        elif status is TaskStatus.RESTORED:
+            self._line("cached", "green", event.task, format_duration(event.duration))
         elif status is TaskStatus.SKIPPED:
             self._line("skip", "yellow", event.task, event.message or "")
         elif status is TaskStatus.FRESH and self.verbose:

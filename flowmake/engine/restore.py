@@ -1,0 +1,33 @@
+"""The seam for a shared cache of outputs (issue 19): where the rebuilder's `Restore` goes.
+
+The rebuilder (plan.decide) says `Restore(entry, reasons)` when a task is
+stale and the cache, asked by whoever observed the task (the preview, the
+loop's second call), holds an entry for its very fingerprint. The loop
+hands that entry back to the cache to put the outputs in place; if that
+fails the task simply runs. The run records a restored task like a
+success (its trace, so it is fresh next time; an attempt with status
+"restored") and finishes it as `RESTORED`. A cache is one object matching
+`OutputCache`, handed to `Build`; the loop needs no change for it.
+
+Like executors/protocol.py, for type checkers and readers only.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Protocol
+
+from ..executors.protocol import FileSystem
+from ..model import Observation, TaskSpec
+
+
+class OutputCache(Protocol):
+    def lookup(self, spec: TaskSpec, obs: Observation) -> Optional[object]:
+        """The entry holding this task's outputs for what `obs` observed (its fingerprint), or None.
+
+        Asked only of a task that would run; the entry is the cache's own
+        object, passed back to `restore` untouched.
+        """
+
+    def restore(self, spec: TaskSpec, entry: object, files: FileSystem) -> Optional[Mapping[str, str]]:
+        """Put the entry's outputs in place through `files`; their content hashes (output -> hash),
+        or None when it could not (the task then runs)."""
