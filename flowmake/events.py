@@ -142,6 +142,26 @@ class TaskWaiting(NamedTuple):
         }
 
 
+class TaskPlaced(NamedTuple):
+    """A task's command began on a cluster's worker (executors that place tasks: Dask); for the live view."""
+
+    run_id: str
+    time: float
+    task: str
+    worker: str  # the worker's address, e.g. "tcp://10.0.0.7:40123"
+
+    @property
+    def kind(self) -> str:
+        return "task_placed"
+
+    def to_json(self) -> dict:
+        return {
+            **_envelope(self),
+            "task": self.task,
+            "worker": self.worker,
+        }
+
+
 class TaskOutput(NamedTuple):
     """The latest line a running task printed (throttled; for the live view)."""
 
@@ -295,5 +315,5 @@ class RunFinished(NamedTuple):
 
 
 if TYPE_CHECKING:  # a name for type checkers only; nothing tests for it at run time
-    Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskOutput, TaskLines, TaskFinished, RunInterrupted, Notice,
+    Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskPlaced, TaskOutput, TaskLines, TaskFinished, RunInterrupted, Notice,
                   RunFinished]

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to impor
 DEFAULT_SHELL: Tuple[str, ...] = ("sh", "-c")
 # How a run shows what its tasks print (`--output`, `[flow] output`; docs/cli.md).
 OUTPUT_MODES: Tuple[str, ...] = ("interleaved", "prefixed", "group", "none")
+# Where tasks can run ([flow] executor, --executor): executors/registry.py has one of each.
+EXECUTOR_NAMES: Tuple[str, ...] = ("local", "dask")
 # The groups of a task whose inputs or outputs are a plain list: one shared,
 # never mutated, so that the load cache pickles (and unpickles) it once, not
 # twice per task (~4 ms of a 10,000-task run).
@@ -59,6 +61,8 @@ class TaskSpec(NamedTuple):
     secrets: Tuple[str, ...] = ()
     line: Optional[int] = None  # line of the [tasks.NAME] header in the Flowfile
     cache: bool = True  # `cache = false`: never restored from nor stored in the shared cache (docs/cache.md)
+    # `resources = { gpu = 1, memory = "8GB" }`: what a worker must have (sizes in bytes), sorted; a cluster routes by it.
+    resources: Tuple[Tuple[str, float], ...] = ()
 
     @property
     def dir_outputs(self) -> Tuple[str, ...]:
@@ -107,6 +111,8 @@ class Flowfile(NamedTuple):
     junit_xml: Optional[str] = None  # [flow] junit_xml: where each run writes its JUnit XML (root-relative)
     schedules: Mapping[str, ScheduleSpec] = NO_GROUPS  # [schedules.NAME] in declaration order
     cache: Optional[str] = None  # [flow] cache: the shared output cache's URL (docs/cache.md)
+    executor: Optional[str] = None  # [flow] executor: where tasks run ("local", "dask"); None: local
+    scheduler: Optional[str] = None  # [flow] scheduler: the Dask scheduler's address
 
     @property
     def has_secrets(self) -> bool:
@@ -229,3 +235,4 @@ class AttemptRecord(NamedTuple):
     message: Optional[str] = None  # e.g. "did not produce build/x.csv"
     # A wait_for task's first attempt: (from, until) it waited for its files (wall clock).
     waited: Optional[Tuple[float, float]] = None
+    worker: Optional[str] = None  # where it ran: the host, or a cluster worker's address; None: not started

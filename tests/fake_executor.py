@@ -64,6 +64,9 @@ class FakeExecutor:
         outcomes = self.script.get(task)
         return outcomes.pop(0) if outcomes else self.default
 
+    def slots(self) -> int:
+        return 2
+
     def start(self, command: Command) -> None:
         outcome = self.outcome_of(command.task)
         if outcome.cannot_start is not None:

@@ -50,6 +50,7 @@ EXPRESSIBLE = re.compile("|".join([
     r"is not an http:// or https:// URL", r"`shell` is empty", r"needs `glob`", r"has no `run`",
     r"declares outputs but has no `run`", r"must be a list of values or", r"must be a table of lists",
     r"needs `cron`", r"unknown `overlap` value", r"schedule name `[^`]*` must be",
+    r"must be a positive number or a size", r"resource name `[^`]*` must be", r"must be a scheduler address",
 ]))
 
 
@@ -174,6 +175,11 @@ def test_fuzzed_flowfiles_the_schema_and_the_loader_agree(tmp_path: Path, docume
 
 # One problem each (and their valid neighbours): every rule the schema encodes is tried on its own.
 SINGLE = [
+    '[tasks.t]\nrun = "x"\nresources = { gpu = 1, memory = "8GB" }', '[tasks.t]\nrun = "x"\nresources = { gpu = 0 }',
+    '[tasks.t]\nrun = "x"\nresources = { memory = "0GB" }', '[tasks.t]\nrun = "x"\nresources = { memory = "8 parsecs" }',
+    '[tasks.t]\nrun = "x"\nresources = { "a b" = 1 }', '[tasks.t]\nrun = "x"\nresources = 2',
+    '[flow]\nexecutor = "dask"\nscheduler = "tcp://h:1"\n[tasks.t]\nrun = "x"', '[flow]\nexecutor = "slurm"\n[tasks.t]\nrun = "x"',
+    '[flow]\nscheduler = ""\n[tasks.t]\nrun = "x"',
     '[tasks.t]\nrun = "x"\nretries = -1', '[tasks.t]\nrun = "x"\nretries = 0',
     '[tasks.t]\nrun = "x"\ntimeout = "0s"', '[tasks.t]\nrun = "x"\ntimeout = "1h30m"', '[tasks.t]\nrun = "x"\ntimeout = 0',
     '[tasks.t]\nrun = "x"\nretry_delay = 0', '[tasks.t]\nrun = "x"\nretry_delay = "90"', '[tasks.t]\nrun = "x"\nwait_poll = true',

@@ -93,6 +93,13 @@ def run(
         "auto", "--ci",
         help="CI log output: auto (GitHub Actions or GitLab CI when their variables say so, never at a terminal) | "
              "github | gitlab | none"),
+    executor: Optional[str] = typer.Option(
+        None, "--executor", metavar="NAME",
+        help="Where tasks run: local (default: [flow] executor, else local) | dask (a Dask cluster, docs/scaling.md)."),
+    scheduler_address: Optional[str] = typer.Option(
+        None, "--scheduler-address", metavar="ADDRESS",
+        help="The Dask scheduler, tcp://HOST:PORT (default: DASK_SCHEDULER_ADDRESS, else [flow] scheduler, "
+             "else a local cluster)."),
 ) -> int:
     """Bring the targets and what they need up to date."""
     from .commands import run_parsed
@@ -102,7 +109,8 @@ def run(
     args = RunArgs(file=invocation.file, directory=invocation.directory, targets=targets or [], jobs=jobs,
                    quiet=quiet, verbose=verbose, progress=progress, output=output, wait=wait, dry_run=dry_run,
                    keep_going=keep_going, always_make=always_make, force=force or [], argv=invocation.typed, ci=ci,
-                   junit_xml=str(junit_xml) if junit_xml is not None else None)
+                   junit_xml=str(junit_xml) if junit_xml is not None else None, executor=executor,
+                   scheduler_address=scheduler_address)
     check(args)
     return run_parsed(args)
 

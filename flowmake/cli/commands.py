@@ -150,10 +150,11 @@ def run_build(
     ci: str = "auto",
     junit_xml: Optional[str] = None,
     trigger: Optional[Mapping[str, object]] = None,
+    executor: Optional[str] = None,
+    scheduler_address: Optional[str] = None,
 ) -> int:
     from ..engine.build import Build, BuildOptions
-    from ..executors.dry import DryExecutor
-    from ..executors.local import LocalExecutor
+    from ..executors.registry import choose, make_executor
     from ..report import make_reporter, shows_fresh_tasks
     from .cioutput import plan_outputs
     from .fastpath import progress_mode
@@ -165,8 +166,10 @@ def run_build(
         raise
     selection = closure(project.graph, roots)
     forced = _forced_tasks(project, force, selection=selection, target_names=target_names) if force else frozenset()
+    where = choose(project.flowfile, executor=executor, scheduler=scheduler_address)
     if jobs is None:
-        jobs = project.flowfile.jobs or os.cpu_count() or 1
+        # 0: the cluster's worker threads, followed as workers come and go (engine/loop.py)
+        jobs = project.flowfile.jobs or (0 if where.follows_cluster else os.cpu_count() or 1)
     progress = progress_mode(progress)
     extras = plan_outputs(project.flowfile, ci=ci, junit_xml=junit_xml, dry_run=dry_run)
     asked = extras.output_mode(output, project.flowfile.output, progress=progress, quiet=quiet)
@@ -184,13 +187,14 @@ def run_build(
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names), output=shown,
                 notices=tuple(flowfile_warnings(project.flowfile)), trigger=trigger,
             )
-            executor = DryExecutor(project.root) if dry_run else LocalExecutor(project.root, output=shown)
-            build = Build(project.flowfile, project.graph, state, options,
-                          emit=survive_closed_pipe(reporter, files), executor=executor, selection=selection,
-                          report_fresh=any(map(shows_fresh_tasks, (reporter, *files))), prescan=prescan)
+            runner = make_executor(project.root, where, output=shown, dry_run=dry_run)
             try:
+                build = Build(project.flowfile, project.graph, state, options,
+                              emit=survive_closed_pipe(reporter, files), executor=runner, selection=selection,
+                              report_fresh=any(map(shows_fresh_tasks, (reporter, *files))), prescan=prescan)
                 code = build.run()
             finally:
+                runner.close()  # again after the loop's: one interrupted before the loop holds a cluster too
                 _close_all(reporter, *files)
             if extras.junit is not None and not dry_run:
                 _no_fast_noop(project)
@@ -289,7 +293,8 @@ def run_parsed(args: RunArgs, *, prescan: Optional[Prescan] = None) -> int:
     return run_build(project, args.targets, jobs=args.jobs, dry_run=args.dry_run, keep_going=args.keep_going,
                      always_make=args.always_make, force=args.force, progress=args.progress, wait=args.wait,
                      quiet=args.quiet, verbose=args.verbose, argv=args.argv, output=args.output, prescan=prescan,
-                     ci=args.ci, junit_xml=junit_xml)
+                     ci=args.ci, junit_xml=junit_xml, executor=args.executor,
+                     scheduler_address=args.scheduler_address)
 
 
 # -- status --------------------------------------------------------------------

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 SHELLS = ("bash", "zsh", "fish")
 GLOBAL = ("-f", "--file", "-C", "--directory", "--version", "-h", "--help", "--install-completion")
 RUN = ("-j", "--jobs", "-n", "--dry-run", "-k", "--keep-going", "-B", "--always-make", "--force", "--progress",
-       "--output", "--wait", "-q", "--quiet", "-v", "--verbose", "--junit-xml", "--ci")
+       "--output", "--wait", "-q", "--quiet", "-v", "--verbose", "--junit-xml", "--ci", "--executor",
+       "--scheduler-address")
 # command -> its options ("audit verify" for subcommands); -h/--help everywhere.
 OPTIONS: Dict[str, Tuple[str, ...]] = {
     "run": RUN,
@@ -64,6 +65,7 @@ VALUES: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("schedule fire", "--progress"): ("auto", "tree", "plain", "json"),
     ("run", "--output"): ("auto", "interleaved", "prefixed", "group", "none"),
     ("run", "--ci"): ("auto", "github", "gitlab", "none"),
+    ("run", "--executor"): ("local", "dask"),
     ("graph", "--format"): ("text", "dot", "mermaid", "json"),
     ("report", "--format"): ("html", "md", "json"),
     ("audit export", "--format"): ("json", "csv"),
@@ -71,7 +73,7 @@ VALUES: Dict[Tuple[str, str], Tuple[str, ...]] = {
 }
 TAKES_VALUE = {"-f", "--file", "-C", "--directory", "-j", "--jobs", "--force", "--progress", "--output", "--junit-xml",
                "--ci", "--format", "-o", "--limit", "--prune", "--since", "--debounce", "--from", "--cache",
-               "--max-size", "--older-than"}
+               "--max-size", "--older-than", "--executor", "--scheduler-address"}
 # Commands whose arguments are targets (tasks, variants, groups, outputs); lineage takes paths.
 TARGETED = {"run", "status", "graph", "clean", "watch"}
 

@@ -43,7 +43,8 @@ class RunArgs:
                  verbose: bool = False, progress: str = "auto", output: Optional[str] = None, wait: bool = False,
                  dry_run: bool = False, keep_going: bool = False, always_make: bool = False,
                  force: Sequence[str] = (), argv: Sequence[str] = (), ci: str = "auto",
-                 junit_xml: Optional[str] = None) -> None:
+                 junit_xml: Optional[str] = None, executor: Optional[str] = None,
+                 scheduler_address: Optional[str] = None) -> None:
         self.file = file
         self.directory = directory
         self.targets: List[str] = list(targets)
@@ -61,6 +62,9 @@ class RunArgs:
         # CI output (cli/cioutput.py): left to typer's parsing, which checks them, and to the full path.
         self.ci = ci
         self.junit_xml = junit_xml
+        # Where tasks run (executors/registry.py): typer's, as the fast path leaves runs that name one to it.
+        self.executor = executor
+        self.scheduler_address = scheduler_address
 
 
 def check(args: RunArgs) -> None:

@@ -206,7 +206,8 @@ class Build:
 
     def _announce(self, pv: Preview, *, dry_run: bool) -> None:
         opts = self.options
-        self.emit(RunStarted(self.run_id, time.time(), self.flowfile.name, opts.roots, tuple(pv.planned), opts.jobs,
+        self.emit(RunStarted(self.run_id, time.time(), self.flowfile.name, opts.roots, tuple(pv.planned),
+                             opts.jobs or self.executor.slots(),
                              dry_run=dry_run, commands=self._plan_commands(pv) if dry_run else {}))
         for message in opts.notices:
             self.emit(Notice(self.run_id, time.time(), message))

@@ -20,11 +20,12 @@ from ..events import (
     TaskFinished,
     TaskLines,
     TaskOutput,
+    TaskPlaced,
     TaskStarted,
     TaskStatus,
     TaskWaiting,
 )
-from ..executors.messages import Command, Completion, OutputLine, OutputLines
+from ..executors.messages import Command, Completion, OutputLine, OutputLines, Placed
 from ..layout import LogNames, run_log_dir
 from ..model import AttemptRecord, Trace
 from ..records import TYPE_CHECKING, NamedTuple
@@ -68,6 +69,7 @@ class Loop:
         self.signals = build.signals
         self.emit = build.emit
         self.run_id = build.run_id
+        # 0: as many as the executor has room for at each start (a cluster's threads, as workers come and go).
         self.jobs = build.options.jobs
         self.decisions: Dict[str, Decision] = dict(decisions)
         self.observations = observations
@@ -112,9 +114,12 @@ class Loop:
                 del self.retry_at[name]
                 waiting.insert(0, name)
                 self.attempts[name] = attempt
-        while waiting and len(self.active) < self.jobs and not sched.stopped:
+        while waiting and len(self.active) < self._jobs() and not sched.stopped:
             self._start(waiting.pop(0))
             self._settle_ready()
+
+    def _jobs(self) -> int:
+        return self.jobs or max(1, self.executor.slots())
 
     def _timeout(self) -> float:
         """How long the executor may wait: until the next retry, sensor poll, kill or commit is due."""
@@ -155,6 +160,9 @@ class Loop:
         if isinstance(msg, OutputLines):
             self.emit(TaskLines(self.run_id, time.time(), msg.task, tuple(msg.lines), msg.omitted))
             return
+        if isinstance(msg, Placed):
+            self.emit(TaskPlaced(self.run_id, time.time(), msg.task, msg.worker))
+            return
         assert isinstance(msg, Completion)
         missing = self._missing_outputs(msg)
         if self.signals.first is None and not self.sched.stopped and missing == []:
@@ -162,7 +170,7 @@ class Loop:
             # one's outputs are hashed and its record committed. Its
             # task_started event waits, so events still read in order.
             self.tally.held = []
-            while self.waiting_to_start and len(self.active) - 1 < self.jobs:
+            while self.waiting_to_start and len(self.active) - 1 < self._jobs():
                 self._start(self.waiting_to_start.pop(0))
         retry = self._complete(msg, missing)
         self.tally.release_held()
@@ -290,7 +298,7 @@ class Loop:
         secrets = tuple(build.environ[s] for s in spec.secrets if build.environ.get(s))
         try:
             self.executor.start(Command(name, spec.shell, spec.command or "", str(build.root), env, log, secrets,
-                                        spec.timeout))
+                                        spec.timeout, spec.outputs, spec.resources))
         except OSError as exc:
             message = f"could not start {spec.shell[0]!r}: {exc.strerror or exc}"
             self._unstarted(spec, attempt, reasons, shown, message, started=started, inputs=obs.inputs)
@@ -322,7 +330,7 @@ class Loop:
             run_id=self.run_id, task=spec.name, attempt=active.attempt, status="ok", reasons=active.reasons,
             command=active.command, started=done.started, finished=done.finished, exit_code=done.exit_code,
             inputs=dict(active.obs.inputs), outputs=outputs, log=log, log_hash=log_hash, message=None,
-            waited=self.sensors.waited.get(spec.name) if active.attempt == 1 else None,
+            waited=self.sensors.waited.get(spec.name) if active.attempt == 1 else None, worker=done.worker or None,
         )
         if message is None and not interrupted:
             self.build.recorder.attempt(record, self._trace(active, outputs))
@@ -375,6 +383,8 @@ class Loop:
 
 def _failure(done: Completion, active: _Active) -> Optional[str]:
     """Why a completed command failed, from how it ended; None when it exited 0 with its log written."""
+    if done.error is not None:
+        return done.error
     if done.timed_out:
         return f"timed out (limit {active.spec.timeout or 0:g}s)"
     if done.returncode < 0:

@@ -25,6 +25,9 @@ class DryExecutor:
     def __init__(self, root: Path) -> None:
         self.files = LocalFiles(root)
 
+    def slots(self) -> int:
+        return 1
+
     def start(self, command: Command) -> None:
         raise AssertionError(f"a dry run starts no command ({command.task})")  # the loop never runs dry
 

@@ -123,6 +123,7 @@ class ProcessRunner:
         self._watched.add(self._wake_r, None)
         self._spawner = Spawner()
         self._empty_log: Optional[str] = None  # the run's first empty log, which later ones link to
+        self._host = os.uname().nodename  # where every task ran, as the journal records it
 
     def start(
         self,
@@ -317,7 +318,7 @@ class ProcessRunner:
         del self._streams[proc.output_fd]
         os.close(proc.output_fd)
         ended.append(Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
-                                list(stream.tail), stream.digest.hexdigest(), stream.log_error))
+                                list(stream.tail), stream.digest.hexdigest(), stream.log_error, self._host))
         return ended
 
     def finished(self, task: str) -> None:
@@ -341,6 +342,9 @@ class LocalExecutor:
         """`output`: the run's output mode, which says which lines the loop wants handed over."""
         self.files = LocalFiles(root)
         self._runner = ProcessRunner(lines=_LINE_DELIVERY.get(output), latest=output != "none")
+
+    def slots(self) -> int:
+        return os.cpu_count() or 1
 
     def start(self, command: Command) -> None:
         self._runner.start(command.task, command.argv, cwd=command.cwd, env=command.env,

@@ -24,10 +24,26 @@ class Command(NamedTuple):
     log: str  # where its output goes, relative to `cwd`
     secrets: Tuple[str, ...] = ()  # values to mask as *** in the log and the lines reported
     timeout: Optional[float] = None  # seconds, after which the executor kills it
+    # The task's declared outputs: an executor whose tasks run where the files
+    # are (a cluster's worker) checks and hashes them there (files.py).
+    outputs: Tuple[str, ...] = ()
+    # What the task needs of the machine it runs on ({"gpu": 1.0, "memory": 8e9}): a cluster routes by it.
+    resources: Tuple[Tuple[str, float], ...] = ()
 
     @property
     def argv(self) -> List[str]:
         return [*self.shell, self.line]
+
+
+class Placed(NamedTuple):
+    """A task's command began on this worker (a cluster's worker address): for live displays.
+
+    Sent by executors whose tasks wait for a place to run; the local one
+    says where in each Completion only.
+    """
+
+    task: str
+    worker: str
 
 
 class OutputLine(NamedTuple):
@@ -56,6 +72,9 @@ class Completion(NamedTuple):
     tail: List[str]  # its last lines (masked)
     log_hash: str
     log_error: Optional[str]  # why its log could not be written ("No space left on device"), or None
+    worker: str = ""  # where it ran: the host name, or a cluster worker's address (the journal records it)
+    # Why it ended without an exit of its own ("worker tcp://10.0.0.7:4000 died"): then it failed for that.
+    error: Optional[str] = None
 
     @property
     def exit_code(self) -> Optional[int]:

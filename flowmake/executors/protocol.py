@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 from ..store.hashing import FileHasher, StatEntry
-from .messages import Command, Completion, OutputLine, OutputLines
+from .messages import Command, Completion, OutputLine, OutputLines, Placed
 
-Message = Union[OutputLine, OutputLines, Completion]
+Message = Union[Placed, OutputLine, OutputLines, Completion]
 
 
 class FileSystem(Protocol):
@@ -49,6 +49,13 @@ class Executor(Protocol):
     # False for an executor that only plans (the dry run): the run shows its
     # plan and ends before the loop.
     runs_commands: bool
+
+    def slots(self) -> int:
+        """How many commands it can run at once now (a cluster's worker threads, as workers come and go).
+
+        The loop asks when the run was given no `-j` of its own (jobs 0): it
+        then follows this number from one start to the next.
+        """
 
     def start(self, command: Command) -> None:
         """Start it now; raise OSError when it cannot start (the task fails with that message)."""

@@ -50,7 +50,7 @@ class LineageNode:
             out["produced_by"] = {
                 "task": p.task, "run_id": p.run_id, "attempt": p.attempt, "command": p.command,
                 "started": iso_time(p.started), "finished": iso_time(p.finished), "log": p.log,
-                "log_hash": p.log_hash,
+                "log_hash": p.log_hash, "worker": p.worker,
             }
             out["inputs"] = [n.to_json() for n in self.inputs]
         if self.note:
@@ -193,6 +193,8 @@ def show_lineage(root: Path, path: str, *, as_json: bool, sources_only: bool = F
             return head + " [cyan]source[/]"
         p = n.producer
         text = f"{head}\n[green]← {escape(p.task)}[/] in run {p.run_id} at {iso_time(p.finished)}"
+        if p.worker:
+            text += f" on {escape(p.worker)}"
         if n.note:
             text += f"\n[dim]{escape(n.note)}[/]"
         return text

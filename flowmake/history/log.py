@@ -110,6 +110,8 @@ def show_log(root: Path, run_id: Optional[str], task: Optional[str] = None, *, l
             out.write(f"  why failed  {a.message}\n")
         out.write("  reasons     " + ("; ".join(str(r) for r in a.reasons) or "-") + "\n")
         out.write(f"  command     {a.command}\n")
+        if a.worker:
+            out.write(f"  ran on      {a.worker}\n")
         for label, files in (("inputs", a.inputs), ("outputs", a.outputs)):
             out.write(f"  {label:<11} {'' if files else '-'}".rstrip() + "\n")
             for path, digest in sorted(files.items()):
@@ -240,7 +242,8 @@ def _attempt_json(a) -> dict:
     return {"task": a.task, "attempt": a.attempt, "status": a.status,
             "reasons": [r.to_json() for r in a.reasons], "command": a.command, "started": _when(a.started),
             "finished": _when(a.finished), "exit_code": a.exit_code, "message": a.message,
-            "inputs": dict(a.inputs), "outputs": dict(a.outputs), "log": a.log, "log_hash": a.log_hash}
+            "inputs": dict(a.inputs), "outputs": dict(a.outputs), "log": a.log, "log_hash": a.log_hash,
+            "worker": a.worker}
 
 
 TARGETS_COLUMN = 40  # characters of the run table's TARGETS column

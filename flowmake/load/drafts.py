@@ -35,6 +35,7 @@ from .durations import parse_duration
 from .paths import Disk, PathError, clean_path, is_glob, merge, unique
 from .patterns import VALUE_HINT, VALUE_RE, PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
+from .resources import read_resources
 from .sections import Vars, read_env, read_shell
 from .templates import (
     FILES,
@@ -68,6 +69,7 @@ TASK_KEYS = (
     "secrets",
     "shell",
     "cache",
+    "resources",
 )
 
 _TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -444,6 +446,7 @@ _COMMON_READERS: Dict[str, Callable[[_TaskReader], Any]] = {
     "wait_timeout": lambda r: r.duration("wait_timeout", positive=True),
     "wait_poll": lambda r: r.duration("wait_poll", positive=True),
     "shell": lambda r: read_shell(r.table["shell"], problems=r.problems, at=r.at("shell"), label=f"task {r.name}: "),
+    "resources": lambda r: read_resources(r.table["resources"], problems=r.problems, task=r.name),
 }
 
 

@@ -253,6 +253,7 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         includes=sources.includes,
         task_files=sources.task_files,
         output=flow.output,
+        executor=flow.executor, scheduler=flow.scheduler,
         junit_xml=flow.junit_xml,
         schedules=schedules,
         cache=flow.cache,

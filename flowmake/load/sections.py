@@ -19,9 +19,11 @@ from ..records import NamedTuple
 from .paths import Disk
 from .patterns import PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
+from .resources import read_executor
 from .templates import BRACE_HINT, FILES, IDENT_RE, TemplateError, parse_template
 
-FLOW_KEYS = ("name", "default", "jobs", "shell", "include", "output", "junit_xml", "cache")  # include: read by includes.py
+FLOW_KEYS = ("name", "default", "jobs", "shell", "include", "output", "junit_xml", "cache", "executor",
+             "scheduler")  # include: read by includes.py
 HOOK_KEYS = ("on_failure", "on_success", "webhook")
 
 
@@ -197,6 +199,8 @@ class Flow(NamedTuple):
     output: Optional[str] = None
     junit_xml: Optional[str] = None
     cache: Optional[str] = None
+    executor: Optional[str] = None  # load/resources.py
+    scheduler: Optional[str] = None
 
 
 def read_flow(raw: object, *, problems: Problems) -> Flow:
@@ -243,8 +247,9 @@ def read_flow(raw: object, *, problems: Problems) -> Flow:
         problems.add(f"[flow]: key `cache` must be a directory or URL, got {got}", at=("flow", "cache"),
                      hint='write cache = "/shared/flowmake-cache" or cache = "s3://bucket/prefix" (docs/cache.md)')
         cache = None
+    executor, scheduler = read_executor(raw, problems=problems)
     return Flow(name, tuple(default) if default is not None else None, jobs, shell or DEFAULT_SHELL, output,
-                junit_xml, cache)
+                junit_xml, cache, executor, scheduler)
 
 
 def read_hooks(raw: object, *, problems: Problems) -> Hooks:

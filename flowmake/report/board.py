@@ -55,6 +55,7 @@ class TaskView:
     detail: str = ""  # failure or skip text, worded once when it finishes
     waiting_for: Tuple[str, ...] = ()
     attempt: int = 1
+    worker: str = ""  # the cluster worker running it (task_placed), if an executor said
 
 
 @dataclass
@@ -104,8 +105,11 @@ class Board:
         view = self._get(event.task)
         view.reasons = event.reasons
         view.attempt = event.attempt
-        view.started, view.ended, view.line = now, None, ""
+        view.started, view.ended, view.line, view.worker = now, None, "", ""
         self._set(view, Phase.RUNNING)
+
+    def placed(self, task: str, worker: str) -> None:
+        self._get(task).worker = worker
 
     def waiting(self, task: str, paths: Tuple[str, ...], now: float) -> None:
         view = self._get(task)

@@ -18,6 +18,7 @@ from ..events import (
     TaskFinished,
     TaskLines,
     TaskOutput,
+    TaskPlaced,
     TaskStarted,
     TaskStatus,
     TaskWaiting,
@@ -105,6 +106,8 @@ class PlainReporter:
             self._write(self.out, paint(stopping_text(len(event.tasks), event.kill_in), "bold red", self.color))
         elif isinstance(event, TaskOutput):
             pass  # the latest line, sampled: task_lines carry every line
+        elif isinstance(event, TaskPlaced) and not self.quiet:
+            self._line("on", "cyan", event.task, event.worker)  # a cluster's worker (docs/scaling.md)
 
     def close(self) -> None:
         for stream in (self.out, self.err):

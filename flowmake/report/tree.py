@@ -32,6 +32,7 @@ from ..events import (
     TaskFinished,
     TaskLines,
     TaskOutput,
+    TaskPlaced,
     TaskStarted,
     TaskStatus,
     TaskWaiting,
@@ -165,6 +166,8 @@ class TreeView:
             text = _styled(clock, STYLES[phase])
             if view.attempt != 1:
                 text.append(f"  attempt {view.attempt}", style="yellow")
+            if view.worker:
+                text.append(f"  on {view.worker}", style="cyan")
             if view.line:
                 text.append(f"  {view.line}", style="dim")
             return text
@@ -263,6 +266,8 @@ class TreeReporter:
                 self.board.started(event, now)
             elif isinstance(event, TaskOutput):
                 self.board.output(event.task, event.line)
+            elif isinstance(event, TaskPlaced):
+                self.board.placed(event.task, event.worker)
             elif isinstance(event, TaskWaiting):
                 self.board.waiting(event.task, event.paths, now)
             elif isinstance(event, TaskFinished):

@@ -216,6 +216,15 @@ class FileHasher:
         """The entry the last hash of `path` was recorded with, if it was ever hashed."""
         return self.updated.get(path) or self._cache.get(path)
 
+    def adopt(self, entries: Mapping[str, StatEntry]) -> None:
+        """Entries hashed where the files are (a cluster's worker, executors/dask): taken as this run's own.
+
+        Each is used only while the file's stat here still matches it, so a
+        file on a shared file system is read once, by the side that wrote it.
+        """
+        self.updated.update(entries)
+        self._unsaved.update(entries)
+
     def take_unsaved(self) -> Dict[str, StatEntry]:
         """Entries computed since the last call, for the state store to save."""
         out, self._unsaved = self._unsaved, {}

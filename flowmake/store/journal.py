@@ -188,6 +188,8 @@ def attempt_to_json(a: AttemptRecord) -> dict:
     }
     if a.waited is not None:  # only a sensor's: every other record reads as before
         body["waited"] = list(a.waited)
+    if a.worker is not None:  # where it ran (records older than this field have none)
+        body["worker"] = a.worker
     return body
 
 
@@ -197,6 +199,6 @@ def attempt_from_json(d: Mapping) -> AttemptRecord:
         run_id=d["run_id"], task=d["task"], attempt=d["attempt"], status=d["status"], reasons=reasons,
         command=d["command"], started=d["started"], finished=d["finished"], exit_code=d["exit_code"],
         inputs=d["inputs"], outputs=d["outputs"], log=d["log"], log_hash=d["log_hash"], message=d.get("message"),
-        waited=tuple(d["waited"]) if d.get("waited") else None,
+        waited=tuple(d["waited"]) if d.get("waited") else None, worker=d.get("worker"),
     )
 
