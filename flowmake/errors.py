@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .records import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
+if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
     from typing import Iterable, Optional, Sequence
 

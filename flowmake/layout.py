@@ -11,7 +11,7 @@ import os
 from .errors import FlowfileError
 from .records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
+if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
     from typing import Callable, Collection, Dict, List, Optional
 

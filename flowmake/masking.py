@@ -15,11 +15,9 @@ where the value was; not masking it leaks it.
 
 from __future__ import annotations
 
-from .records import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, List, Pattern, Sequence, TypeVar
 
-if TYPE_CHECKING:
-    from typing import Iterable, List, Pattern, Sequence, TypeVar
-
+if TYPE_CHECKING:  # names for type checkers only
     AnyStr = TypeVar("AnyStr", str, bytes)
 
 MIN_LENGTH = 4  # characters: the shortest secret value a task may run with

@@ -3,9 +3,9 @@
 Everything here is frozen and does no I/O, so that every other module can
 share these values freely (between threads too) and tests can build them by
 hand. The records here, like the events, are NamedTuples rather than frozen
-dataclasses: a dataclass costs ~0.4 ms to define and its module ~8 ms to
-import, which the no-op path (fastpath.py) would pay on every run, and a
-tuple is four times as fast to build. The loader (`flowfile.py`) is the only producer of `Flowfile` and
+dataclasses: every no-op imports this module, and dataclasses would cost it
+~25 ms (benchmarks/README.md, "Typing on the no-op path"); a tuple is also
+four times as fast to build. The loader (`flowfile.py`) is the only producer of `Flowfile` and
 `TaskSpec`; the state store is the only producer of `Trace`.
 """
 
@@ -15,7 +15,7 @@ import enum
 
 from .records import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
+if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
     from typing import Mapping, Optional, Tuple
 

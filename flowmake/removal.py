@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import os
 import stat
-
-from .records import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from typing import Optional, Tuple
+from typing import Optional, Tuple
 
 
 def way_out(base: str, rel: str, *, itself: bool = False) -> Optional[Tuple[str, str]]:

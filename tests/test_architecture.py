@@ -156,3 +156,59 @@ def test_functions_are_short() -> None:
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({length})")
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: " + ", ".join(long)
+
+
+NOOP_PROJECT = """\
+[flow]
+cache = "cache"
+
+[tasks.a]
+inputs = ["src.txt"]
+outputs = ["build/a.txt"]
+run = "cat src.txt > build/a.txt"
+
+[tasks.b]
+inputs = ["build/a.txt"]
+outputs = ["build/b.txt"]
+run = "cat build/a.txt > build/b.txt"
+
+[hooks]
+on_success = "true"
+"""
+_PROBE = ("import json, sys\nfrom flowmake.__main__ import main\nmain(sys.argv[2:])\n"
+          "names = sorted(m[len('flowmake.'):] for m in sys.modules if m.startswith('flowmake.'))\n"
+          "open(sys.argv[1], 'w').write(json.dumps(names))\n")  # a file: Tab's answer leaves stderr closed
+
+
+def _imported_by(root: Path, *argv: str) -> set:
+    import json
+    import subprocess
+    import sys
+
+    out = root.parent / "imported.json"
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(out), *argv], cwd=root, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(out.read_text()))
+
+
+def test_records_is_used_only_where_a_no_op_imports_it(tmp_path: Path) -> None:
+    # records.py keeps typing (and pathlib) off the commands users feel most:
+    # the no-op that the snapshot proves, `--version` and the shell's Tab,
+    # where they would cost ~9 ms of 18-110. A run that goes further (the full
+    # path, work to do, a Flowfile to parse) takes 130 ms and more, in which
+    # typing's ~4 ms are noise (benchmarks/README.md): modules only such runs
+    # import use typing as Python reads it.
+    tmp_path = tmp_path / "project"
+    tmp_path.mkdir()
+    (tmp_path / "Flowfile.toml").write_text(NOOP_PROJECT)
+    (tmp_path / "src.txt").write_text("one\n")
+    _imported_by(tmp_path, "run", "--progress", "plain")  # the first run: everything runs, not counted
+    paid = _imported_by(tmp_path, "run", "--progress", "plain")  # the fast path, hooks and all
+    paid |= _imported_by(tmp_path, "run", "--progress", "json")
+    paid |= _imported_by(tmp_path, "--version")
+    paid |= _imported_by(tmp_path, "__complete", "bash", "run", "")
+    users = {name for name, path in module_files() if "flowmake.records" in imports_of(path)}
+    unpaid = sorted(users - paid - {"records"})
+    assert not unpaid, ("these modules use records.py but neither the no-op fast path, --version nor Tab "
+                        "imports them; import from typing instead: " + ", ".join(unpaid))

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import datetime
 import os
+from typing import BinaryIO, Iterator, Optional, Tuple
 
 from blake3 import blake3
 
 from ..errors import FlowError
-from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from typing import BinaryIO, Iterator, Optional, Tuple
 
 CHUNK = 1 << 20
 S3_HINT = "pip install 'flowmake[s3]'"

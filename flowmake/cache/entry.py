@@ -13,12 +13,10 @@ inside the cache (its URL is the root):
 from __future__ import annotations
 
 import json
+from typing import Dict, Mapping, NamedTuple, Tuple
 
-from ..records import TYPE_CHECKING, NamedTuple
 from ..store.hashing import hash_text
 
-if TYPE_CHECKING:
-    from typing import Dict, Mapping, Tuple
 
 ENTRY_FORMAT = 1
 ROOT = "v1"

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-
-from ..records import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 
 class CacheTimeout(Exception):

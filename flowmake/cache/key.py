@@ -10,11 +10,10 @@ command on the same bytes share an entry.
 
 from __future__ import annotations
 
-from ..records import TYPE_CHECKING
+from typing import Sequence
+
 from ..store.hashing import hash_text
 
-if TYPE_CHECKING:
-    from typing import Sequence
 
 # Bumped whenever what goes into a key or an entry changes: old entries are then never matched.
 KEY_FORMAT = "flowmake-cache-1"

@@ -14,14 +14,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from ..errors import FlowError
-from ..records import TYPE_CHECKING, NamedTuple
 from .entry import ROOT, CorruptEntry, parse_entry
 
-if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Set, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from .backends import DirBackend, FsspecBackend
 
     Backend = "DirBackend | FsspecBackend"

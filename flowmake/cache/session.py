@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
 
-from ..records import TYPE_CHECKING
 from .entry import CorruptEntry, Entry, entry_path, parse_entry, run_path
 from .guard import CacheTimeout, Guard, deadline_for
 from .transfer import Fault, collect_files, discard, place, stage, store
 
-if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Mapping, Optional
-
+if TYPE_CHECKING:  # names for type checkers only
     from .backends import DirBackend, FsspecBackend
     from .entry import Produced
 

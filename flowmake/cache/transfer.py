@@ -13,14 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat as stat_module
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import not_utf8
-from ..records import TYPE_CHECKING, NamedTuple
 from .entry import Blob, Entry, blob_path, entry_path, files_by_output, tree_hash
 
-if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Mapping, Optional, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from .backends import DirBackend, FsspecBackend
 
     Backend = "DirBackend | FsspecBackend"

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import UsageError
-from ..records import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:
-    from typing import Dict, List, Mapping, Optional, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..model import Flowfile
 
 

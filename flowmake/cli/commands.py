@@ -13,17 +13,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, List, Mapping, NamedTuple, Optional, Sequence, TextIO
 
 from .. import removal
 from ..engine.graph import Graph, build_graph, closure, default_targets, resolve_targets
 from ..errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
 from ..model import Flowfile
-from ..records import TYPE_CHECKING, NamedTuple
 from .guard import survive_closed_pipe
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import List, Mapping, Optional, Sequence, TextIO
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..engine.snapshot import Prescan
     from .fastpath import RunArgs
 

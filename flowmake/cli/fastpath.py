@@ -27,7 +27,7 @@ from ..engine import snapshot as snapshots
 from ..layout import STATE_DIR, nearest_flowfile
 from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import List, Optional, Sequence, Tuple
 
 

@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGPIPE, FlowError
 from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import Callable, Optional
 
 

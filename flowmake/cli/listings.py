@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Dict, List, Sequence, TextIO
 
 from ..engine.graph import closure, resolve_targets
-from ..records import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from typing import Dict, List, Sequence, TextIO
-
-    from ..model import TaskSpec
-    from .commands import Project
+from ..model import TaskSpec
+from .commands import Project
 
 LIST_VERSION = 1
 GRAPH_VERSION = 1

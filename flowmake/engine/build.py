@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..errors import EXIT_OK, EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED
 from ..events import Notice, RunFinished, RunResult, RunStarted, TaskStatus
 from ..model import RunRecord
-from ..records import TYPE_CHECKING, NamedTuple
 from ..store.identity import current_user, host_name, new_run_id
 from .loop import Loop
 from .plan import decide
@@ -31,9 +31,7 @@ from .signals import Signals
 from .snapshot import shortcuts_off
 from .tally import Tally
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); events.Event is a type only
-    from typing import Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..events import Event, PlannedTask
     from ..model import Observation
     from ..executors.protocol import Executor

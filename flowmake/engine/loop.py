@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import signal
 import time
+from typing import TYPE_CHECKING, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..events import (
     RunInterrupted,
@@ -28,7 +29,6 @@ from ..events import (
 from ..executors.messages import Command, Completion, OutputLine, OutputLines, Placed
 from ..layout import LogNames, run_log_dir
 from ..model import AttemptRecord, Trace
-from ..records import TYPE_CHECKING, NamedTuple
 from .plan import FRESH, Restore, Run, fingerprint
 from .preview import observe
 from .schedule import Schedule
@@ -36,9 +36,7 @@ from .secrets import secrets_refusal, shown_command
 from .sensors import Sensors
 from .signals import signal_name
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..model import Observation, Reason, TaskSpec
     from .build import Build
     from .plan import Decision

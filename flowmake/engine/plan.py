@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..model import INVALIDATED, Observation, Reason, ReasonKind, TaskSpec, Trace
 from ..records import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py); it hashes env_inputs here
+if TYPE_CHECKING:  # typing stays off the no-op path (records.py); it hashes env_inputs here
     from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
     Decision = Union["Fresh", "Run", "Blocked", "Restore"]

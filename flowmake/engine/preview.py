@@ -8,14 +8,13 @@ only when it is about to start (the loop's second call, early cutoff).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Set
+
 from ..events import PlannedTask, plan_counts
 from ..model import Observation
-from ..records import TYPE_CHECKING
 from .plan import FRESH, PROVEN, always_runs, command_hash, decide, env_hashes, runs_anyway
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..model import Flowfile, TaskSpec, Trace
     from .plan import Decision
     from .restore import OutputCache

@@ -10,18 +10,16 @@ altogether when nothing changed.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
 
 from .. import __version__
-from ..records import TYPE_CHECKING
 from ..store.hashing import hash_file, source_hash
 from ..store.state import state_dir
 from . import snapshot as snapshots
 from .graph import downstream
 from .plan import env_input_hash
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..model import Flowfile
     from ..store.hashing import FileHasher
     from .graph import Graph

@@ -9,11 +9,7 @@ downstream of it is skipped; without keep-going, nothing new starts at all.
 from __future__ import annotations
 
 import heapq
-
-from ..records import TYPE_CHECKING
-
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Dict, List, Mapping, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Sequence, Set, Tuple
 
 
 class Schedule:

@@ -7,12 +7,11 @@ its task before it starts (masking.py).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Mapping, Optional
+
 from ..masking import MIN_LENGTH, Mask
-from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Mapping, Optional
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..model import TaskSpec
 
 

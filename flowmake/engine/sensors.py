@@ -9,12 +9,9 @@ needs no thread and no process.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
-from ..records import TYPE_CHECKING
-
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Callable, Dict, List, Optional, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..model import TaskSpec
 
 

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import signal
-
-from ..records import TYPE_CHECKING
-
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Callable, List, Optional
+from typing import Callable, List, Optional
 
 
 class Signals:

@@ -36,12 +36,12 @@ from array import array
 
 from ..records import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
+if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
     from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
     from ..model import TaskSpec
-    from .hashing import StatEntry
+    from ..store.hashing import StatEntry
 
 SNAPSHOT_NAME = "noop.snapshot"
 # Set to anything but "" or "0": no no-op fast path, no snapshot (read or left) and no load

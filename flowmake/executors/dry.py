@@ -8,13 +8,12 @@ may be another run's, whose tasks are alive, not orphans.
 
 from __future__ import annotations
 
-from ..records import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional, Sequence
+
 from .files import LocalFiles
 
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import List, Optional, Sequence
-
+if TYPE_CHECKING:  # names for type checkers only
     from .messages import Command
     from .protocol import Message
 

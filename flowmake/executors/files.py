@@ -8,14 +8,12 @@ reaches outputs only through it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence, Tuple
 
-from ..records import TYPE_CHECKING
 from ..store.hashing import FileHasher
 
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import List, Mapping, Optional, Sequence, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..store.hashing import StatEntry
 
 

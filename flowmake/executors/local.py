@@ -28,8 +28,8 @@ import select
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-from ..records import TYPE_CHECKING, NamedTuple
 from ..removal import remove
 from .files import LocalFiles
 from .messages import Completion, OutputLine, OutputLines
@@ -37,20 +37,7 @@ from .orphans import end_orphans
 from .spawn import RunningProcess, Spawner
 from .stream import Stream
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import (
-        Any,
-        BinaryIO,
-        Deque,
-        Dict,
-        List,
-        Mapping,
-        Optional,
-        Sequence,
-        Tuple,
-        Union,
-    )
-
+if TYPE_CHECKING:  # names for type checkers only
     from .messages import Command
     from .protocol import Message
 

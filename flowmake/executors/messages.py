@@ -7,10 +7,7 @@ loop (engine/loop.py) never learns how or where a command ran.
 
 from __future__ import annotations
 
-from ..records import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from typing import List, Mapping, Optional, Tuple
+from typing import List, Mapping, NamedTuple, Optional, Tuple
 
 
 class Command(NamedTuple):

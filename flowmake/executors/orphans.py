@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-
-from ..records import TYPE_CHECKING
-
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 
 def end_orphans(run_ids: Sequence[str]) -> Dict[int, str]:

@@ -8,15 +8,13 @@ a line here (docs/scaling.md, "Adding an executor").
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional
 
 from ..errors import UsageError
 from ..model import EXECUTOR_NAMES
-from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from pathlib import Path
-    from typing import Callable, Dict, Mapping, Optional
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..model import Flowfile
     from .protocol import Executor
 

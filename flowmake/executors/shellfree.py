@@ -19,11 +19,8 @@ exactly as it always does.
 from __future__ import annotations
 
 import re
+from typing import List, NamedTuple, Optional, Sequence
 
-from ..records import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import List, Optional, Sequence
 
 # Characters no POSIX shell (dash, bash as sh, ksh, zsh as sh) expands, splits
 # on or gives a meaning to, in any position of a word. The ones shlex.quote

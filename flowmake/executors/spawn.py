@@ -13,13 +13,10 @@ import errno
 import os
 import signal
 from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..masking import Mask
-from ..records import TYPE_CHECKING
 from .shellfree import is_plain_sh, simple_command
-
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 
 class RunningProcess:

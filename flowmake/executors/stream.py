@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import collections
 import time
+from typing import TYPE_CHECKING, BinaryIO, Deque, List, Optional, Sequence, Tuple
 
 from blake3 import blake3
 
 from ..masking import Mask
-from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import BinaryIO, Deque, List, Optional, Sequence, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from .spawn import RunningProcess
 
 TAIL_LINES = 20

@@ -24,13 +24,13 @@ from typing import (
     FrozenSet,
     List,
     Mapping,
+    NamedTuple,
     Optional,
     Sequence,
     Tuple,
 )
 
 from ..errors import FlowfileError, did_you_mean
-from ..records import NamedTuple
 from .durations import parse_duration
 from .paths import Disk, PathError, clean_path, is_glob, merge, unique
 from .patterns import VALUE_HINT, VALUE_RE, PatternError, values_from_files

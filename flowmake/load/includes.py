@@ -21,9 +21,8 @@ from, so that every message names the file and line it is about.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from ..records import NamedTuple
 from ..store.hashing import source_hash
 from .locate import LineIndex
 from .paths import Disk, PathError, clean_path, is_glob

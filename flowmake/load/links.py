@@ -14,11 +14,9 @@ from __future__ import annotations
 import os
 import stat
 
-from ..records import TYPE_CHECKING
-from ..removal import way_out
+from typing import Dict, Iterable, Iterator, Optional, Set, Tuple
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import Dict, Iterable, Iterator, Optional, Set, Tuple
+from ..removal import way_out
 
 _PLAIN, _LINK, _GONE = 0, 1, 2  # a directory on the way: a real one, a link, missing or not a directory
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..layout import STATE_DIR
 from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
+if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 _GLOB_CHARS_RE = re.compile(r"[*?\[]")

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import NOT_UTF8_HINT, did_you_mean, not_utf8
 from ..model import NO_GROUPS, TaskSpec
-from ..records import NamedTuple
 from .drafts import Context, Draft
 from .paths import Disk, glob_to_regex, is_glob, literal_dir, merge, unique
 from .problems import Problems

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import did_you_mean
 from ..model import DEFAULT_SHELL, OUTPUT_MODES, Hooks
-from ..records import NamedTuple
 from .paths import Disk
 from .patterns import PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type

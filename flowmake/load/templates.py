@@ -18,10 +18,9 @@ import functools
 import itertools
 import re
 import shlex
-from typing import FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import FrozenSet, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..errors import did_you_mean
-from ..records import NamedTuple
 
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # env names, vars, matrix keys, groups
 FILES = ("inputs", "outputs")  # the placeholder names that only `run` may use

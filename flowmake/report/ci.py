@@ -20,14 +20,12 @@ import os
 import re
 import secrets
 import time
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from ..events import Notice, RunFinished, RunStarted, TaskFinished, TaskLines, TaskStarted, TaskStatus
-from ..records import TYPE_CHECKING
 from .common import failure_text, format_duration, plural, reasons_text, summary_text
 
-if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
-    from typing import Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..events import Event
 
 CI_CHOICES = ("auto", "github", "gitlab", "none")

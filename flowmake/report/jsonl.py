@@ -16,7 +16,7 @@ from ..events import Notice, RunStarted
 from ..records import TYPE_CHECKING
 from .common import plan_entries
 
-if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import Any, Dict, List, TextIO
 
     from ..events import Event

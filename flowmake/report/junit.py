@@ -25,6 +25,7 @@ import re
 import socket
 import tempfile
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from ..events import (
     RunFinished,
@@ -35,11 +36,8 @@ from ..events import (
     TaskStatus,
     iso_time,
 )
-from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
-    from typing import Callable, Dict, List, Optional, Tuple
-
+if TYPE_CHECKING:  # events.Event is a name for type checkers only
     from ..events import Event
 
 # A task's log in <system-out> keeps its last this many bytes: CI servers load

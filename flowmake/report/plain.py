@@ -45,7 +45,7 @@ from .common import (
     tail_report,
 )
 
-if TYPE_CHECKING:  # typing would cost the no-op path ~4 ms to import (records.py)
+if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import Dict, List, Optional, TextIO, Tuple
 
     from ..events import Event

@@ -18,7 +18,7 @@ from ..records import TYPE_CHECKING
 from .fsclock import RACY_WINDOW_NS
 from .hashing import HASH_ALGORITHM
 
-if TYPE_CHECKING:  # on the no-op path: typing and pathlib stay unimported (records.py)
+if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
     from typing import Tuple
 

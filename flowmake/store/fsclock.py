@@ -26,7 +26,7 @@ import time
 from ..layout import STATE_DIR
 from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
+if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from typing import Callable, Optional, Sequence
 
 MARKER_NAME = "clock"

@@ -32,7 +32,7 @@ from ..errors import not_utf8
 from ..records import TYPE_CHECKING, NamedTuple
 from .fsclock import FsClock
 
-if TYPE_CHECKING:  # typing and pathlib would cost the no-op path ~6 ms to import (records.py)
+if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
     from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 

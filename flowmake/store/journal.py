@@ -18,7 +18,7 @@ from ..records import TYPE_CHECKING, NamedTuple
 from .database import is_damage
 from .hashing import hash_text
 
-if TYPE_CHECKING:  # on the no-op path: typing stays unimported (records.py)
+if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import Callable, List, Mapping, Optional, Tuple, TypeVar
 
     T = TypeVar("T")

@@ -12,7 +12,7 @@ from collections import abc
 
 from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # on the no-op path: typing stays unimported (records.py)
+if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import Any, Callable, Dict, Iterator, Optional
 
 

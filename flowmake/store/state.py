@@ -42,7 +42,7 @@ from .hashing import StatEntry
 from .journal import ChainReport, JournalEntry
 from .rows import LazyJSON, Rows
 
-if TYPE_CHECKING:  # on the no-op path: typing and pathlib stay unimported (records.py)
+if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
     from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
