@@ -113,6 +113,9 @@ class Flowfile(NamedTuple):
     cache: Optional[str] = None  # [flow] cache: the shared output cache's URL (docs/cache.md)
     executor: Optional[str] = None  # [flow] executor: where tasks run ("local", "dask"); None: local
     scheduler: Optional[str] = None  # [flow] scheduler: the Dask scheduler's address
+    # The hash of the parsed documents (this file's and its includes'): the same after an edit of
+    # comments or layout, which loads the same tasks (load/document.py).
+    document_hash: str = ""
 
     @property
     def has_secrets(self) -> bool:
@@ -125,6 +128,9 @@ class Flowfile(NamedTuple):
 
     def groups(self) -> Mapping[str, Tuple[str, ...]]:
         """Task table name -> the names of its variants (itself when no matrix)."""
+        known = getattr(self.tasks, "groups", None)  # a cached load's (load/loadcache.py): no spec unpickled
+        if known is not None:
+            return known()
         out: dict = {}
         for spec in self.tasks.values():
             out.setdefault(spec.group, []).append(spec.name)

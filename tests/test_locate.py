@@ -44,3 +44,10 @@ def test_texts_the_headers_cannot_tell_fall_back_to_the_full_index() -> None:
     for text in ('[tasks]\na.run = "x"\n', '[tasks.a]\nhelp = """\n[tasks.b]\n"""\n', '  [tasks.a]\n',
                  'tasks.a.run = "x"\n', '[tasks."a"]\n'):
         assert _task_headers(text) == {}, text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(LINES, max_size=14), st.booleans())
+def test_task_lines_are_task_line_for_each(lines, crlf) -> None:
+    text = _text(lines, crlf)
+    assert LineIndex(text).task_lines(NAMES) == {name: LineIndex(text).task_line(name) for name in NAMES}

@@ -43,7 +43,8 @@ def proven_fresh(flowfile: Flowfile, graph: Graph, selection: Sequence[str], *, 
     if snap is None:
         snap = snapshots.read(directory)
     if (snap is None or snap.state_identity != state_identity
-            or snap.flowfile_hash != flowfile.source_hash
+            or (snap.flowfile_hash != flowfile.source_hash
+                and (not flowfile.document_hash or snap.flowfile_document != flowfile.document_hash))
             or not snapshots.applies(snap, version=__version__, flowfile=str(flowfile.path),
                                      targets=target_names, environ=environ)
             or {task[0] for task in snap.tasks} != set(selection)):
@@ -120,4 +121,5 @@ def leave_snapshot(flowfile: Flowfile, selection: Sequence[str], *, hasher: File
         tasks=rows, files=collected[0], suspects=collected[1],
         hooks=(hooks.on_failure, hooks.on_success, hooks.webhook), shell=flowfile.shell, version=__version__,
         state_identity=state_identity, includes=includes, notices=tuple(notices),
+        flowfile_document=flowfile.document_hash,
     ))

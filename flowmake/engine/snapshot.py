@@ -52,7 +52,7 @@ NO_SHORTCUTS = "FLOWMAKE_NO_SHORTCUTS"
 def shortcuts_off(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(NO_SHORTCUTS, "") not in ("", "0")
 
-_FORMAT = 6  # 4: the included files' stats; 5: ctimes in the stats; 6: the warnings a no-op repeats
+_FORMAT = 7  # 4: the included files' stats; 5: ctimes in the stats; 6: the warnings a no-op repeats; 7: the documents' hash
 _PER = 3  # numbers per path in Files.stats
 
 
@@ -106,6 +106,8 @@ class Snapshot(NamedTuple):
     # The files the Flowfile includes (absolute paths) with their stat keys: an edit of one is an edit of the Flowfile.
     includes: Tuple[Tuple[str, Tuple[int, int, int, int]], ...] = ()
     notices: Tuple[str, ...] = ()  # warnings about the Flowfile the run gave, which a no-op repeats
+    # Flowfile.document_hash: the proof still holds after an edit of comments or layout (proof.py).
+    flowfile_document: str = ""
 
 
 def path_in(state_dir: str | Path) -> str:
@@ -125,6 +127,7 @@ def write(state_dir: str | Path, snap: Snapshot) -> None:
         dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks,
         "\0".join(files.paths), array("q", files.stats).tobytes(), array("Q", files.inodes).tobytes(),
         snap.suspects, snap.hooks, snap.shell, snap.state_identity, snap.includes, tuple(snap.notices),
+        snap.flowfile_document,
     )
     target = path_in(state_dir)
     tmp = f"{target}.tmp-{os.getpid()}"
@@ -137,17 +140,17 @@ def read(state_dir: str | Path) -> Optional[Snapshot]:
     try:
         with open(path_in(state_dir), "rb") as f:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)
-        if not isinstance(data, tuple) or len(data) != 20 or data[0] != _FORMAT:
+        if not isinstance(data, tuple) or len(data) != 21 or data[0] != _FORMAT:
             return None
         (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, paths, stats,
-         inodes, suspects, hooks, shell, identity, includes, notices) = data
+         inodes, suspects, hooks, shell, identity, includes, notices, document) = data
         files = Files(paths.split("\0") if paths else [], array("q", stats), array("Q", inodes))
     except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
     if len(files.stats) != _PER * len(files.paths) or len(files.inodes) != len(files.paths):
         return None
     return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, suspects,
-                    hooks, shell, version, identity, includes, notices)
+                    hooks, shell, version, identity, includes, notices, document)
 
 
 def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[str],

@@ -38,6 +38,7 @@ from ..errors import FlowfileError, FlowfileErrors
 from ..layout import FLOWFILE_NAME, STATE_DIR, find_flowfile
 from ..model import Flowfile
 from ..store.hashing import hash_bytes
+from . import document
 from .drafts import TASK_KEYS as TASK_KEYS
 from .drafts import Context, Draft, expand_table, read_table
 from .durations import parse_duration
@@ -64,7 +65,7 @@ __all__ = [
 TOP_KEYS = ("flow", "vars", "env", "tasks", "hooks", "schedules")
 
 
-def _read_toml(path: Path) -> Tuple[Dict[str, Any], str, str]:
+def read_toml(path: Path) -> Tuple[Dict[str, Any], str, str]:
     """The parsed document, its text and the BLAKE3 hash of its bytes; fatal errors raise."""
     try:
         data = path.read_bytes()
@@ -179,16 +180,44 @@ def load_with_problems(path: Path) -> Tuple[Flowfile, List[FlowfileError]]:
             gc.enable()
 
 
+def _task_tables(data: Dict[str, Any], problems: Problems) -> Dict[str, Any]:
+    raw_tasks = data.get("tasks", {})
+    if not isinstance(raw_tasks, dict):
+        problems.add(
+            f"`tasks` must be a table of tasks, got {toml_type(raw_tasks)}",
+            at=("tasks",),
+            hint="write [tasks.NAME] tables",
+        )
+        return {}
+    if not raw_tasks and not problems.in_file_order():
+        # Every command would succeed at doing nothing, hiding a wrong or truncated
+        # file; a mistake already found (`[task.x]`) says more, and alone.
+        problems.add(
+            "the Flowfile defines no tasks",
+            at=("tasks",),
+            hint="add a [tasks.NAME] table with `run = \"...\"`; `flowmake init` writes a starter Flowfile",
+        )
+    return raw_tasks
+
+
 def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
     path = Path(os.path.abspath(path))
     root = path.parent.resolve()
-    data, text, digest = _read_toml(path)
+    data, text, digest = read_toml(path)
+    documents = [(path.name, document.digest(data))]  # each part's parsed document, for Flowfile.document_hash
+
+    def read_part(part: Path) -> Tuple[Dict[str, Any], str, str]:
+        sub, sub_text, sub_digest = read_toml(part)
+        documents.append((part.relative_to(root).as_posix(), document.digest(sub)))
+        return sub, sub_text, sub_digest
+
     problems = Problems(path, LineIndex(text))
     check_keys(data, TOP_KEYS, problems=problems, at=(), label="top level: ")
     flow = read_flow(data.get("flow"), problems=problems)
     hooks = read_hooks(data.get("hooks"), problems=problems)
     disk = Disk(root)
-    sources = gather(data, digest, root=root, disk=disk, problems=problems, read=_read_toml)
+    sources = gather(data, digest, root=root, disk=disk, problems=problems, read=read_part)
+    document_hash = document.combined(documents)
     data = sources.data
     ctx = Context(
         root=root,
@@ -198,27 +227,15 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         flow_shell=flow.shell,
         disk=disk,
     )
-    raw_tasks = data.get("tasks", {})
-    if not isinstance(raw_tasks, dict):
-        problems.add(
-            f"`tasks` must be a table of tasks, got {toml_type(raw_tasks)}",
-            at=("tasks",),
-            hint="write [tasks.NAME] tables",
-        )
-        raw_tasks = {}
-    elif not raw_tasks and not problems.in_file_order():
-        # Every command would succeed at doing nothing, hiding a wrong or truncated
-        # file; a mistake already found (`[task.x]`) says more, and alone.
-        problems.add(
-            "the Flowfile defines no tasks",
-            at=("tasks",),
-            hint="add a [tasks.NAME] table with `run = \"...\"`; `flowmake init` writes a starter Flowfile",
-        )
+    raw_tasks = _task_tables(data, problems)
 
     # Pass 1: every table, and every variant's outputs.
     drafts: List[Draft] = []
     broken: Set[str] = set()
     for name, raw in raw_tasks.items():
+        # The parsed table is not needed once read: letting it go as we go lets the model reuse
+        # its memory (a 100,000-task document takes ~300 MB).
+        raw_tasks[name] = None
         table = read_table(name, raw, ctx=ctx)
         if table is None:
             broken.add(name)
@@ -257,5 +274,6 @@ def _load(path: Path) -> Tuple[Flowfile, List[FlowfileError], Disk]:
         junit_xml=flow.junit_xml,
         schedules=schedules,
         cache=flow.cache,
+        document_hash=document_hash,
     )
     return flowfile, problems.in_file_order(), disk

@@ -53,9 +53,9 @@ if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 13  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers;
+_FORMAT = 14  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers;
 # 8, 9: matrix_globs, includes; 10: directory stamps with the ctime; 11: Flowfile.output; 12: Flowfile.junit_xml;
-# 13: Flowfile.schedules
+# 13: Flowfile.schedules; 14: the graph pickled apart, lines after a comment edit, Flowfile.document_hash
 _PAGE = 64  # task specs unpickled together: a cone spread over a layered graph touches a page per few tasks
 
 
@@ -79,21 +79,27 @@ def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) ->
     kinds, globs = disk.observations()
     grouped = kinds_by_dir(kinds)
     stamps = disk.stamps(grouped, racy_window_ns=RACY_WINDOW_NS)
-    key = (_FORMAT, __version__, str(path), flowfile.source_hash)
     if flowfile.has_secrets:
         # A command may embed a secret's value (through a var, say), and nothing
         # under .flowmake may hold one: such Flowfiles are loaded afresh each time.
         return flowfile, derived
     if state_dir.is_dir():  # never create .flowmake just to cache
-        tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
-        try:
-            paged = flowfile._replace(tasks=PagedTasks.pack(flowfile.tasks))
-            entry = (key, paged, derived, grouped, stamps, globs)
-            tmp.write_bytes(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
-            os.replace(tmp, cache)
-        except OSError:
-            pass  # a read-only project still runs, only slower
+        paged = flowfile._replace(tasks=PagedTasks.pack(flowfile.tasks))
+        _store(cache, paged, pickle.dumps(derived, protocol=pickle.HIGHEST_PROTOCOL), (grouped, stamps, globs))
     return flowfile, derived
+
+
+def _store(cache: Path, paged: Flowfile, derived: bytes, facts: Tuple[Any, Any, Any]) -> None:
+    import pickle  # writing the cache: after a Flowfile edit only
+
+    key = (_FORMAT, __version__, str(paged.path), paged.source_hash)
+    tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+    try:
+        # The graph is kept pickled: a cache rewritten after a comment edit copies it as it is.
+        tmp.write_bytes(pickle.dumps((key, paged, derived, *facts), protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only project still runs, only slower
 
 
 def _lookup(path: Path, cache: Path) -> Optional[Tuple[Flowfile, Any]]:
@@ -102,7 +108,7 @@ def _lookup(path: Path, cache: Path) -> Optional[Tuple[Flowfile, Any]]:
         key, flowfile, derived, grouped, stamps, globs = _unpickle(cache.read_bytes())
     except Exception:  # missing, unreadable or from another version: load afresh
         return None
-    if not isinstance(flowfile, Flowfile):
+    if not isinstance(flowfile, Flowfile) or not isinstance(derived, bytes):
         return None
     if flowfile.includes:
         # Every included file is read too: an edit of any of them is seen as an edit of the Flowfile.
@@ -111,22 +117,36 @@ def _lookup(path: Path, cache: Path) -> Optional[Tuple[Flowfile, Any]]:
                                   *((rel, hash_bytes((flowfile.root / rel).read_bytes())) for rel in flowfile.includes)))
         except OSError:  # an included file gone: the full load says so
             return None
-    if key != (_FORMAT, __version__, str(path), digest):
+    if key[:3] != (_FORMAT, __version__, str(path)):
         return None
+    if key[3] != digest:
+        # Edited: if only comments or layout changed, the cached load holds but for its lines.
+        from .document import relocated
+
+        moved = relocated(flowfile, path)
+        if moved is None or not Disk(flowfile.root).agrees_with(grouped, stamps, globs):
+            return None
+        flowfile = moved[0]._replace(tasks=flowfile.tasks.placed(moved[1]))
+        _store(cache, flowfile, derived, (grouped, stamps, globs))  # the next run finds it by the bytes
+        return flowfile, _unpickle(derived)
     if not Disk(flowfile.root).agrees_with(grouped, stamps, globs):
         return None
-    return flowfile, derived
+    return flowfile, _unpickle(derived)
 
 
 class PagedTasks(abc.Mapping):
     """A cached Flowfile's tasks, in declaration order, unpickled a page at a time as they are looked up."""
 
-    __slots__ = ("_names", "_pages", "_page_size", "_index", "_specs")
+    __slots__ = ("_names", "_pages", "_page_size", "_groups", "_lines", "_index", "_specs")
 
-    def __init__(self, names: Tuple[str, ...], pages: List[bytes], page_size: int) -> None:
+    def __init__(self, names: Tuple[str, ...], pages: List[bytes], page_size: int,
+                 groups: Mapping[str, Tuple[str, ...]], lines: Optional[Dict[str, Optional[int]]] = None) -> None:
         self._names = names
         self._pages = pages
         self._page_size = page_size
+        self._groups = groups  # Flowfile.groups(), asked by every run
+        # Task table -> its line now, when the Flowfile was edited (comments, layout) since the pages were made.
+        self._lines = lines
         self._index: Optional[Dict[str, int]] = None  # name -> position, made on the first lookup
         self._specs: Dict[str, TaskSpec] = {}
 
@@ -135,11 +155,22 @@ class PagedTasks(abc.Mapping):
         import pickle  # writing the cache: after a Flowfile edit only
 
         specs = list(tasks.values())
+        groups: Dict[str, List[str]] = {}
+        for spec in specs:
+            groups.setdefault(spec.group, []).append(spec.name)
         return cls(tuple(tasks), [pickle.dumps(specs[i:i + _PAGE], protocol=pickle.HIGHEST_PROTOCOL)
-                                  for i in range(0, len(specs), _PAGE)], _PAGE)
+                                  for i in range(0, len(specs), _PAGE)], _PAGE,
+                   {group: tuple(names) for group, names in groups.items()})
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        return (PagedTasks, (self._names, self._pages, self._page_size))
+        return (PagedTasks, (self._names, self._pages, self._page_size, self._groups, self._lines))
+
+    def groups(self) -> Mapping[str, Tuple[str, ...]]:
+        return self._groups
+
+    def placed(self, lines: Dict[str, Optional[int]]) -> "PagedTasks":
+        """The same tasks, each at its table's line in `lines`."""
+        return PagedTasks(self._names, self._pages, self._page_size, self._groups, lines)
 
     def _position(self) -> Dict[str, int]:
         if self._index is None:
@@ -150,7 +181,10 @@ class PagedTasks(abc.Mapping):
         spec = self._specs.get(name)
         if spec is None:
             page = self._position()[name] // self._page_size  # KeyError, as a dict's, for no such task
+            lines = self._lines
             for loaded in _unpickle(self._pages[page]):
+                if lines is not None and lines.get(loaded.group, loaded.line) != loaded.line:
+                    loaded = loaded._replace(line=lines[loaded.group])
                 self._specs[loaded.name] = loaded
             spec = self._specs[name]
         return spec

@@ -14,7 +14,7 @@ import itertools
 import json
 import re
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 from ..errors import FlowfileError
 
@@ -105,12 +105,20 @@ class LineIndex:
                 return hit
         return None, None
 
+    def task_lines(self, names: Iterable[str]) -> Dict[str, Optional[int]]:
+        """{name: task_line(name)}, for many names at once."""
+        headers = self._header_lines()
+        return {name: headers[name] if name in headers else self.find(("tasks", name))[0] for name in names}
+
     def task_line(self, name: str) -> Optional[int]:
         """`find(("tasks", name))[0]`, without building the full index when the headers tell."""
+        line = self._header_lines().get(name)
+        return line if line is not None else self.find(("tasks", name))[0]
+
+    def _header_lines(self) -> Dict[str, int]:
         if self._headers is None:
             self._headers = _task_headers(self._text) if self._built is None else {}
-        line = self._headers.get(name)
-        return line if line is not None else self.find(("tasks", name))[0]
+        return self._headers
 
 
 def _scan(text: str) -> Dict[Tuple[str, ...], Tuple[int, int]]:
