@@ -184,17 +184,11 @@ class Spawner:
         return self._executables[key]
 
 
-# Linux starts a spawned child on its parent's CPU, and the parent, woken by
-# the child's exec, runs on there first: whatever the coordinator does next
-# (the last task's record, the next event) delayed the child by as much,
-# while the other CPUs idled. Yielding once lets the child run at once and
-# the coordinator move to an idle CPU. Measured over the 120 tasks of a
-# one-edit rebuild, run one after another: the tasks took ~18 % longer under
-# flowmake than spawned bare, and 300 us of parent work after each spawn
-# added 38 ms to them, of which 5 ms remained with the yield. With no idle
-# CPU left (every one running a task), the yield only queues the coordinator
-# behind a task: a 1,000-task build at -j2 on 2 CPUs took 1.34 s with it
-# after every spawn and 1.17 s with it only when a CPU is left.
+# Linux starts a spawned child on its parent's CPU, where the parent, woken
+# by the child's exec, runs first: yielding once lets the child start at once
+# and the coordinator move to an idle CPU. With no CPU idle the yield only
+# queues the coordinator behind a task, so it is done only when one is left
+# (benchmarks/README.md, "Results of 2026-11-30", has the measurements).
 _yield_cpu = getattr(os, "sched_yield", lambda: None)
 
 

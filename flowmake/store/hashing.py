@@ -15,10 +15,8 @@ inode back), but every write and every utime moves the ctime to now.
 
 Why BLAKE3: it is a cryptographic hash (the audit trail must prove which bytes
 ran, so a fast non-cryptographic hash such as xxh3 is out) and it is the
-fastest such hash available. Measured on the 2-core development machine over
-1 GiB in memory (`benchmarks/hash_throughput.py`): sha256 1.40 GiB/s,
-blake2b 0.66 GiB/s, blake3 3.05 GiB/s single-threaded and 5.26 GiB/s with
-its own threads, xxh3_128 12 GiB/s (not cryptographic).
+fastest such hash available, several times sha256 and blake2b
+(`benchmarks/hash_throughput.py`; benchmarks/README.md has the figures).
 """
 
 from __future__ import annotations
