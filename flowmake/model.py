@@ -242,3 +242,6 @@ class AttemptRecord(NamedTuple):
     # A wait_for task's first attempt: (from, until) it waited for its files (wall clock).
     waited: Optional[Tuple[float, float]] = None
     worker: Optional[str] = None  # where it ran: the host, or a cluster worker's address; None: not started
+    # A "restored" attempt: where its outputs came from (the cache, the entry, the run and host that produced
+    # them: engine/sharedcache.SharedCache.provenance); its `outputs` are the hashes restored.
+    restored: Optional[Mapping[str, object]] = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -105,3 +106,26 @@ def test_no_server_is_one_warning_and_quick(monkeypatch: pytest.MonkeyPatch, tmp
     assert time.monotonic() - started < 15
     assert len(warnings) == 1 and "goes on without the cache" in warnings[0]
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_two_clones_share_a_cache_on_s3_through_the_cli(endpoint: str, s3: str, tmp_path: Path) -> None:
+    from test_cli_cache import RESTORABLE, clone, contents, notices
+
+    env = s3_env(endpoint)
+    first = clone(tmp_path, "first")
+    built = first.json_run("--cache", s3, env=env)
+    assert built.returncode == 0 and notices(built) == [], built
+    second = clone(tmp_path, "second")
+    again = second.json_run("--cache", s3, env=env)
+    assert again.returncode == 0 and notices(again) == [], again
+    assert again.tasks_with("restored") == sorted(RESTORABLE) and again.ran == ["upload"]
+    assert contents(second) == contents(first)
+    assert second.run("audit", "verify").returncode == 0
+    lineage = second.run("lineage", "build/count.txt")
+    assert f"restored from cache (produced by run {built.run_id}" in lineage.stdout
+    stats = json.loads(second.run("cache", "stats", "--json", "--cache", s3, env=env).stdout)
+    assert stats["entries"] == 4 and stats["hits"] == 4
+    # A wrong bucket: one warning, and the run goes on without the cache.
+    third = clone(tmp_path, "third")
+    lost = third.json_run("--cache", "s3://no-such-bucket-here/x", env=env)
+    assert lost.returncode == 0 and len(lost.ran) == 5 and len(notices(lost)) == 1, lost

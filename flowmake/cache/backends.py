@@ -10,8 +10,9 @@ are optional: imported only when a URL names them.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
-from typing import BinaryIO, Iterator, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Tuple
 
 from blake3 import blake3
 
@@ -90,10 +91,14 @@ class DirBackend:
     def upload(self, rel: str, local: str, expected: str) -> bool:
         """Copy a project file in as `rel`; False (nothing written) when its bytes no longer hash to `expected`."""
         full = self._full(rel)
+        try:
+            src = open(local, "rb")
+        except OSError:
+            return False  # gone or unreadable since it was hashed: not stored, and the cache is not to blame
         os.makedirs(os.path.dirname(full), exist_ok=True)
         tmp = _tmp_name(full)
         try:
-            with open(local, "rb") as src, open(tmp, "wb") as dst:
+            with src, open(tmp, "wb") as dst:
                 digest = copy_hashing(src, dst)
             if digest != expected:
                 _unlink_quietly(tmp)
@@ -132,11 +137,27 @@ class DirBackend:
 class FsspecBackend:
     """A cache at an fsspec URL (s3://bucket/prefix through s3fs, gs://, az://, ...)."""
 
-    def __init__(self, url: str, fs: object, root: str, protocol: str) -> None:
+    def __init__(self, url: str, make_fs: Callable[[], Tuple[object, str]], protocol: str) -> None:
         self.url = url
-        self.fs = fs
-        self.root = root.rstrip("/")
+        self._make_fs = make_fs
+        self._fs: object = None
+        self._root = ""
         self.atomic_put = protocol in _OBJECT_STORES
+
+    @property
+    def fs(self) -> Any:
+        # Made on first use, on the cache's thread (guard.py): importing s3fs and its client takes a
+        # second that a run with nothing to look up should not pay, and connecting must have a deadline.
+        if self._fs is None:
+            fs, root = self._make_fs()
+            self._root = root.rstrip("/")
+            self._fs = fs
+        return self._fs
+
+    @property
+    def root(self) -> str:
+        self.fs  # noqa: B018 - made with its root
+        return self._root
 
     def _full(self, rel: str) -> str:
         return f"{self.root}/{rel}"
@@ -172,8 +193,11 @@ class FsspecBackend:
         return self.exists(rel)
 
     def upload(self, rel: str, local: str, expected: str) -> bool:
-        with open(local, "rb") as src:
-            data = src.read()
+        try:
+            with open(local, "rb") as src:
+                data = src.read()
+        except OSError:
+            return False
         if blake3(data).hexdigest() != expected:
             return False
         self.write_atomic(rel, data)
@@ -255,11 +279,15 @@ def open_backend(url: str, *, base: str, timeout: float) -> "DirBackend | Fsspec
         options = {"config_kwargs": {"connect_timeout": timeout, "read_timeout": timeout,
                                      "retries": {"max_attempts": 2, "mode": "standard"}},
                    "use_listings_cache": False, "skip_instance_cache": True}
-    try:
-        fs, root = fsspec.core.url_to_fs(url, **options)
-    except ImportError as exc:
-        hint = _EXTRA_FOR.get(scheme, f"install the fsspec backend of {scheme}:// ({exc})")
-        raise CacheURLError(f"cache URL {url!r}: the {scheme}:// backend is not installed", hint=hint) from None
-    except (ValueError, TypeError) as exc:
-        raise CacheURLError(f"cache URL {url!r}: {exc}") from None
-    return FsspecBackend(url, fs, root, scheme)
+    spec = known_implementations.get(scheme)
+    if spec is not None and scheme not in registry:
+        module = spec["class"].rsplit(".", 1)[0]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            hint = _EXTRA_FOR.get(scheme, f"install the fsspec backend of {scheme}:// ({spec.get('err', module)})")
+            raise CacheURLError(f"cache URL {url!r}: the {scheme}:// backend ({module}) is not installed",
+                                hint=hint)
+    return FsspecBackend(url, lambda: fsspec.core.url_to_fs(url, **options), scheme)

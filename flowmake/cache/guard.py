@@ -36,11 +36,19 @@ class Guard:
 
     def call(self, timeout: float, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) on the cache's thread; its exception re-raised here; CacheTimeout after `timeout` seconds."""
+        return self.wait(self.submit(fn, *args), timeout)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Call:
+        """Queue fn(*args) on the cache's thread, after what is queued already; `wait` for it later (or never)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="flowmake-cache", daemon=True)
             self._thread.start()
         call = _Call(fn, args)
         self._calls.put(call)
+        return call
+
+    @staticmethod
+    def wait(call: _Call, timeout: float) -> Any:
         if not call.done.wait(timeout):
             raise CacheTimeout(f"no answer within {timeout:g}s")
         if call.error is not None:

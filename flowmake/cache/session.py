@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .entry import CorruptEntry, Entry, entry_path, parse_entry, run_path
 from .guard import CacheTimeout, Guard, deadline_for
@@ -38,8 +38,12 @@ class CacheSession:
         self.warn = warn
         self.off: Optional[str] = None  # why the cache was turned off for this run
         self.counts: Dict[str, int] = {"hits": 0, "misses": 0, "stored": 0, "faults": 0}
-        self._guard = Guard()
+        self._guard = Guard()  # lookups and restores: the run waits for each
+        self._writer = Guard()  # stores: queued, so that a lookup never waits behind them
         self._cancelled = False
+        # Stores handed to the cache's thread and not yet seen done: a run does not wait for them task by
+        # task (they would cost a run with no hits half its time on trivial tasks), only at its end.
+        self._stores: List[Tuple[object, int]] = []  # (call, bytes)
 
     def _call(self, timeout: float, fn: Callable[..., object], *args: object) -> object:
         try:
@@ -60,6 +64,7 @@ class CacheSession:
 
     def lookup(self, key: str, task: str) -> Optional[Entry]:
         """The entry stored under `key`, if the cache has a whole one."""
+        self._collect_stores()
         if not self.reads or self.off is not None:
             return None
         try:
@@ -113,14 +118,22 @@ class CacheSession:
         self.warn(f"cache entry {key[:16]} ({task}): {what}; the task runs, and its outputs replace the entry")
 
     def store(self, key: str, root: str, outputs: Mapping[str, Optional[str]], hash_of: Callable[[str], Optional[str]],
-              produced: Produced) -> bool:
-        """Keep a successful task's outputs under `key`; False when not stored (read mode, off, changed files)."""
+              produced: Produced, *, wait: bool = True) -> bool:
+        """Keep a successful task's outputs under `key`; False when not stored (read mode, off, changed files).
+
+        Without `wait`, the store is queued on the cache's thread and True
+        means only that: `finish` waits for what is left.
+        """
+        self._collect_stores()
         if not self.writes or self.off is not None:
             return False
         files = collect_files(root, outputs, hash_of)
         if files is None:
             return False
         entry = Entry(key, {o: h for o, h in outputs.items() if h is not None}, files, produced)
+        if not wait:
+            self._stores.append((self._writer.submit(store, self.backend, root, entry), entry.size))
+            return True
         try:
             stored = self._call(deadline_for(self.timeout, entry.size), store, self.backend, root, entry)
         except _Off:
@@ -129,9 +142,38 @@ class CacheSession:
             self.counts["stored"] += 1
         return bool(stored)
 
+    def _collect_stores(self, *, deadline: Optional[float] = None) -> None:
+        """Count the queued stores that are done; with a `deadline` (monotonic), wait for the rest until then."""
+        pending: List[Tuple[object, int]] = []
+        for call, size in self._stores:
+            if self.off is not None:
+                break
+            try:
+                if deadline is None:
+                    if not call.done.is_set():  # type: ignore[attr-defined]
+                        pending.append((call, size))
+                        continue
+                    stored = self._guard.wait(call, 0)  # type: ignore[arg-type]
+                else:
+                    stored = self._guard.wait(call, max(0.0, deadline - time.monotonic()))  # type: ignore[arg-type]
+            except CacheTimeout:
+                self._cancelled = True
+                self._turn_off(f"{len(self._stores) - len(pending)} outputs were not stored in time")
+                break
+            except Exception as exc:
+                self._turn_off(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+                break
+            if stored:
+                self.counts["stored"] += 1
+        self._stores = pending if self.off is None else []
+
     def finish(self, run_id: str, *, host: str, project: str) -> None:
-        """Say in the cache what this run did with it (`flowmake cache stats` reads the recent ones)."""
+        """Wait for the queued stores (as long as they may take), and say in the cache what this run did with it."""
+        if self._stores:
+            budget = self.timeout + sum(size for _, size in self._stores) / 1_000_000
+            self._collect_stores(deadline=time.monotonic() + budget)
         self._guard.close()
+        self._writer.close()
         if not self.writes or self.off is not None or not any(self.counts.values()):
             return
         doc = dict(self.counts, run=run_id, host=host, project=project, at=time.time())

@@ -124,10 +124,14 @@ def stage(backend: Backend, root: str, entry: Entry, cancelled: Callable[[], boo
             final = os.path.join(root, output.rstrip("/"))
             parent, name = os.path.split(final)
             temp = os.path.join(parent, f".{name}{_RESTORING}{os.urandom(4).hex()}")
-            os.makedirs(parent, exist_ok=True)
-            staged.append(Staged(output, temp, final))
-            if output.endswith("/"):
-                os.mkdir(temp)
+            try:
+                os.makedirs(parent, exist_ok=True)
+                _remove_leftovers(parent, f".{name}{_RESTORING}")
+                staged.append(Staged(output, temp, final))
+                if output.endswith("/"):
+                    os.mkdir(temp)
+            except OSError as exc:
+                raise Fault(f"cannot write beside {output}: {exc.strerror or exc}") from None
             for path, blob in files.items():
                 if cancelled():
                     raise Fault("cancelled")
@@ -140,8 +144,12 @@ def stage(backend: Backend, root: str, entry: Entry, cancelled: Callable[[], boo
 
 
 def _fetch(backend: Backend, blob: Blob, target: str) -> None:
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    with open(target, "wb") as dst:
+    try:  # the project's side: a failure here is this task's, not the cache's
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        dst = open(target, "wb")
+    except OSError as exc:
+        raise Fault(f"cannot write {target}: {exc.strerror or exc}") from None
+    with dst:
         digest = backend.download(blob_path(blob.hash), dst)
         size = dst.tell()
     if digest is None:
@@ -152,6 +160,13 @@ def _fetch(backend: Backend, blob: Blob, target: str) -> None:
         raise Fault(f"blob {blob.hash[:12]} is corrupt ({size} bytes that hash to {digest[:12]})", blob_path(blob.hash))
     mode = 0o777 if blob.executable else 0o666
     os.chmod(target, mode & ~_umask())
+
+
+def _remove_leftovers(parent: str, prefix: str) -> None:
+    """What a restore killed half-way left beside this output (the run that holds the project's lock owns them)."""
+    for name in os.listdir(parent):
+        if name.startswith(prefix):
+            discard([Staged("", os.path.join(parent, name), "")])
 
 
 def place(staged: List[Staged]) -> None:

@@ -100,6 +100,11 @@ def run(
         None, "--scheduler-address", metavar="ADDRESS",
         help="The Dask scheduler, tcp://HOST:PORT (default: DASK_SCHEDULER_ADDRESS, else [flow] scheduler, "
              "else a local cluster)."),
+    cache: Optional[str] = typer.Option(
+        None, "--cache", metavar="URL",
+        help="Restore stale tasks' outputs from this shared cache and store new ones there: a directory or a URL "
+             "such as s3://bucket/prefix (default: FLOWMAKE_CACHE, else [flow] cache; docs/cache.md)."),
+    cache_mode: str = typer.Option("readwrite", "--cache-mode", help="readwrite | read (never store) | write (never restore)"),
 ) -> int:
     """Bring the targets and what they need up to date."""
     from .commands import run_parsed
@@ -110,7 +115,7 @@ def run(
                    quiet=quiet, verbose=verbose, progress=progress, output=output, wait=wait, dry_run=dry_run,
                    keep_going=keep_going, always_make=always_make, force=force or [], argv=invocation.typed, ci=ci,
                    junit_xml=str(junit_xml) if junit_xml is not None else None, executor=executor,
-                   scheduler_address=scheduler_address)
+                   scheduler_address=scheduler_address, cache=cache, cache_mode=cache_mode)
     check(args)
     return run_parsed(args)
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Optional, Tuple
 
 from ..errors import EXIT_OK, FlowError, UsageError
+from ..records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); a run reads cache_url from here
+    from pathlib import Path
+    from typing import Callable, Optional, Tuple
+
+    from ..model import Flowfile
 
 NO_CACHE_HINT = "name one with --cache DIR|URL, FLOWMAKE_CACHE, or [flow] cache = \"...\" in the Flowfile (docs/cache.md)"
 
@@ -26,6 +31,19 @@ def cache_url(option: Optional[str], *, flow_cache: Optional[str], root: Optiona
     if flow_cache and root is not None:
         return flow_cache, str(root)
     return None
+
+
+def open_cache(flowfile: Flowfile, option: Optional[str], mode: str, *, warn: Callable[[str], None]):
+    """A run's shared cache (engine/sharedcache.py), when one is named: --cache, FLOWMAKE_CACHE, [flow] cache."""
+    found = cache_url(option, flow_cache=flowfile.cache, root=flowfile.root)
+    if found is None:
+        return None
+    from ..cache.session import session_for
+    from ..engine.sharedcache import SharedCache
+
+    url, base = found
+    session = session_for(url, base=base, mode=mode, timeout=cache_timeout(), warn=warn)
+    return SharedCache(session, root=str(flowfile.root), project=flowfile.name)
 
 
 def cache_timeout() -> Optional[float]:

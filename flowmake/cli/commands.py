@@ -150,11 +150,14 @@ def run_build(
     trigger: Optional[Mapping[str, object]] = None,
     executor: Optional[str] = None,
     scheduler_address: Optional[str] = None,
+    cache: Optional[str] = None,
+    cache_mode: str = "readwrite",
 ) -> int:
     from ..engine.build import Build, BuildOptions
     from ..executors.registry import choose, make_executor
     from ..report import make_reporter, shows_fresh_tasks
     from .cioutput import plan_outputs
+    from .cachecmd import open_cache
     from .fastpath import progress_mode
 
     try:
@@ -172,6 +175,7 @@ def run_build(
     extras = plan_outputs(project.flowfile, ci=ci, junit_xml=junit_xml, dry_run=dry_run)
     asked = extras.output_mode(output, project.flowfile.output, progress=progress, quiet=quiet)
     shown = output_mode(asked, project.flowfile.output, progress=progress, quiet=quiet)
+    shared = None if dry_run else open_cache(project.flowfile, cache, cache_mode, warn=_warn)
     # A dry run only looks, so it neither waits for nor blocks a real run.
     lock = None if dry_run else take_lock(project, wait=wait)
     try:
@@ -189,10 +193,15 @@ def run_build(
             try:
                 build = Build(project.flowfile, project.graph, state, options,
                               emit=survive_closed_pipe(reporter, files), executor=runner, selection=selection,
-                              report_fresh=any(map(shows_fresh_tasks, (reporter, *files))), prescan=prescan)
+                              report_fresh=any(map(shows_fresh_tasks, (reporter, *files))), prescan=prescan,
+                              cache=shared)
+                if shared is not None:
+                    shared.attach(build)
                 code = build.run()
             finally:
                 runner.close()  # again after the loop's: one interrupted before the loop holds a cluster too
+                if shared is not None:
+                    shared.finish()
                 _close_all(reporter, *files)
             if extras.junit is not None and not dry_run:
                 _no_fast_noop(project)
@@ -292,7 +301,7 @@ def run_parsed(args: RunArgs, *, prescan: Optional[Prescan] = None) -> int:
                      always_make=args.always_make, force=args.force, progress=args.progress, wait=args.wait,
                      quiet=args.quiet, verbose=args.verbose, argv=args.argv, output=args.output, prescan=prescan,
                      ci=args.ci, junit_xml=junit_xml, executor=args.executor,
-                     scheduler_address=args.scheduler_address)
+                     scheduler_address=args.scheduler_address, cache=args.cache, cache_mode=args.cache_mode)
 
 
 # -- status --------------------------------------------------------------------

@@ -27,7 +27,7 @@ SHELLS = ("bash", "zsh", "fish")
 GLOBAL = ("-f", "--file", "-C", "--directory", "--version", "-h", "--help", "--install-completion")
 RUN = ("-j", "--jobs", "-n", "--dry-run", "-k", "--keep-going", "-B", "--always-make", "--force", "--progress",
        "--output", "--wait", "-q", "--quiet", "-v", "--verbose", "--junit-xml", "--ci", "--executor",
-       "--scheduler-address")
+       "--scheduler-address", "--cache", "--cache-mode")
 # command -> its options ("audit verify" for subcommands); -h/--help everywhere.
 OPTIONS: Dict[str, Tuple[str, ...]] = {
     "run": RUN,
@@ -66,6 +66,7 @@ VALUES: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("run", "--output"): ("auto", "interleaved", "prefixed", "group", "none"),
     ("run", "--ci"): ("auto", "github", "gitlab", "none"),
     ("run", "--executor"): ("local", "dask"),
+    ("run", "--cache-mode"): ("readwrite", "read", "write"),
     ("graph", "--format"): ("text", "dot", "mermaid", "json"),
     ("report", "--format"): ("html", "md", "json"),
     ("audit export", "--format"): ("json", "csv"),
@@ -73,7 +74,7 @@ VALUES: Dict[Tuple[str, str], Tuple[str, ...]] = {
 }
 TAKES_VALUE = {"-f", "--file", "-C", "--directory", "-j", "--jobs", "--force", "--progress", "--output", "--junit-xml",
                "--ci", "--format", "-o", "--limit", "--prune", "--since", "--debounce", "--from", "--cache",
-               "--max-size", "--older-than", "--executor", "--scheduler-address"}
+               "--max-size", "--older-than", "--executor", "--scheduler-address", "--cache-mode"}
 # Commands whose arguments are targets (tasks, variants, groups, outputs); lineage takes paths.
 TARGETED = {"run", "status", "graph", "clean", "watch"}
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
 
 PROGRESS_MODES = ("auto", "tree", "plain", "json")
 OUTPUT_CHOICES = ("auto", "interleaved", "prefixed", "group", "none")  # model.OUTPUT_MODES and auto
+CACHE_MODES = ("readwrite", "read", "write")  # cache.session.MODES
 
 
 class RunArgs:
@@ -44,7 +45,8 @@ class RunArgs:
                  dry_run: bool = False, keep_going: bool = False, always_make: bool = False,
                  force: Sequence[str] = (), argv: Sequence[str] = (), ci: str = "auto",
                  junit_xml: Optional[str] = None, executor: Optional[str] = None,
-                 scheduler_address: Optional[str] = None) -> None:
+                 scheduler_address: Optional[str] = None, cache: Optional[str] = None,
+                 cache_mode: str = "readwrite") -> None:
         self.file = file
         self.directory = directory
         self.targets: List[str] = list(targets)
@@ -65,6 +67,9 @@ class RunArgs:
         # Where tasks run (executors/registry.py): typer's, as the fast path leaves runs that name one to it.
         self.executor = executor
         self.scheduler_address = scheduler_address
+        # The shared cache (docs/cache.md): nothing to restore on a no-op, so only the full path opens it.
+        self.cache = cache
+        self.cache_mode = cache_mode
 
 
 def check(args: RunArgs) -> None:
@@ -77,6 +82,8 @@ def check(args: RunArgs) -> None:
         raise UsageError(f"unknown --output mode '{args.output}'", hint="use one of: " + ", ".join(OUTPUT_CHOICES))
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j must be at least 1, got {args.jobs}")
+    if args.cache_mode not in CACHE_MODES:
+        raise UsageError(f"unknown --cache-mode '{args.cache_mode}'", hint="use one of: " + ", ".join(CACHE_MODES))
 
 
 def progress_mode(asked: str) -> str:
@@ -147,21 +154,32 @@ def parse(argv: Sequence[str], *, typed: Optional[Sequence[str]] = None) -> Opti
             args.force.append(name)
         elif item == "--wait":
             args.wait = True
-        elif item == "--progress" or item.startswith("--progress="):
-            mode = value("--progress")
-            if mode not in PROGRESS_MODES:
+        elif item.split("=", 1)[0] in _CHOICE_OPTIONS:
+            # --output and --cache-mode change nothing on a no-op; a value typer would refuse declines.
+            flag = item.split("=", 1)[0]
+            attr, choices = _CHOICE_OPTIONS[flag]
+            chosen = value(flag)
+            if chosen not in choices:
                 return None
-            args.progress = mode
-        elif item == "--output" or item.startswith("--output="):
-            # Nothing runs on a no-op, so it changes nothing there; typer rejects a bad one.
-            shown = value("--output")
-            if shown not in OUTPUT_CHOICES:
+            setattr(args, attr, chosen)
+        elif item == "--cache" or item.startswith("--cache="):
+            args.cache = value("--cache")
+            if not args.cache:
                 return None
-            args.output = shown
         else:
             return None
         i += 1
     return args
+
+
+_CHOICE_OPTIONS = {"--progress": ("progress", PROGRESS_MODES), "--output": ("output", OUTPUT_CHOICES),
+                   "--cache-mode": ("cache_mode", CACHE_MODES)}
+
+
+def _cache_url_to_check(url: str) -> bool:
+    """A cache URL other than a directory: a no-op need not open it, but its scheme must still be checked."""
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and len(scheme) > 1 and scheme != "file"
 
 
 def _find_flowfile(args: RunArgs) -> Optional[str]:
@@ -192,6 +210,8 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
         return None
     if os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("GITLAB_CI"):
         return None  # CI output (groups, the step summary: cli/cioutput.py) is the full path's
+    if _cache_url_to_check(args.cache or os.environ.get("FLOWMAKE_CACHE") or ""):
+        return None  # the full path says when its scheme is unknown or its extra missing (exit 2)
     mode = progress_mode(args.progress)
     if mode == "tree" and not args.quiet:
         return None  # the live tree is for people; its few ms don't matter there

@@ -242,10 +242,14 @@ class Loop:
         record = AttemptRecord(
             run_id=self.run_id, task=spec.name, attempt=1, status="restored", reasons=decision.reasons,
             command=shown_command(spec, self.build.environ), started=started, finished=time.time(), exit_code=None,
-            inputs=dict(obs.inputs), outputs=dict(outputs), log=None, log_hash=None, message=None)
+            inputs=dict(obs.inputs), outputs=dict(outputs), log=None, log_hash=None, message=None,
+            restored=cache.provenance(decision.entry))
         self.build.recorder.attempt(record, Trace(spec.name, fingerprint(obs), obs.command_hash, dict(obs.env),
                                                   dict(obs.inputs), dict(outputs), self.run_id))
-        self.tally.finish(spec.name, TaskStatus.RESTORED, duration=record.finished - started)
+        produced = record.restored or {}
+        self.tally.finish(spec.name, TaskStatus.RESTORED, duration=record.finished - started,
+                          message=f"restored from cache (produced by run {produced.get('run')} on host "
+                                  f"{produced.get('host')})")
         return True
 
     def _poll_sensors(self, now: float) -> None:
@@ -331,7 +335,10 @@ class Loop:
             waited=self.sensors.waited.get(spec.name) if active.attempt == 1 else None, worker=done.worker or None,
         )
         if message is None and not interrupted:
-            self.build.recorder.attempt(record, self._trace(active, outputs))
+            trace = self._trace(active, outputs)
+            self.build.recorder.attempt(record, trace)
+            if trace is not None and self.build.cache is not None:
+                self.build.cache.store(spec, active.obs, outputs)
             self.tally.finish(spec.name, TaskStatus.OK, duration=duration, exit_code=done.exit_code, log=log,
                               attempt=active.attempt)
             self.sched.succeeded(spec.name)

@@ -31,3 +31,9 @@ class OutputCache(Protocol):
     def restore(self, spec: TaskSpec, entry: object, files: FileSystem) -> Optional[Mapping[str, str]]:
         """Put the entry's outputs in place through `files`; their content hashes (output -> hash),
         or None when it could not (the task then runs)."""
+
+    def provenance(self, entry: object) -> Mapping[str, object]:
+        """What the restored attempt records of where its outputs came from (AttemptRecord.restored)."""
+
+    def store(self, spec: TaskSpec, obs: Observation, outputs: Mapping[str, Optional[str]]) -> None:
+        """The task ran and succeeded on what `obs` observed: keep its outputs for the next lookup."""

@@ -52,6 +52,8 @@ class LineageNode:
                 "started": iso_time(p.started), "finished": iso_time(p.finished), "log": p.log,
                 "log_hash": p.log_hash, "worker": p.worker,
             }
+            if p.restored is not None:  # outputs put back from the shared cache: where they were made
+                out["produced_by"]["restored_from"] = dict(p.restored)
             out["inputs"] = [n.to_json() for n in self.inputs]
         if self.note:
             out["note"] = self.note
@@ -195,6 +197,9 @@ def show_lineage(root: Path, path: str, *, as_json: bool, sources_only: bool = F
         text = f"{head}\n[green]← {escape(p.task)}[/] in run {p.run_id} at {iso_time(p.finished)}"
         if p.worker:
             text += f" on {escape(p.worker)}"
+        if p.restored is not None:
+            text += (f"\n[cyan]restored from cache (produced by run {escape(str(p.restored.get('run')))} "
+                     f"on host {escape(str(p.restored.get('host')))})[/]")
         if n.note:
             text += f"\n[dim]{escape(n.note)}[/]"
         return text

@@ -106,7 +106,11 @@ def show_log(root: Path, run_id: Optional[str], task: Optional[str] = None, *, l
         code = "" if a.exit_code is None else f", exit {a.exit_code}"
         retry = f", attempt {a.attempt}" if a.attempt > 1 else ""
         out.write(f"\n{a.task}: {a.status}{code}{retry}, {took} ({_when(a.started)} to {_when(a.finished)})\n")
-        if a.message:
+        if a.restored is not None:
+            r = a.restored
+            out.write(f"  restored    from cache {r.get('cache')}, entry {r.get('entry')}\n"
+                      f"              produced by run {r.get('run')} on host {r.get('host')} ({r.get('user')})\n")
+        elif a.message:
             out.write(f"  why failed  {a.message}\n")
         out.write("  reasons     " + ("; ".join(str(r) for r in a.reasons) or "-") + "\n")
         out.write(f"  command     {a.command}\n")
@@ -243,7 +247,7 @@ def _attempt_json(a) -> dict:
             "reasons": [r.to_json() for r in a.reasons], "command": a.command, "started": _when(a.started),
             "finished": _when(a.finished), "exit_code": a.exit_code, "message": a.message,
             "inputs": dict(a.inputs), "outputs": dict(a.outputs), "log": a.log, "log_hash": a.log_hash,
-            "worker": a.worker}
+            "worker": a.worker, **({"restored_from": dict(a.restored)} if a.restored is not None else {})}
 
 
 TARGETS_COLUMN = 40  # characters of the run table's TARGETS column

@@ -166,6 +166,8 @@ class JunitReporter:
             ET.SubElement(element, "skipped", message="fresh: up to date, did not run")
         elif status is TaskStatus.SKIPPED:
             ET.SubElement(element, "skipped", message=xml_text(f"skipped: {final.message or 'not started'}"))
+        elif status is TaskStatus.RESTORED:  # a pass: its outputs are the ones a run made, from the shared cache
+            ET.SubElement(element, "system-out").text = xml_text(final.message or "restored from cache")
         rerun = "rerunFailure" if status is TaskStatus.FAILED else "flakyFailure"
         for attempt in case.retried:
             failed = ET.SubElement(element, rerun, message=xml_text(

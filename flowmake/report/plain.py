@@ -176,7 +176,8 @@ class PlainReporter:
                 detail += f" (attempt {event.attempt})"
             self._line("ok", "green", event.task, detail)
         elif status is TaskStatus.RESTORED:
-            self._line("cached", "green", event.task, format_duration(event.duration))
+            self._line("cached", "green", event.task,
+                       f"{event.message or 'restored from cache'} in {format_duration(event.duration)}")
         elif status is TaskStatus.SKIPPED:
             self._line("skip", "yellow", event.task, event.message or "")
         elif status is TaskStatus.FRESH and self.verbose:

@@ -190,6 +190,8 @@ def attempt_to_json(a: AttemptRecord) -> dict:
         body["waited"] = list(a.waited)
     if a.worker is not None:  # where it ran (records older than this field have none)
         body["worker"] = a.worker
+    if a.restored is not None:  # only a restore's (docs/cache.md)
+        body["restored"] = dict(a.restored)
     return body
 
 
@@ -199,6 +201,6 @@ def attempt_from_json(d: Mapping) -> AttemptRecord:
         run_id=d["run_id"], task=d["task"], attempt=d["attempt"], status=d["status"], reasons=reasons,
         command=d["command"], started=d["started"], finished=d["finished"], exit_code=d["exit_code"],
         inputs=d["inputs"], outputs=d["outputs"], log=d["log"], log_hash=d["log_hash"], message=d.get("message"),
-        waited=tuple(d["waited"]) if d.get("waited") else None, worker=d.get("worker"),
+        waited=tuple(d["waited"]) if d.get("waited") else None, worker=d.get("worker"), restored=d.get("restored"),
     )
 

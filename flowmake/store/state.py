@@ -257,7 +257,7 @@ class State:
             )
             for seq, body in rows:
                 record = trail.decode(seq, body, trail.attempt_from_json)
-                if record.status == "ok" and wanted.intersection(record.outputs):
+                if record.status in ("ok", "restored") and wanted.intersection(record.outputs):
                     found.append(record)
         found.sort(key=lambda a: a.finished, reverse=True)
         return found
