@@ -24,7 +24,7 @@ from flowmake.store.hashing import hash_file
 
 def make_outputs(root: Path) -> None:
     (root / "build" / "tables").mkdir(parents=True)
-    (root / "build" / "a.csv").write_text("a,b\n1,2\n")
+    (root / "build" / "a.csv").write_text("a,b\n1,2\n" * 1000)  # a blob of its own (not inline)
     (root / "build" / "tables" / "x.csv").write_text("x\n")
     (root / "build" / "tables" / "sub").mkdir()
     (root / "build" / "tables" / "sub" / "y.csv").write_text("y\n")
@@ -59,7 +59,7 @@ def test_blobs_are_shared_across_entries_and_projects(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     for name in ("p1", "p2"):
         (tmp_path / name / "out").mkdir(parents=True)
-        (tmp_path / name / "out" / "same.txt").write_text("identical bytes\n")
+        (tmp_path / name / "out" / "same.txt").write_text("identical bytes\n" * 500)
     session = open_session(str(cache))
     k1 = store_outputs(session, tmp_path / "p1", ["out/same.txt"], fingerprint="f1")
     k2 = store_outputs(session, tmp_path / "p2", ["out/same.txt"], fingerprint="f2")
@@ -92,7 +92,7 @@ def test_a_damaged_blob_is_a_fault_naming_the_entry_and_leaves_outputs_alone(tmp
     key = store_outputs(open_session(str(cache)), a, OUTPUTS)
     blob = cache / blob_path(hash_file(a / "build" / "a.csv"))
     if damage == "corrupt":
-        blob.write_text("a,b\n9,9\n")
+        blob.write_text("a,b\n9,9\n" * 1000)
     elif damage == "truncated":
         blob.write_bytes(blob.read_bytes()[:3])
     else:
@@ -111,7 +111,7 @@ def test_a_damaged_blob_is_a_fault_naming_the_entry_and_leaves_outputs_alone(tmp
     store_outputs(open_session(str(cache)), a, OUTPUTS)
     again = open_session(str(cache), warnings)
     assert again.restore(again.lookup(key, "extract"), str(b), "extract")
-    assert (b / "build" / "a.csv").read_text() == "a,b\n1,2\n" and len(warnings) == 1
+    assert (b / "build" / "a.csv").read_text() == "a,b\n1,2\n" * 1000 and len(warnings) == 1
 
 
 @pytest.mark.parametrize("content", [b"", b'{"format": 1, "key"', b"\x00\x01not json", b'{"format": 1}'])
@@ -131,6 +131,24 @@ def test_an_entry_naming_paths_outside_its_outputs_is_refused(tmp_path: Path) ->
            "produced": produced()._asdict()}
     with pytest.raises(Exception, match="outside the project"):
         parse_entry(json.dumps(doc).encode(), key)
+
+
+def test_small_files_live_inside_their_entry_and_are_checked(tmp_path: Path) -> None:
+    cache, a, b = tmp_path / "cache", tmp_path / "a", tmp_path / "b"
+    (a / "out").mkdir(parents=True)
+    (a / "out" / "small.txt").write_text("tiny\n")
+    key = store_outputs(open_session(str(cache)), a, ["out/small.txt"])
+    assert not (cache / "v1" / "blobs").exists()  # one file in the cache for the task: its entry
+    path = cache / entry_path(key)
+    doc = json.loads(path.read_text())
+    assert len(doc["files"]["out/small.txt"]) == 4  # hash, size, executable, the bytes
+    session = open_session(str(cache))
+    assert session.restore(session.lookup(key, "t"), str(b), "t") and (b / "out" / "small.txt").read_text() == "tiny\n"
+    doc["files"]["out/small.txt"][3] = "dGlu"  # "tin", base64: truncated
+    path.write_text(json.dumps(doc))
+    warnings: list = []
+    assert open_session(str(cache), warnings).lookup(key, "t") is None
+    assert len(warnings) == 1 and "inline content" in warnings[0] and key[:16] in warnings[0]
 
 
 def test_a_half_written_entry_is_never_seen(tmp_path: Path) -> None:
@@ -210,7 +228,7 @@ def test_two_writers_of_one_entry_at_once(tmp_path: Path) -> None:
 def _store_stream(cache: str, project: str, count: int) -> None:
     session = open_session(cache)
     for i in range(count):
-        (Path(project) / "o.txt").write_text(f"version {i % 7}\n")  # blobs shared between some entries
+        (Path(project) / "o.txt").write_text(f"version {i % 7}\n" * 1000)  # blobs shared between some entries
         store_outputs(session, Path(project), ["o.txt"], fingerprint=f"f{i}")
 
 
@@ -222,7 +240,7 @@ def test_gc_while_a_writer_stores_never_leaves_an_entry_without_its_blobs(tmp_pa
     writer.start()
     rounds = 0
     while writer.is_alive() or rounds == 0:
-        gc(DirBackend(str(cache)), max_size=20, grace=0.05)
+        gc(DirBackend(str(cache)), max_size=20_000, grace=0.05)
         rounds += 1
     writer.join()
     assert writer.exitcode == 0 and rounds > 1
@@ -240,7 +258,7 @@ def test_gc_removes_least_recently_used_first(tmp_path: Path) -> None:
     for i in range(3):
         p = tmp_path / f"p{i}"
         p.mkdir()
-        (p / "o.bin").write_bytes(bytes([i]) * 1000)
+        (p / "o.bin").write_bytes(bytes([i]) * 10_000)
         keys.append(store_outputs(open_session(str(cache)), p, ["o.bin"], fingerprint=f"f{i}"))
     now = time.time()
     for age, key in zip((300, 100, 200), keys):  # entry 0 least recently used, then 2, then 1
@@ -248,8 +266,8 @@ def test_gc_removes_least_recently_used_first(tmp_path: Path) -> None:
     for blob in (cache / "v1" / "blobs").rglob("*"):
         if blob.is_file():
             os.utime(blob, (now - 4000, now - 4000))
-    result = gc(DirBackend(str(cache)), max_size=2000, now=now)
-    assert result["removed_entries"] == 1 and result["removed_blobs"] == 1 and result["bytes"] == 2000
+    result = gc(DirBackend(str(cache)), max_size=21_000, now=now)  # two blobs and their entries fit
+    assert result["removed_entries"] == 1 and result["removed_blobs"] == 1 and 20_000 < result["bytes"] <= 21_000
     assert not (cache / entry_path(keys[0])).exists() and (cache / entry_path(keys[2])).exists()
     result = gc(DirBackend(str(cache)), older_than=150, now=now)
     assert result["removed_entries"] == 1 and (cache / entry_path(keys[1])).exists()

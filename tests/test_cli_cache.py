@@ -53,7 +53,7 @@ def clone(tmp_path: Path, name: str, pipeline: str = PIPELINE) -> Project:
     root.mkdir()
     proj = Project(root)
     proj.flowfile(pipeline)
-    proj.write("raw/S01.csv", "a,b\n1,2\n")
+    proj.write("raw/S01.csv", "a,b\n1,2\n" * 1000)  # its outputs are blobs; the others live in their entries
     proj.write("raw/S02.csv", "c,d\n3,4\n")
     return proj
 
@@ -123,7 +123,7 @@ def test_downstream_of_a_restored_task_sees_ordinary_outputs(tmp_path: Path, cac
     first.run("run", "--cache", str(cache))
     # Only the first stage is in the cache for the second clone's inputs: an edit below it reruns the rest,
     # which then read the restored files as inputs (and early cutoff applies to what follows).
-    second = clone(tmp_path, "second", PIPELINE.replace("wc -l build/S0*.csv", "wc -l build/S0*.csv | sort"))
+    second = clone(tmp_path, "second", PIPELINE.replace("wc -l build/S0*.csv", "wc -l build/S01.csv build/S02.csv"))
     result = second.json_run("--cache", str(cache))
     assert result.returncode == 0, result
     assert result.tasks_with("restored") == ["extract:S01", "extract:S02", "tool"]  # tool: same input bytes
@@ -162,7 +162,7 @@ def test_a_damaged_blob_is_a_warning_the_task_runs_and_the_entry_is_repaired(tmp
                                                                                damage: str) -> None:
     first = clone(tmp_path, "first")
     first.run("run", "--cache", str(cache))
-    blob = cache / blob_path(hash_file(first.path("build/count.txt")))
+    blob = cache / blob_path(hash_file(first.path("build/S01.csv")))
     if damage == "corrupt":
         blob.write_bytes(b"x" * blob.stat().st_size)
     elif damage == "truncated":
@@ -173,8 +173,11 @@ def test_a_damaged_blob_is_a_warning_the_task_runs_and_the_entry_is_repaired(tmp
     result = second.json_run("--cache", str(cache))
     assert result.returncode == 0, result
     warned = [m for m in notices(result) if "cache entry" in m]
-    assert len(warned) == 1 and "(tables)" in warned[0] and damage in warned[0], result
-    assert "tables" in result.ran and result.tasks_with("restored") == ["extract:S01", "extract:S02", "tool"]
+    assert "(extract:S01)" in warned[0] and damage in warned[0], result
+    # build/S01.csv is also build/tables/S01.csv: one blob in two entries. Whether `tables` finds it
+    # repaired already depends on how far extract:S01's store (on its own thread) has come.
+    assert len(warned) == 1 + ("tables" in result.ran), result
+    assert sorted(result.ran) == ["extract:S01"] + (["tables"] if len(warned) == 2 else []) + ["upload"]
     assert contents(second) == contents(first)
     third = clone(tmp_path, "third")
     repaired = third.json_run("--cache", str(cache))
@@ -220,8 +223,9 @@ def test_two_runs_writing_the_same_entries_at_once(tmp_path: Path, cache: Path) 
 
 
 def test_gc_under_a_concurrent_run(tmp_path: Path, cache: Path) -> None:
-    many = "\n".join(f'[tasks.t{i}]\ninputs = ["raw/S01.csv"]\noutputs = ["out/{i}.txt"]\nrun = "echo {i} > out/{i}.txt"\n'
-                     for i in range(60))
+    # One blob (the same 20 kB) shared by every entry: gc takes it with the last entry, as writers need it.
+    many = "\n".join(f'[tasks.t{i}]\ninputs = ["raw/S01.csv"]\noutputs = ["out/{i}.txt"]\n'
+                     f'run = "head -c 20000 raw/S01.csv > out/{i}.txt"\n' for i in range(60))
     proj = clone(tmp_path, "a", many)
     run = proj.popen("run", "--progress", "json", "-j", "2", "--cache", str(cache))
     rounds = 0

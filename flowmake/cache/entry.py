@@ -12,11 +12,12 @@ inside the cache (its URL is the root):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from typing import Dict, Mapping, NamedTuple, Tuple
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 
-from ..store.hashing import hash_text
-
+from ..store.hashing import hash_bytes, hash_text
 
 ENTRY_FORMAT = 1
 ROOT = "v1"
@@ -34,12 +35,19 @@ def run_path(run_id: str) -> str:
     return f"{ROOT}/runs/{run_id}.json"
 
 
+# Files up to this size are kept inside their entry rather than as blobs of their own: creating a file
+# in the cache costs more than the trivial task that made it (most outputs of a big pipeline are small),
+# and deduplicating them saves nothing worth a second file.
+INLINE_MAX = 4096
+
+
 class Blob(NamedTuple):
-    """One file of an entry: its content hash, size and whether it is executable."""
+    """One file of an entry: its content hash, size and whether it is executable; `data`: its bytes, if inline."""
 
     hash: str
     size: int
     executable: bool = False
+    data: Optional[bytes] = None
 
 
 class Produced(NamedTuple):
@@ -65,7 +73,8 @@ class Entry(NamedTuple):
     def to_json(self) -> bytes:
         doc = {
             "format": ENTRY_FORMAT, "key": self.key, "outputs": dict(self.outputs),
-            "files": {p: [b.hash, b.size, b.executable] for p, b in sorted(self.files.items())},
+            "files": {p: [b.hash, b.size, b.executable] + ([] if b.data is None else [base64.b64encode(b.data).decode()])
+                      for p, b in sorted(self.files.items())},
             "produced": self.produced._asdict(),
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -73,6 +82,11 @@ class Entry(NamedTuple):
     @property
     def size(self) -> int:
         return sum(b.size for b in self.files.values())
+
+    @property
+    def blobs(self) -> "Dict[str, Blob]":
+        """The files kept as blobs of their own (not inline)."""
+        return {p: b for p, b in self.files.items() if b.data is None}
 
 
 class CorruptEntry(Exception):
@@ -84,12 +98,12 @@ def parse_entry(data: bytes, key: str) -> Entry:
         doc = json.loads(data.decode())
         if doc.get("format") != ENTRY_FORMAT or doc.get("key") != key:
             raise CorruptEntry(f"not an entry of format {ENTRY_FORMAT} for this key")
-        files = {str(p): Blob(str(h), int(s), bool(x)) for p, (h, s, x) in doc["files"].items()}
+        files = {str(p): _blob(v) for p, v in doc["files"].items()}
         outputs = {str(k): str(v) for k, v in doc["outputs"].items()}
         produced = Produced(**{f: doc["produced"][f] for f in Produced._fields})
     except CorruptEntry:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, binascii.Error) as exc:
         raise CorruptEntry(f"unreadable entry ({type(exc).__name__}: {exc})") from None
     entry = Entry(key, outputs, files, produced)
     # A shared cache is data from elsewhere: nothing in it may name a file outside the task's outputs.
@@ -103,6 +117,16 @@ def parse_entry(data: bytes, key: str) -> Entry:
         if output_hash(output, files) != digest:
             raise CorruptEntry(f"its files do not make its output {output}")
     return entry
+
+
+def _blob(value: list) -> Blob:
+    if len(value) == 3:
+        return Blob(str(value[0]), int(value[1]), bool(value[2]))
+    digest, size, executable, text = value
+    data = base64.b64decode(text, validate=True)
+    if len(data) != size or hash_bytes(data) != digest:
+        raise CorruptEntry(f"the inline content of a file does not hash to its {str(digest)[:12]}")
+    return Blob(str(digest), int(size), bool(executable), data)
 
 
 def _safe(path: str) -> bool:

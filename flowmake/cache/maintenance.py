@@ -79,7 +79,7 @@ def stats(backend: Backend) -> dict:
     looked = hits + sum(int(r.get("misses", 0)) for r in runs)
     return {
         "url": backend.url, "entries": len(listing.entries), "blobs": len(listing.blobs),
-        "bytes": sum(s for s, _ in listing.blobs.values()),
+        "bytes": sum(s for s, _ in listing.blobs.values()) + sum(s for s, _ in listing.entries.values()),
         "recent_runs": len(runs), "hits": hits, "lookups": looked,
         "hit_rate": (hits / looked) if looked else None,
         "runs": [{k: r.get(k) for k in ("run", "host", "project", "hits", "misses", "stored", "faults")}
@@ -97,7 +97,7 @@ def _entry_blobs(backend: Backend, path: str) -> Optional[Set[str]]:
         entry = parse_entry(data, key)
     except CorruptEntry:
         return None
-    return {f"{ROOT}/blobs/{b.hash[:2]}/{b.hash}" for b in entry.files.values()}
+    return {f"{ROOT}/blobs/{b.hash[:2]}/{b.hash}" for b in entry.blobs.values()}
 
 
 def gc(backend: Backend, *, max_size: Optional[int] = None, older_than: Optional[float] = None,
@@ -115,10 +115,12 @@ def gc(backend: Backend, *, max_size: Optional[int] = None, older_than: Optional
         for p in keep:
             for b in names[p] or ():
                 refs[b] = refs.get(b, 0) + 1
-        total = sum(listing.blobs.get(b, (0, 0.0))[0] for b in refs)
+        # Entries count too: small files live inside them (entry.INLINE_MAX).
+        total = sum(listing.blobs.get(b, (0, 0.0))[0] for b in refs) + sum(listing.entries[p][0] for p in keep)
         while keep and total > max_size:
             oldest = keep.pop(0)
             doomed.append(oldest)
+            total -= listing.entries[oldest][0]
             for b in names[oldest] or ():
                 refs[b] -= 1
                 if refs[b] == 0:
@@ -141,9 +143,11 @@ def gc(backend: Backend, *, max_size: Optional[int] = None, older_than: Optional
     for path in sorted(listing.runs)[:-KEEP_RUNS]:
         backend.delete(path)
     left = {p: v for p, v in listing.blobs.items() if p in live or v[1] >= now - grace}
+    freed += sum(listing.entries[p][0] for p in doomed if p in listing.entries)
+    kept_entries = sum(v[0] for p, v in listing.entries.items() if p not in set(doomed))
     return {"removed_entries": len(doomed), "removed_blobs": removed_blobs, "freed_bytes": freed,
             "entries": len(listing.entries) - len(doomed), "blobs": len(left),
-            "bytes": sum(s for s, _ in left.values())}
+            "bytes": sum(s for s, _ in left.values()) + kept_entries}
 
 
 def human_size(n: float) -> str:

@@ -16,7 +16,8 @@ import stat as stat_module
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import not_utf8
-from .entry import Blob, Entry, blob_path, entry_path, files_by_output, tree_hash
+from ..store.hashing import hash_bytes
+from .entry import INLINE_MAX, Blob, Entry, blob_path, entry_path, files_by_output, tree_hash
 
 if TYPE_CHECKING:  # names for type checkers only
     from .backends import DirBackend, FsspecBackend
@@ -99,17 +100,35 @@ def store(backend: Backend, root: str, entry: Entry) -> bool:
     meanwhile sees it as just used; and once the entry is written its blobs
     are looked at again, in case a `gc` took one between the two.
     """
+    files = dict(entry.files)
     for path, blob in entry.files.items():
+        if blob.size <= INLINE_MAX:
+            data = _read_small(os.path.join(root, path), blob)
+            if data is None:
+                return False
+            files[path] = blob._replace(data=data)
+            continue
         name = blob_path(blob.hash)
         if not backend.keep(name) and not backend.upload(name, os.path.join(root, path), blob.hash):
             return False
+    entry = entry._replace(files=files)
     backend.write_atomic(entry_path(entry.key), entry.to_json())
-    for path, blob in entry.files.items():
+    for path, blob in entry.blobs.items():
         name = blob_path(blob.hash)
         if not backend.exists(name) and not backend.upload(name, os.path.join(root, path), blob.hash):
             backend.delete(entry_path(entry.key))
             return False
     return True
+
+
+def _read_small(full: str, blob: Blob) -> Optional[bytes]:
+    """A small file's bytes, if they still hash to what its run recorded."""
+    try:
+        with open(full, "rb") as f:
+            data = f.read(INLINE_MAX + 1)
+    except OSError:
+        return None
+    return data if len(data) == blob.size and hash_bytes(data) == blob.hash else None
 
 
 def stage(backend: Backend, root: str, entry: Entry, cancelled: Callable[[], bool]) -> List[Staged]:
@@ -150,8 +169,12 @@ def _fetch(backend: Backend, blob: Blob, target: str) -> None:
     except OSError as exc:
         raise Fault(f"cannot write {target}: {exc.strerror or exc}") from None
     with dst:
-        digest = backend.download(blob_path(blob.hash), dst)
-        size = dst.tell()
+        if blob.data is not None:  # inline, checked as the entry was read
+            dst.write(blob.data)
+            digest, size = blob.hash, blob.size
+        else:
+            digest = backend.download(blob_path(blob.hash), dst)
+            size = dst.tell()
     if digest is None:
         raise Fault(f"blob {blob.hash[:12]} is missing")
     if size < blob.size:
