@@ -150,8 +150,7 @@ def run_build(
     trigger: Optional[Mapping[str, object]] = None,
     executor: Optional[str] = None,
     scheduler_address: Optional[str] = None,
-    cache: Optional[str] = None,
-    cache_mode: str = "readwrite",
+    cache: Optional[str] = None, cache_mode: str = "readwrite",
 ) -> int:
     from ..engine.build import Build, BuildOptions
     from ..executors.registry import choose, make_executor
@@ -195,13 +194,9 @@ def run_build(
                               emit=survive_closed_pipe(reporter, files), executor=runner, selection=selection,
                               report_fresh=any(map(shows_fresh_tasks, (reporter, *files))), prescan=prescan,
                               cache=shared)
-                if shared is not None:
-                    shared.attach(build)
                 code = build.run()
             finally:
                 runner.close()  # again after the loop's: one interrupted before the loop holds a cluster too
-                if shared is not None:
-                    shared.finish()
                 _close_all(reporter, *files)
             if extras.junit is not None and not dry_run:
                 _no_fast_noop(project)

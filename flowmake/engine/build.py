@@ -115,6 +115,8 @@ class Build:
                                  secret_names=lambda: [n for spec in tasks.values() for n in spec.secrets])
         self._prescan = prescan
         self.cache = cache
+        if cache is not None:
+            cache.begin(self)
         self.observations: Dict[str, Observation] = {}  # what each task was last decided on, in full
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -160,6 +162,8 @@ class Build:
         finally:
             self.executor.close()
             self.recorder.commit()
+            if self.cache is not None:
+                self.cache.finish()  # the stores still under way, before the run's end is shown
         result = RunResult.SUCCESS
         if self.signals.first is not None:
             result = RunResult.INTERRUPTED

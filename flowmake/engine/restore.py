@@ -14,13 +14,22 @@ Like executors/protocol.py, for type checkers and readers only.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Mapping, Optional, Protocol
 
 from ..executors.protocol import FileSystem
 from ..model import Observation, TaskSpec
 
+if TYPE_CHECKING:
+    from .build import Build
+
 
 class OutputCache(Protocol):
+    def begin(self, build: Build) -> None:
+        """The run it serves (engine/build.py): its id, its hasher and its events."""
+
+    def finish(self) -> None:
+        """The loop is over: finish what is under way (stores), within the cache's deadlines."""
+
     def lookup(self, spec: TaskSpec, obs: Observation) -> Optional[object]:
         """The entry holding this task's outputs for what `obs` observed (its fingerprint), or None.
 

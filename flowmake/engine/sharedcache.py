@@ -45,7 +45,7 @@ class SharedCache:
         self._emit: Optional[Callable[[str], None]] = None
         session.warn = self._warn
 
-    def attach(self, build: Build) -> None:
+    def begin(self, build: Build) -> None:
         """The run this cache serves: its id, its hasher (restored outputs are hashed by it) and its events."""
         self._hasher = build.hasher
         self._run_id = build.run_id
@@ -76,7 +76,7 @@ class SharedCache:
 
     def restore(self, spec: TaskSpec, entry: object, files: FileSystem) -> Optional[Mapping[str, str]]:
         """Outputs in place, each file checked against the entry; their hashes as the run's hasher reads them."""
-        assert self._hasher is not None, "attach the run first"
+        assert self._hasher is not None, "begin the run first"
         got: Entry = entry  # type: ignore[assignment]
         if not self.session.restore(got, self.root, spec.name):
             return None
