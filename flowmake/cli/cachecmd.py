@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
+
 from ..errors import EXIT_OK, FlowError, UsageError
-from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py); a run reads cache_url from here
-    from pathlib import Path
-    from typing import Callable, Optional, Tuple
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..model import Flowfile
 
 NO_CACHE_HINT = "name one with --cache DIR|URL, FLOWMAKE_CACHE, or [flow] cache = \"...\" in the Flowfile (docs/cache.md)"

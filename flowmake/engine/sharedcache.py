@@ -9,18 +9,16 @@ attempt records for the audit trail, and the run's counts in the cache.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
 
 from .. import __version__
 from ..cache.entry import Produced
 from ..cache.key import entry_key
 from ..events import Notice
-from ..records import TYPE_CHECKING
 from ..store.identity import current_user, host_name
 from .plan import always_runs, fingerprint
 
-if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Mapping, Optional
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..cache.entry import Entry
     from ..cache.session import CacheSession
     from ..executors.protocol import FileSystem
