@@ -214,6 +214,73 @@ def _in_project(pid: int, project: Project) -> bool:
         return False
 
 
+def test_flowmake_killed_leaves_no_command_running_and_the_next_run_redoes_it(cluster: Cluster,
+                                                                              project: Project) -> None:
+    project.flowfile("""
+        [tasks.long]
+        outputs = ["out.txt"]
+        run = "if [ -e killed ]; then echo x > out.txt; else echo $$ > pid.txt; sleep 60; fi"
+    """)
+    proc = project.popen("run", "--progress", "json", *_dask(cluster))
+    pid = int(wait_for_file(project.path("pid.txt"), timeout=30, proc=proc))
+    project.write("killed")
+    proc.kill()
+    proc.communicate()
+    # Its client gone, the scheduler releases the future and the worker stops the command.
+    wait_for(lambda: not pid_alive(pid), timeout=20, what="the dead run's command to be stopped")
+    again = project.json_run(*_dask(cluster))
+    assert again.returncode == 0 and again.ran == ["long"], again
+    assert project.run("audit", "verify").returncode == 0
+
+
+def test_jobs_follow_the_workers_that_join_during_a_run(cluster: Cluster, project: Project) -> None:
+    project.flowfile("""
+        [tasks.work]
+        matrix = { n = ["1", "2", "3", "4", "5", "6"] }
+        run = "touch started.{n}; while [ ! -e go ]; do sleep 0.05; done"
+    """)
+    proc = project.popen("run", "--progress", "json", *_dask(cluster))
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())  # run_started: the run is connected, its -j read
+        cluster.start_worker("w2")
+        cluster.wait_for_workers(["w2"])
+        # Every task waits for `go`: a third one starts only if the run took the new thread.
+        wait_for(lambda: len(list(project.root.glob("started.*"))) == 3, timeout=30, what="a third task")
+        project.write("go")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        cluster.kill("w2")
+    assert proc.returncode == 0, err
+    events = [first] + [json.loads(line) for line in out.splitlines()]
+    assert events[0]["event"] == "run_started" and events[0]["jobs"] == 2
+    running, most = 0, 0
+    for e in events:
+        running += {"task_started": 1, "task_finished": -1}.get(e["event"], 0)
+        most = max(most, running)
+    assert most == 3, "the third worker's thread was not used"
+    assert any(e["event"] == "task_placed" and e["worker"] == cluster.addresses["w2"] for e in events)
+
+
+def test_outputs_hashed_on_the_worker_are_not_read_again(tmp_path: Path) -> None:
+    from flowmake.executors.dask.executor import DaskFiles
+    from flowmake.executors.dask.remote import _outputs
+
+    (tmp_path / "big.bin").write_bytes(os.urandom(1 << 20))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.txt").write_text("a")
+    report = _outputs(str(tmp_path), ["big.bin", "dir/", "gone.txt"])  # as the worker does it
+    assert report["missing"] == ["gone.txt"]
+    report = _outputs(str(tmp_path), ["big.bin", "dir/"])
+    files = DaskFiles(tmp_path)
+    hasher = files.hasher({})
+    files.adopt(["big.bin", "dir/"], report)
+    assert files.missing(["big.bin", "dir/"]) == []
+    assert hasher.hash("big.bin") == report["hashes"]["big.bin"] and hasher.hash("dir/") == report["hashes"]["dir/"]
+    assert hasher.reads == 0  # compared by stat only
+    assert set(hasher.take_unsaved()) == {"big.bin", "dir/a.txt"}  # and saved to the state as if read here
+
+
 def test_an_unreachable_scheduler_is_exit_2_within_seconds(project: Project) -> None:
     project.flowfile("""
         [tasks.t]

@@ -27,6 +27,7 @@ from flowmake.events import (
     TaskFinished,
     TaskLines,
     TaskOutput,
+    TaskPlaced,
     TaskStarted,
     TaskStatus,
     TaskWaiting,
@@ -327,6 +328,24 @@ def test_tree_shows_a_running_task_with_its_elapsed_time_and_latest_line() -> No
     assert running.endswith("extract   0:12  copied 120 rows")
     assert next(line for line in lines if "validate" in line).endswith("validate  never run (+1 more)")
     reporter.close()
+
+
+def test_tree_shows_the_worker_a_cluster_placed_a_running_task_on() -> None:
+    clock = FakeClock()
+    reporter = tree_reporter(clock, io.StringIO())
+    for event in failing_run()[:2]:
+        reporter.handle(event)
+    reporter.handle(TaskPlaced(RUN, T0, "extract", "tcp://10.0.0.7:40123"))
+    reporter.handle(TaskOutput(RUN, T0, "extract", "copied 120 rows"))
+    clock.now += 3
+    running = next(line for line in render(reporter) if "extract" in line)
+    assert running.endswith("extract   0:03  on tcp://10.0.0.7:40123  copied 120 rows")
+    reporter.close()
+
+
+def test_plain_names_the_worker_a_task_was_placed_on() -> None:
+    out, _ = feed("plain", [*failing_run()[:2], TaskPlaced(RUN, T0, "extract", "tcp://10.0.0.7:40123")])
+    assert any(line.split() == ["on", "extract", "tcp://10.0.0.7:40123"] for line in out.splitlines()), out
 
 
 def test_tree_end_of_run_keeps_the_final_tree_then_tails_then_summary() -> None:

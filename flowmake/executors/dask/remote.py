@@ -93,6 +93,9 @@ def run_task(spec: Dict[str, Any]) -> Dict[str, Any]:
         result["lines"], result["omitted"] = stream.take_lines()
     if returncode == 0 and not timed_out:
         result.update(_outputs(spec["cwd"], spec["outputs"]))
+    # Posted as well as returned: the topic reaches the client with the task's end,
+    # where fetching a future's result from the worker costs another round trip.
+    worker.log_event(topic, {"task": spec["task"], "key": key, "result": result})
     return result
 
 
