@@ -9,6 +9,8 @@ on all alike; the median of each is printed:
 * ``miss``: a cache that holds nothing (a new empty directory each time),
   read-write: every task is looked up and missed, and its outputs stored:
   the cost the cache adds to a run with no hits;
+* ``miss-read``: the same with ``--cache-mode read`` (a pull request's job
+  that reads the shared cache but never writes it): looked up, missed, not stored;
 * ``restore``: a warm directory cache: every task restored, none run.
 
     python benchmarks/cache.py [--tasks 1000] [--shape layered] [--reps 5] [-j 2]
@@ -38,11 +40,11 @@ def fresh_clone(template: Path, dest: Path) -> None:
     shutil.copytree(template / "src", dest / "src")
 
 
-def timed_run(project: Path, jobs: int, cache: "Path | None") -> "tuple[float, float]":
+def timed_run(project: Path, jobs: int, cache: "Path | None", mode: str = "readwrite") -> "tuple[float, float]":
     """(wall seconds, CPU seconds of flowmake and its tasks) of one run."""
     argv = [sys.executable, "-m", "flowmake", "run", "--progress", "plain", "-q", "-j", str(jobs)]
     if cache is not None:
-        argv += ["--cache", str(cache)]
+        argv += ["--cache", str(cache), "--cache-mode", mode]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -68,14 +70,16 @@ def main() -> int:
         warm = base / "warm-cache"
         fresh_clone(template, base / "warmer")
         timed_run(base / "warmer", args.jobs, warm)  # fills the warm cache (and the bytecode cache)
-        times: dict = {"run": [], "miss": [], "restore": []}
-        cpu: dict = {"run": [], "miss": [], "restore": []}
+        kinds = ("run", "miss", "miss-read", "restore")
+        times: dict = {k: [] for k in kinds}
+        cpu: dict = {k: [] for k in kinds}
         for rep in range(args.reps):
-            for kind in ("run", "miss", "restore"):
+            for kind in kinds:
                 clone = base / f"{kind}-{rep}"
                 fresh_clone(template, clone)
-                cache = {"run": None, "miss": base / f"empty-{rep}", "restore": warm}[kind]
-                wall, used = timed_run(clone, args.jobs, cache)
+                cache = {"run": None, "miss": base / f"empty-{rep}", "miss-read": base / f"none-{rep}",
+                         "restore": warm}[kind]
+                wall, used = timed_run(clone, args.jobs, cache, "read" if kind == "miss-read" else "readwrite")
                 times[kind].append(wall)
                 cpu[kind].append(used)
                 shutil.rmtree(clone)
@@ -85,10 +89,13 @@ def main() -> int:
         print(f"{args.tasks} tasks ({args.shape}), -j {args.jobs}, {args.reps} runs each "
               "(wall: median and best; CPU of flowmake and its tasks: median):")
         for kind, label in (("run", "run, no cache"), ("miss", "run, empty cache (all missed, all stored)"),
+                            ("miss-read", "the same, --cache-mode read (missed, not stored)"),
                             ("restore", "restore from a warm directory cache")):
-            print(f"  {label:<43} {med[kind]:6.2f} s  best {low[kind]:5.2f} s  CPU {used[kind]:5.2f} s")
-        print(f"  cost of the cache with no hits: wall {100 * (med['miss'] / med['run'] - 1):+.1f}% (median), "
-              f"{100 * (low['miss'] / low['run'] - 1):+.1f}% (best); CPU {100 * (used['miss'] / used['run'] - 1):+.1f}%")
+            print(f"  {label:<50} {med[kind]:6.2f} s  best {low[kind]:5.2f} s  CPU {used[kind]:5.2f} s")
+        for kind in ("miss", "miss-read"):
+            print(f"  cost of the cache with no hits ({kind}): wall {100 * (med[kind] / med['run'] - 1):+.1f}% "
+                  f"(median), {100 * (low[kind] / low['run'] - 1):+.1f}% (best); "
+                  f"CPU {100 * (used[kind] / used['run'] - 1):+.1f}%")
         print(f"  restore vs run: {med['run'] / med['restore']:.1f}x faster (median), "
               f"{low['run'] / low['restore']:.1f}x (best)")
     return 0

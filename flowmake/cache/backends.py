@@ -52,9 +52,16 @@ class DirBackend:
     def __init__(self, root: str) -> None:
         self.root = root
         self.url = root
+        self._made: set = set()  # folders known to exist: os.makedirs tries a mkdir even then
 
     def _full(self, rel: str) -> str:
         return os.path.join(self.root, rel)
+
+    def _parent(self, full: str) -> None:
+        folder = os.path.dirname(full)
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
 
     def read(self, rel: str) -> Optional[bytes]:
         try:
@@ -65,7 +72,7 @@ class DirBackend:
 
     def write_atomic(self, rel: str, data: bytes) -> None:
         full = self._full(rel)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
+        self._parent(full)
         tmp = _tmp_name(full)
         try:
             with open(tmp, "wb") as f:
@@ -95,7 +102,7 @@ class DirBackend:
             src = open(local, "rb")
         except OSError:
             return False  # gone or unreadable since it was hashed: not stored, and the cache is not to blame
-        os.makedirs(os.path.dirname(full), exist_ok=True)
+        self._parent(full)
         tmp = _tmp_name(full)
         try:
             with src, open(tmp, "wb") as dst:

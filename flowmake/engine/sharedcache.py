@@ -41,6 +41,7 @@ class SharedCache:
         self._run_id = ""
         self._pending: List[str] = []  # warnings given before the run could show them
         self._emit: Optional[Callable[[str], None]] = None
+        self._who = (host_name(), current_user())  # asked once: current_user may read the password database
         session.warn = self._warn
 
     def begin(self, build: Build) -> None:
@@ -99,9 +100,8 @@ class SharedCache:
         key = self.key(spec, obs)
         if key is None or self._hasher is None:
             return
-        produced = Produced(self._run_id, host_name(), current_user(), time.time(), spec.name, self.project,
-                            __version__)
+        produced = Produced(self._run_id, *self._who, time.time(), spec.name, self.project, __version__)
         self.session.store(key, self.root, outputs, self._hasher.hash, produced, wait=False)
 
     def finish(self) -> None:
-        self.session.finish(self._run_id, host=host_name(), project=self.project)
+        self.session.finish(self._run_id, host=self._who[0], project=self.project)
