@@ -29,7 +29,7 @@ from conftest import FLOWMAKE, RUN_TIMEOUT
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from flowmake.cli.commands import STARTER, check_flowfile
+from flowmake.cli.flowfiles import STARTER, check_flowfile
 from flowmake.engine.graph import build_graph
 from flowmake.errors import EXIT_USAGE, FlowError
 from flowmake.load.flowfile import FLOW_KEYS, HOOK_KEYS, TASK_KEYS, TOP_KEYS, load

@@ -178,7 +178,7 @@ def clean(
 @guarded
 def check() -> int:
     """Load and validate the Flowfile; print every problem; run nothing."""
-    from .commands import check_flowfile
+    from .flowfiles import check_flowfile
 
     return check_flowfile(file=invocation.file, directory=invocation.directory)
 
@@ -187,7 +187,7 @@ def check() -> int:
 @guarded
 def init(force: bool = typer.Option(False, "--force", help="Overwrite an existing Flowfile.toml.")) -> int:
     """Write a starter Flowfile.toml in the current directory."""
-    from .commands import write_starter
+    from .flowfiles import write_starter
 
     return write_starter(directory=invocation.directory, overwrite=force)
 
@@ -214,7 +214,7 @@ def schema(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write it to this file instead of stdout."),
 ) -> int:
     """Print the JSON Schema of the Flowfile, for editors (docs/flowfile.md#editor-support)."""
-    from .commands import print_schema
+    from .flowfiles import print_schema
 
     return print_schema(output=output)
 

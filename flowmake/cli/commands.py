@@ -1,9 +1,9 @@
 """What each command does, without the command-line parsing.
 
-`cli.py` parses arguments and renders errors; this module turns a parsed
+`app.py` parses arguments and renders errors; this module turns a parsed
 command into work: it loads the project (Flowfile + graph), takes the lock
 when the command writes, opens the state and calls the build loop or
-prints a report. Kept apart from `cli.py` so typer stays off every path but
+prints a report (check, init and schema: flowfiles.py). Kept apart from `app.py` so typer stays off every path but
 argument parsing, and so tests can call commands directly.
 """
 
@@ -17,41 +17,13 @@ from typing import TYPE_CHECKING, List, Mapping, NamedTuple, Optional, Sequence,
 
 from .. import removal
 from ..engine.graph import Graph, build_graph, closure, default_targets, resolve_targets
-from ..errors import FlowError, FlowfileError, FlowfileErrors, LockHeldError, UsageError
+from ..errors import LockHeldError, UsageError
 from ..model import Flowfile
 from .guard import survive_closed_pipe
 
 if TYPE_CHECKING:  # names for type checkers only
     from ..engine.snapshot import Prescan
     from .fastpath import RunArgs
-
-STARTER = '''\
-#:schema .flowmake/flowfile.schema.json
-# Flowfile.toml: the tasks of this project, for flowmake.
-# Every path is relative to this file's directory. See `flowmake --help`.
-
-[flow]
-name = {name}
-# default = ["report"]    # targets when none are named (default: every task)
-
-[vars]
-build = "build"
-
-[env]
-TZ = "UTC"
-
-[tasks.hello]
-help = "An example step: replace it with your first real one"
-outputs = ["{{build}}/hello.txt"]
-run = "echo 'hello from flowmake' > {{outputs[0]}}"
-
-# [tasks.summarise]
-# help = "Count the lines of the hello file"
-# inputs = ["{{build}}/hello.txt"]
-# outputs = ["{{build}}/summary.txt"]
-# run = "wc -l {{inputs}} > {{outputs[0]}}"
-'''
-
 
 class Project(NamedTuple):
     flowfile: Flowfile
@@ -153,7 +125,7 @@ def run_build(
     cache: Optional[str] = None, cache_mode: str = "readwrite",
 ) -> int:
     from ..engine.build import Build, BuildOptions
-    from ..executors.registry import choose, make_executor
+    from ..executors.registry import ExecutorOptions, choose, select
     from ..report import make_reporter, shows_fresh_tasks
     from .cioutput import plan_outputs
     from .cachecmd import open_cache
@@ -166,7 +138,7 @@ def run_build(
         raise
     selection = closure(project.graph, roots)
     forced = _forced_tasks(project, force, selection=selection, target_names=target_names) if force else frozenset()
-    where = choose(project.flowfile, executor=executor, scheduler=scheduler_address)
+    where = choose(project.flowfile, executor=executor, scheduler=scheduler_address, dry_run=dry_run)
     if jobs is None:
         # 0: the cluster's worker threads, followed as workers come and go (engine/loop.py)
         jobs = project.flowfile.jobs or (0 if where.follows_cluster else os.cpu_count() or 1)
@@ -188,7 +160,7 @@ def run_build(
                 forced=forced, argv=tuple(argv), target_names=tuple(target_names), output=shown,
                 notices=tuple(flowfile_warnings(project.flowfile)), trigger=trigger,
             )
-            runner = make_executor(project.root, where, output=shown, dry_run=dry_run)
+            runner = select(where.name, ExecutorOptions(project.root, output=shown, scheduler=where.scheduler))
             try:
                 build = Build(project.flowfile, project.graph, state, options,
                               emit=survive_closed_pipe(reporter, files), executor=runner, selection=selection,
@@ -414,98 +386,4 @@ def clean_outputs(project: Project, names: Sequence[str], *, dry_run: bool, wait
     finally:
         if lock is not None:
             lock.release()
-    return 0
-
-
-# -- check and init ------------------------------------------------------------
-
-
-def check_flowfile(*, file: Optional[Path], directory: Optional[Path], out: TextIO = sys.stdout) -> int:
-    from ..load.flowfile import find_flowfile, load_with_problems
-
-    path = find_flowfile(_enter(directory), file)
-    flowfile, problems = load_with_problems(path)
-    errors: List[FlowError] = list(problems)
-    try:
-        graph = build_graph(flowfile)
-    except FlowfileErrors as exc:
-        errors.extend(exc.errors)
-        graph = None
-    if graph is not None and flowfile.default is not None:
-        for name in flowfile.default:
-            try:
-                resolve_targets(flowfile, graph, [name])
-            except UsageError as exc:
-                errors.append(FlowfileError(f"[flow] default: {exc.message}", file=flowfile.path, hint=exc.hint))
-    if errors:
-        unique = list({e.render(): e for e in errors}.values())
-        files = [str(flowfile.path), *(str(flowfile.root / rel) for rel in flowfile.includes)]
-        unique.sort(key=lambda e: (files.index(str(e.location.file)) if str(e.location.file) in files else 0,
-                                   e.location.line or 0))
-        raise FlowfileErrors(unique)
-    for warning in [*outputs_outside(flowfile), *flowfile_warnings(flowfile)]:
-        _warn(warning)
-    _refresh_schema(flowfile.root)
-    groups = flowfile.groups()
-    out.write(f"ok: {flowfile.path.name} is valid: {len(flowfile.tasks)} tasks"
-              + (f" in {len(groups)} groups" if len(groups) != len(flowfile.tasks) else "") + "\n")
-    if flowfile.includes:
-        out.write(f"  includes {', '.join(flowfile.includes)}\n")
-    for what, pattern, count in flowfile.file_values:
-        out.write(f"  {what} has {count} value{'s' if count != 1 else ''} from files matching {pattern}\n")
-    return 0
-
-
-def _refresh_schema(root: Path) -> None:
-    """Keep the editors' copy of the schema current, when the project has one (`flowmake init` made it)."""
-    from ..load.schema import SCHEMA_FILE, write_project_copy
-    from ..store.state import state_dir
-
-    if (state_dir(root) / SCHEMA_FILE).exists():
-        try:
-            write_project_copy(root)
-        except OSError:
-            pass  # a read-only checkout: the editor keeps the copy it has
-
-
-def outputs_outside(flowfile: Flowfile) -> List[str]:
-    """A warning for each declared output a symbolic link leads outside the project."""
-    from ..load.links import outputs_leaving
-
-    warnings = []
-    declared = ((name, output) for name, spec in flowfile.tasks.items() for output in spec.outputs)
-    for name, output, (link, target) in outputs_leaving(str(flowfile.root), declared):
-        if link == output.rstrip("/"):
-            warnings.append(f"output {output} of task {name} is a symbolic link to {target}, outside the"
-                            " project: the task writes through it; `clean` removes only the link")
-        else:
-            warnings.append(f"output {output} of task {name} resolves outside the project: {link} is a"
-                            f" symbolic link to {target}; the task writes there, `clean` will not delete it")
-    return warnings
-
-
-def write_starter(*, directory: Optional[Path], overwrite: bool, out: TextIO = sys.stdout) -> int:
-    cwd = _enter(directory)
-    path = cwd / "Flowfile.toml"
-    if path.exists() and not overwrite:
-        raise UsageError(f"{path} already exists", hint="edit it, or pass --force to replace it with the starter")
-    from ..load.schema import write_project_copy
-
-    path.write_text(STARTER.format(name=json.dumps(cwd.name or "project")))
-    write_project_copy(cwd)  # what the #:schema line points editors at
-    out.write(f"wrote {path}: try `flowmake run`, then `flowmake status`\n")
-    return 0
-
-
-def print_schema(*, output: Optional[Path], out: TextIO = sys.stdout) -> int:
-    from ..load.schema import schema_text
-
-    if output is None:
-        out.write(schema_text())
-        return 0
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(schema_text(), encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     return 0
