@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # names for type checkers only
     from ..engine.snapshot import Prescan
     from .fastpath import RunArgs
 
+
 class Project(NamedTuple):
     flowfile: Flowfile
     graph: Graph

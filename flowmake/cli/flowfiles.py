@@ -8,15 +8,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import List, Optional, TextIO
 
 from ..engine.graph import build_graph, resolve_targets
 from ..errors import FlowError, FlowfileError, FlowfileErrors, UsageError
 from ..model import Flowfile
-from ..records import TYPE_CHECKING
 from .commands import _enter, _warn, flowfile_warnings
-
-if TYPE_CHECKING:  # typing costs every run ~4 ms to import (records.py)
-    from typing import List, Optional, TextIO
 
 STARTER = '''\
 #:schema .flowmake/flowfile.schema.json
