@@ -17,13 +17,32 @@ if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
 
-class TaskStatus(str, enum.Enum):
+class TaskState(str, enum.Enum):
+    """Every state a task is ever said to be in: one vocabulary for status, the plan, the live
+    view, task_finished, the run's counts and the journal's attempts (docs/json.md)."""
+
+    # Decided before anything runs (status, run -n, a run's plan: engine/plan.py's Decision.state).
+    STALE = "stale"
+    BLOCKED = "blocked"  # below a stale task: decided once it is done
+    FRESH = "fresh"  # up to date; also how a task that did not need to run ends
+    ALWAYS = "always"  # status only: runs on every run (plan.always_runs), so no gate counts it
+    # Where a task is during a run (the live view).
+    PENDING = "pending"
+    WAITING = "waiting"  # for its wait_for files
+    RUNNING = "running"
+    RETRYING = "retrying"  # failed, another attempt due
+    # How it ended (task_finished, run_finished counts; OK, RESTORED, FAILED, INTERRUPTED also an attempt's record).
     OK = "ok"
-    FAILED = "failed"
-    FRESH = "fresh"
-    SKIPPED = "skipped"
-    INTERRUPTED = "interrupted"  # still running when the run was interrupted (Ctrl-C, SIGTERM, SIGHUP)
     RESTORED = "restored"  # its outputs put back from the shared cache (engine/restore.py): counted only when some are
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not started: upstream failed, or the run stopped
+    INTERRUPTED = "interrupted"  # still running when the run was interrupted (Ctrl-C, SIGTERM, SIGHUP)
+
+
+TaskStatus = TaskState  # the name task_finished's status had; kept for code written against it
+PLAN_STATES = (TaskState.STALE, TaskState.BLOCKED, TaskState.FRESH)  # a plan's counts, in order
+# A run's counts (run_finished), zeros included; RESTORED joins them in runs that restore.
+END_STATES = (TaskState.OK, TaskState.FAILED, TaskState.FRESH, TaskState.SKIPPED, TaskState.INTERRUPTED)
 
 
 class RunResult(str, enum.Enum):
@@ -53,14 +72,11 @@ class PlannedTask(NamedTuple):
     deps: Tuple[str, ...] = ()  # direct dependencies among the selected tasks
 
     @property
-    def state(self) -> str:
+    def state(self) -> TaskState:
         """The rebuilder's word for it (engine/plan.py's Decision.state): stale, blocked or fresh."""
         if self.will_run:
-            return "stale"
-        return "blocked" if self.blocked_by else "fresh"
-
-
-PLAN_STATES = ("stale", "blocked", "fresh")
+            return TaskState.STALE
+        return TaskState.BLOCKED if self.blocked_by else TaskState.FRESH
 
 
 def plan_counts(items: Iterable[object]) -> Dict[str, int]:
@@ -68,9 +84,9 @@ def plan_counts(items: Iterable[object]) -> Dict[str, int]:
 
     The one count of a plan: status, `run -n`'s run_finished and the reporters' plan lines use it.
     """
-    counts = dict.fromkeys(PLAN_STATES, 0)
+    counts = {state.value: 0 for state in PLAN_STATES}
     for item in items:
-        counts[item.state] += 1  # type: ignore[attr-defined]
+        counts[item.state.value] += 1  # type: ignore[attr-defined]
     return counts
 
 
@@ -215,7 +231,7 @@ class TaskFinished(NamedTuple):
     run_id: str
     time: float
     task: str
-    status: TaskStatus
+    status: TaskState  # one of END_STATES, or RESTORED
     duration: float = 0.0
     exit_code: Optional[int] = None
     message: Optional[str] = None  # why it failed or was skipped, in words
@@ -294,7 +310,7 @@ class RunFinished(NamedTuple):
     run_id: str
     time: float
     result: RunResult
-    counts: Mapping[str, int] = {}  # never mutated  # TaskStatus value -> count
+    counts: Mapping[str, int] = {}  # never mutated  # TaskState value -> count (END_STATES; PLAN_STATES when dry)
     duration: float = 0.0
     failed: Tuple[str, ...] = ()
     dry_run: bool = False

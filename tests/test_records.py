@@ -7,7 +7,7 @@ from typing import Optional
 
 import pytest
 
-from flowmake.events import TaskFinished, TaskStatus
+from flowmake.events import TaskFinished, TaskState
 from flowmake.records import NamedTuple
 
 
@@ -52,6 +52,6 @@ def test_records_are_immutable() -> None:
 
 def test_records_survive_pickling() -> None:
     # The load cache pickles the model's records.
-    event = TaskFinished("run", 1.0, "extract", TaskStatus.OK, duration=0.5)
+    event = TaskFinished("run", 1.0, "extract", TaskState.OK, duration=0.5)
     assert pickle.loads(pickle.dumps(event)) == event
     assert pickle.loads(pickle.dumps(Sample("a", 1))) == Sample("a", 1)

@@ -29,7 +29,7 @@ from flowmake.events import (
     TaskOutput,
     TaskPlaced,
     TaskStarted,
-    TaskStatus,
+    TaskState,
     TaskWaiting,
 )
 from flowmake.model import Reason, ReasonKind
@@ -69,13 +69,13 @@ def failing_run() -> List[Event]:
         RunStarted(RUN, T0, "study-pipeline", ("package",), PLAN, 4),
         TaskStarted(RUN, T0 + 0.1, "extract", (changed("data/raw/dm.csv"),), "python x.py"),
         TaskOutput(RUN, T0 + 0.5, "extract", "copied 120 rows"),
-        TaskFinished(RUN, T0 + 1.3, "extract", TaskStatus.OK, 1.2, exit_code=0),
-        TaskFinished(RUN, T0 + 1.3, "report", TaskStatus.FRESH),
+        TaskFinished(RUN, T0 + 1.3, "extract", TaskState.OK, 1.2, exit_code=0),
+        TaskFinished(RUN, T0 + 1.3, "report", TaskState.FRESH),
         TaskStarted(RUN, T0 + 1.4, "validate", (NEVER,), "python v.py"),
         TaskFinished(
-            RUN, T0 + 1.7, "validate", TaskStatus.FAILED, 0.3, exit_code=1, log=LOG, tail=("checking dm.csv", "error: AGE < 0")
+            RUN, T0 + 1.7, "validate", TaskState.FAILED, 0.3, exit_code=1, log=LOG, tail=("checking dm.csv", "error: AGE < 0")
         ),
-        TaskFinished(RUN, T0 + 1.7, "package", TaskStatus.SKIPPED, message="upstream failed: validate"),
+        TaskFinished(RUN, T0 + 1.7, "package", TaskState.SKIPPED, message="upstream failed: validate"),
         Notice(RUN, T0 + 1.8, "on_failure hook exited 2"),
         RunFinished(RUN, T0 + 2.1, RunResult.FAILED, {"ok": 1, "failed": 1, "skipped": 1, "fresh": 1}, 2.1, ("validate",)),
     ]
@@ -161,9 +161,9 @@ def test_plain_prints_a_waiting_line_only_when_the_awaited_paths_change() -> Non
 
 def test_plain_retry_is_not_a_failure_until_the_last_attempt() -> None:
     events: List[Event] = [
-        TaskFinished(RUN, T0, "load", TaskStatus.FAILED, 0.5, exit_code=3, log="l.log", tail=("x",), will_retry=True),
+        TaskFinished(RUN, T0, "load", TaskState.FAILED, 0.5, exit_code=3, log="l.log", tail=("x",), will_retry=True),
         TaskStarted(RUN, T0 + 1, "load", (NEVER,), None, attempt=2),
-        TaskFinished(RUN, T0 + 2, "load", TaskStatus.OK, 0.4, attempt=2),
+        TaskFinished(RUN, T0 + 2, "load", TaskState.OK, 0.4, attempt=2),
     ]
     out, err = feed("plain", events)
     assert out.splitlines() == [
@@ -175,7 +175,7 @@ def test_plain_retry_is_not_a_failure_until_the_last_attempt() -> None:
 
 
 def test_plain_failure_without_exit_code_uses_the_message() -> None:
-    event = TaskFinished(RUN, T0, "extract", TaskStatus.FAILED, 0.2, exit_code=0, message="did not produce build/x.csv", log="e.log")
+    event = TaskFinished(RUN, T0, "extract", TaskState.FAILED, 0.2, exit_code=0, message="did not produce build/x.csv", log="e.log")
     out, err = feed("plain", [event])
     assert out == "FAILED extract          did not produce build/x.csv after 0.2s — log: e.log\n"
     assert err == "--- extract failed (did not produce build/x.csv), no output in e.log\n"
@@ -375,13 +375,13 @@ def big_run(reporter: TreeReporter, clock: FakeClock) -> None:
     ]
     reporter.handle(RunStarted(RUN, T0, "study", (), tuple(tasks), 8))
     for task in tasks[:180]:
-        reporter.handle(TaskFinished(RUN, T0, task.name, TaskStatus.OK, 1.0))
+        reporter.handle(TaskFinished(RUN, T0, task.name, TaskState.OK, 1.0))
     for task in tasks[180:200]:
-        reporter.handle(TaskFinished(RUN, T0, task.name, TaskStatus.FRESH))
+        reporter.handle(TaskFinished(RUN, T0, task.name, TaskState.FRESH))
     reporter.handle(TaskStarted(RUN, T0, "clean:S000", (NEVER,), None))
     reporter.handle(TaskOutput(RUN, T0, "clean:S000", "row 1234 of 5000"))
     reporter.handle(TaskStarted(RUN, T0, "clean:S001", (NEVER,), None))
-    reporter.handle(TaskFinished(RUN, T0, "clean:S001", TaskStatus.FAILED, 0.3, exit_code=2, log="c.log"))
+    reporter.handle(TaskFinished(RUN, T0, "clean:S001", TaskState.FAILED, 0.3, exit_code=2, log="c.log"))
     clock.now += 7
 
 
@@ -531,9 +531,9 @@ def test_tree_root_counts_down_to_sigkill_after_an_interrupt_and_ends_tasks_as_i
     assert render(reporter)[0].endswith("interrupted: stopping 2 tasks, SIGKILL in 3 s")
     reporter.handle(RunInterrupted(RUN, T0, "SIGINT", ("a", "b"), 0.0))  # a second Ctrl-C
     assert render(reporter)[0].endswith("interrupted: killing 2 tasks")
-    reporter.handle(TaskFinished(RUN, T0, "a", TaskStatus.INTERRUPTED, 2.6, None, "killed by signal SIGTERM",
+    reporter.handle(TaskFinished(RUN, T0, "a", TaskState.INTERRUPTED, 2.6, None, "killed by signal SIGTERM",
                                  LOG, ()))
-    reporter.handle(TaskFinished(RUN, T0, "b", TaskStatus.INTERRUPTED, 2.6, 1, "exit code 1", LOG, ()))
+    reporter.handle(TaskFinished(RUN, T0, "b", TaskState.INTERRUPTED, 2.6, 1, "exit code 1", LOG, ()))
     assert render(reporter)[1:] == [
         "├── ■ a  interrupted (killed by signal SIGTERM) after 2.6s",
         "└── ■ b  interrupted (exit code 1) after 2.6s",
@@ -549,7 +549,7 @@ def test_plain_reports_an_interrupt_and_interrupted_tasks_without_tails() -> Non
         RunStarted(RUN, T0, "f", (), (planned("a"),), 1),
         TaskStarted(RUN, T0, "a", (NEVER,), None),
         RunInterrupted(RUN, T0, "SIGTERM", ("a",), 5.0),
-        TaskFinished(RUN, T0, "a", TaskStatus.INTERRUPTED, 0.4, None, "killed by signal SIGTERM", LOG, ("x",)),
+        TaskFinished(RUN, T0, "a", TaskState.INTERRUPTED, 0.4, None, "killed by signal SIGTERM", LOG, ("x",)),
         RunFinished(RUN, T0, RunResult.INTERRUPTED, {"interrupted": 1}, 0.4),
     ])
     assert out.splitlines()[2:] == [

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, List, Mapping, NamedTuple, Optional, Sequence,
 from .. import removal
 from ..engine.graph import Graph, build_graph, closure, default_targets, resolve_targets
 from ..errors import LockHeldError, UsageError
+from ..events import TaskState
 from ..model import Flowfile
 from .guard import survive_closed_pipe
 
@@ -127,7 +128,7 @@ def run_build(
 ) -> int:
     from ..engine.build import Build, BuildOptions
     from ..executors.registry import ExecutorOptions, choose, select
-    from ..report import make_reporter, shows_fresh_tasks
+    from ..report import make_reporter
     from .cioutput import plan_outputs
     from .cachecmd import open_cache
     from .fastpath import progress_mode
@@ -165,7 +166,7 @@ def run_build(
             try:
                 build = Build(project.flowfile, project.graph, state, options,
                               emit=survive_closed_pipe(reporter, files), executor=runner, selection=selection,
-                              report_fresh=any(map(shows_fresh_tasks, (reporter, *files))), prescan=prescan,
+                              prescan=prescan,
                               cache=shared)
                 code = build.run()
             finally:
@@ -298,7 +299,7 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
     always = {p.name for p in rows if always_runs(flowfile.tasks[p.name])}
     counts = plan_counts(p for p in rows if p.name not in always)
     if as_json:
-        payload = [_status_json(p, "always" if p.name in always else p.state) for p in rows]
+        payload = [_status_json(p, TaskState.ALWAYS if p.name in always else p.state) for p in rows]
         out.write(json.dumps(payload, indent=2) + "\n")
     else:
         _status_text(rows, always, counts, detailed=bool(names), out=out)
@@ -308,7 +309,7 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
 def _status_text(rows: Sequence, always: set, counts: Mapping[str, int], *, detailed: bool, out: TextIO) -> None:
     width = max((len(p.name) for p in rows), default=0)
     for p in rows:
-        word = "always" if p.name in always else p.state
+        word = (TaskState.ALWAYS if p.name in always else p.state).value
         if p.blocked_by and not p.will_run:
             summary = "after " + ", ".join(p.blocked_by)
         else:
@@ -325,9 +326,9 @@ def _status_text(rows: Sequence, always: set, counts: Mapping[str, int], *, deta
     out.write(line + (f", {len(always)} always" if always else "") + "\n")
 
 
-def _status_json(p, word: str) -> dict:
+def _status_json(p, word: TaskState) -> dict:
     """The plan's shape of a task (docs/json.md): its own reasons, and the stale tasks it waits for."""
-    return {"task": p.name, "state": word, "reasons": [r.to_json() for r in p.reasons],
+    return {"task": p.name, "state": word.value, "reasons": [r.to_json() for r in p.reasons],
             "blocked_by": list(p.blocked_by)}
 
 

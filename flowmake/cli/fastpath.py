@@ -289,9 +289,9 @@ def _report_noop(snap: "snapshots.Snapshot", args: RunArgs, mode: str, root: str
         from ..engine.plan import PROVEN, decide
         from ..engine.recorder import Recorder
         from ..engine.tally import Tally
-        from ..events import Notice, PlannedTask, RunFinished, RunResult, RunStarted, TaskStatus
+        from ..events import Notice, PlannedTask, RunFinished, RunResult, RunStarted
         from ..model import Hooks, RunRecord
-        from ..report import make_reporter, shows_fresh_tasks
+        from ..report import make_reporter
         from .guard import survive_closed_pipe
 
         run_id = new_run_id()
@@ -317,13 +317,8 @@ def _report_noop(snap: "snapshots.Snapshot", args: RunArgs, mode: str, root: str
             emit(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
             for message in snap.notices:
                 emit(Notice(run_id, time.time(), message))
-            tally = Tally(run_id, emit, report_fresh=shows_fresh_tasks(reporter))
-            names = [name for name, _group, _deps in snap.tasks]
-            if tally.report_fresh:
-                for name in names:
-                    tally.finish(name, TaskStatus.FRESH)
-            else:
-                tally.fresh_unreported(names)
+            tally = Tally(run_id, emit)
+            tally.fresh([name for name, _group, _deps in snap.tasks])
             finished = time.time()
             counts = tally.counts
             for warning in recorder.finish(RunResult.SUCCESS, finished, counts=counts):

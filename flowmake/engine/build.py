@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Mapping, NamedTuple
 
 from .. import __version__
 from ..errors import EXIT_OK, EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED
-from ..events import Notice, RunFinished, RunResult, RunStarted, TaskStatus
+from ..events import Notice, RunFinished, RunResult, RunStarted
 from ..model import RunRecord
 from ..store.identity import current_user, host_name, new_run_id
 from .loop import Loop
@@ -86,12 +86,10 @@ class Build:
         executor: Executor,
         environ: Optional[Mapping[str, str]] = None,
         selection: Sequence[str],
-        report_fresh: bool = True,
         prescan: Optional[snapshots.Prescan] = None,
         cache: Optional[OutputCache] = None,
     ) -> None:
-        """`report_fresh`: whether the reporter shows fresh tasks' ends (report.shows_fresh_tasks);
-        `prescan`: the no-op path's scan of its snapshot's files, if it started one;
+        """`prescan`: the no-op path's scan of its snapshot's files, if it started one;
         `cache`: the shared cache stale tasks' outputs may be restored from (engine/restore.py)."""
         self.flowfile = flowfile
         self.graph = graph
@@ -107,7 +105,7 @@ class Build:
         self.traces = state.traces()
         self.forced: Callable[[str], bool] = (lambda name: True) if options.always_make else options.forced.__contains__
         self.signals = Signals(executor.wake)
-        self.tally = Tally(self.run_id, emit, report_fresh=report_fresh)
+        self.tally = Tally(self.run_id, emit)
         tasks = flowfile.tasks
         self.recorder = Recorder(state, self.run_id, root=flowfile.root, flow_name=flowfile.name, hooks=flowfile.hooks,
                                  shell=flowfile.shell, environ=self.environ, unsaved=self.hasher.take_unsaved,
@@ -229,12 +227,7 @@ class Build:
         """
         if not proven:
             return self.selection
-        if self.tally.report_fresh:
-            for name in self.selection:
-                if name in proven:
-                    self.tally.finish(name, TaskStatus.FRESH)
-        else:  # the tally's bookkeeping for 10,000 at once, no event to send
-            self.tally.fresh_unreported([name for name in self.selection if name in proven])
+        self.tally.fresh([name for name in self.selection if name in proven])
         return [name for name in self.selection if name not in proven]
 
     def _finish(self, result: RunResult, *, started_monotonic: Optional[float]) -> None:

@@ -23,7 +23,7 @@ from ..events import (
     TaskOutput,
     TaskPlaced,
     TaskStarted,
-    TaskStatus,
+    TaskState,
     TaskWaiting,
 )
 from ..executors.messages import Command, Completion, OutputLine, OutputLines, Placed
@@ -185,7 +185,7 @@ class Loop:
         why = ("not started: the run was interrupted" if interrupted
                else "not started: the run stopped after a failure (use -k to keep going)")
         for name in self.sched.unfinished():
-            self.tally.finish(name, TaskStatus.SKIPPED, message=why)
+            self.tally.finish(name, TaskState.SKIPPED, message=why)
 
     def _stopping(self, *, kill_in: float) -> None:
         """Say what an interrupt is doing while the tasks are given their grace period."""
@@ -212,14 +212,14 @@ class Loop:
         """True when the task is done without running (fresh, restored, or a pure group)."""
         decision = self.decisions.get(name, FRESH)
         if not decision.will_run and not decision.blocked_by:
-            self.tally.finish(name, TaskStatus.FRESH)
+            self.tally.finish(name, TaskState.FRESH)
             return True
         spec = self.tasks[name]
         if decision.blocked_by or spec.wait_for:
             # Decided again now that upstream outputs (or awaited files) exist.
             decision = self.decisions[name] = self.build.decide_now(name)
             if not decision.will_run:
-                self.tally.finish(name, TaskStatus.FRESH)  # early cutoff
+                self.tally.finish(name, TaskState.FRESH)  # early cutoff
                 return True
         if isinstance(decision, Restore):
             if self._restore(spec, decision):
@@ -227,7 +227,7 @@ class Loop:
             decision = self.decisions[name] = Run(decision.reasons)  # not restored after all: it runs
         if spec.command is None:
             self.emit(TaskStarted(self.run_id, time.time(), name, decision.reasons, None))
-            self.tally.finish(name, TaskStatus.OK)
+            self.tally.finish(name, TaskState.OK)
             return True
         return False
 
@@ -240,14 +240,14 @@ class Loop:
         if outputs is None:
             return False
         record = AttemptRecord(
-            run_id=self.run_id, task=spec.name, attempt=1, status="restored", reasons=decision.reasons,
+            run_id=self.run_id, task=spec.name, attempt=1, status=TaskState.RESTORED.value, reasons=decision.reasons,
             command=shown_command(spec, self.build.environ), started=started, finished=time.time(), exit_code=None,
             inputs=dict(obs.inputs), outputs=dict(outputs), log=None, log_hash=None, message=None,
             restored=cache.provenance(decision.entry))
         self.build.recorder.attempt(record, Trace(spec.name, fingerprint(obs), obs.command_hash, dict(obs.env),
                                                   dict(obs.inputs), dict(outputs), self.run_id))
         produced = record.restored or {}
-        self.tally.finish(spec.name, TaskStatus.RESTORED, duration=record.finished - started,
+        self.tally.finish(spec.name, TaskState.RESTORED, duration=record.finished - started,
                           message=f"restored from cache (produced by run {produced.get('run')} on host "
                                   f"{produced.get('host')})")
         return True
@@ -329,7 +329,7 @@ class Loop:
             else:
                 outputs = {o: self.build.hasher.hash(o) for o in spec.outputs}
         record = AttemptRecord(
-            run_id=self.run_id, task=spec.name, attempt=active.attempt, status="ok", reasons=active.reasons,
+            run_id=self.run_id, task=spec.name, attempt=active.attempt, status=TaskState.OK.value, reasons=active.reasons,
             command=active.command, started=done.started, finished=done.finished, exit_code=done.exit_code,
             inputs=dict(active.obs.inputs), outputs=outputs, log=log, log_hash=log_hash, message=None,
             waited=self.sensors.waited.get(spec.name) if active.attempt == 1 else None, worker=done.worker or None,
@@ -339,21 +339,21 @@ class Loop:
             self.build.recorder.attempt(record, trace)
             if trace is not None and self.build.cache is not None:
                 self.build.cache.store(spec, active.obs, outputs)
-            self.tally.finish(spec.name, TaskStatus.OK, duration=duration, exit_code=done.exit_code, log=log,
+            self.tally.finish(spec.name, TaskState.OK, duration=duration, exit_code=done.exit_code, log=log,
                               attempt=active.attempt)
             self.sched.succeeded(spec.name)
             return None
         message = message or "interrupted"
-        self.build.recorder.attempt(record._replace(status="interrupted" if interrupted else "failed",
+        self.build.recorder.attempt(record._replace(status=(TaskState.INTERRUPTED if interrupted else TaskState.FAILED).value,
                                                     message=message), None)
         if not interrupted and active.attempt <= spec.retries and not self.sched.stopped:
-            self.emit(TaskFinished(self.run_id, time.time(), spec.name, TaskStatus.FAILED, duration, done.exit_code,
+            self.emit(TaskFinished(self.run_id, time.time(), spec.name, TaskState.FAILED, duration, done.exit_code,
                                    message, log, tuple(done.tail), active.attempt, will_retry=True))
             return (time.monotonic() + spec.retry_delay, active.attempt + 1)
         # Cut short, not broken: an interrupted task is shown as such, without a log tail.
         self._fail(spec.name, exit_code=done.exit_code, message=message, duration=duration, log=log,
                    tail=() if interrupted else tuple(done.tail), attempt=active.attempt,
-                   status=TaskStatus.INTERRUPTED if interrupted else TaskStatus.FAILED)
+                   status=TaskState.INTERRUPTED if interrupted else TaskState.FAILED)
         return None
 
     def _trace(self, active: _Active, outputs: Mapping[str, Optional[str]]) -> Optional[Trace]:
@@ -369,7 +369,7 @@ class Loop:
                    started: float, inputs: Mapping[str, Optional[str]], duration: float = 0.0) -> None:
         """A task that failed without running (a secret missing, a shell not found, files that never came)."""
         self.build.recorder.attempt(AttemptRecord(
-            run_id=self.run_id, task=spec.name, attempt=attempt, status="failed", reasons=reasons, command=command,
+            run_id=self.run_id, task=spec.name, attempt=attempt, status=TaskState.FAILED.value, reasons=reasons, command=command,
             started=started, finished=time.time(), exit_code=None, inputs=dict(inputs), outputs={}, log=None,
             log_hash=None, message=message, waited=self.sensors.waited.get(spec.name) if attempt == 1 else None,
         ), None)
@@ -377,13 +377,13 @@ class Loop:
 
     def _fail(self, name: str, *, message: str, attempt: int, exit_code: Optional[int] = None,
               duration: float = 0.0, log: Optional[str] = None, tail: Tuple[str, ...] = (),
-              status: TaskStatus = TaskStatus.FAILED) -> None:
+              status: TaskState = TaskState.FAILED) -> None:
         """End a task that did not succeed (FAILED or INTERRUPTED) and skip what needs it."""
         self.tally.finish(name, status, duration=duration, exit_code=exit_code, message=message, log=log, tail=tail,
                           attempt=attempt)
         why = f"upstream failed: {name}" if self.signals.first is None else "not started: the run was interrupted"
         for skipped in self.sched.failed(name):
-            self.tally.finish(skipped, TaskStatus.SKIPPED, message=why)
+            self.tally.finish(skipped, TaskState.SKIPPED, message=why)
 
 
 def _failure(done: Completion, active: _Active) -> Optional[str]:

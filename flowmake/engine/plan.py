@@ -15,6 +15,7 @@ this decides.
 
 from __future__ import annotations
 
+from ..events import TaskState
 from ..model import INVALIDATED, Observation, Reason, ReasonKind, TaskSpec, Trace
 from ..records import TYPE_CHECKING, NamedTuple
 
@@ -46,7 +47,7 @@ class Fresh(NamedTuple):
 
     reasons: Tuple[Reason, ...] = ()
     blocked_by: Tuple[str, ...] = ()
-    state = "fresh"
+    state = TaskState.FRESH
     will_run = False
 
 
@@ -56,7 +57,7 @@ class Run(NamedTuple):
     reasons: Tuple[Reason, ...]
     blocked_by: Tuple[str, ...] = ()
     will_run = True
-    state = "stale"
+    state = TaskState.STALE
 
 
 class Blocked(NamedTuple):
@@ -68,7 +69,7 @@ class Blocked(NamedTuple):
     blocked_by: Tuple[str, ...]
     reasons: Tuple[Reason, ...] = ()
     will_run = False
-    state = "blocked"
+    state = TaskState.BLOCKED
 
 
 class Restore(NamedTuple):
@@ -82,7 +83,7 @@ class Restore(NamedTuple):
     reasons: Tuple[Reason, ...]
     blocked_by: Tuple[str, ...] = ()
     will_run = True
-    state = "stale"
+    state = TaskState.STALE
 
 
 FRESH = Fresh()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from ..events import RunResult
+from ..events import RunResult, TaskState
 from ..layout import STATE_DIR, run_log_dir
 from ..records import TYPE_CHECKING
 from . import snapshot as snapshots
@@ -87,7 +87,7 @@ class Recorder:
         """A finished attempt: committed at once for a failure or a task that took QUICK_TASK or longer,
         else together with others within RECORD_DELAY (`due_in`, `commit`)."""
         self._pending.append((record, trace))
-        quick = record.status == "ok" and record.finished - record.started < QUICK_TASK
+        quick = record.status == TaskState.OK.value and record.finished - record.started < QUICK_TASK
         self._due = min(self._due, time.monotonic() + (RECORD_DELAY if quick else 0.0))
 
     def due_in(self) -> Optional[float]:

@@ -33,14 +33,6 @@ if TYPE_CHECKING:  # what every reporter is; nothing checks it at run time
             """Stop any live display and flush; safe to call twice, and after an error."""
 
 
-def shows_fresh_tasks(reporter: object) -> bool:
-    """Whether the reporter does anything with a fresh task's task_finished event.
-
-    A no-op run on a large graph is mostly such events; a producer may leave
-    them out for a reporter that ignores them (plain output, not verbose).
-    The run_finished counts always include fresh tasks.
-    """
-    return bool(getattr(reporter, "shows_fresh_tasks", True))
 
 
 def use_color(out: TextIO, color: Optional[bool], environ: Mapping[str, str] = os.environ) -> bool:

@@ -23,14 +23,12 @@ from ..events import (
     RunInterrupted,
     TaskFinished,
     TaskStarted,
-    TaskStatus,
+    TaskState,
 )
 from ..model import Reason
 from .common import (
     DONE,
     NOTABLE,
-    PHASE_OF_STATUS,
-    Phase,
     clean_line,
     failure_detail,
     interrupted_detail,
@@ -39,14 +37,14 @@ from .common import (
 # Names longer than this do not widen their group's name column further.
 MAX_NAME_WIDTH = 32
 # Phases shown before others in the last-resort flat list: what is happening now.
-_LIVE_FIRST = (Phase.RUNNING, Phase.RETRYING, Phase.WAITING, Phase.STOPPED)
+_LIVE_FIRST = (TaskState.RUNNING, TaskState.RETRYING, TaskState.WAITING, TaskState.INTERRUPTED)
 
 
 @dataclass
 class TaskView:
     name: str
     group: str
-    phase: Phase = Phase.PENDING
+    phase: TaskState = TaskState.PENDING
     reasons: Tuple[Reason, ...] = ()
     started: Optional[float] = None  # clock reading when it started
     ended: Optional[float] = None  # clock reading when it stopped running
@@ -63,7 +61,7 @@ class GroupView:
     name: str
     index: int
     tasks: List[str] = field(default_factory=list)
-    counts: Counter[Phase] = field(default_factory=Counter)  # Phase -> number of its tasks
+    counts: Counter[TaskState] = field(default_factory=Counter)  # TaskState -> number of its tasks
     notable: Dict[str, None] = field(default_factory=dict)  # ordered set of task names
     name_width: int = 0
 
@@ -79,7 +77,7 @@ class Board:
         self.flow_name = ""
         self.tasks: Dict[str, TaskView] = {}
         self.groups: Dict[str, GroupView] = {}
-        self.totals: Counter[Phase] = Counter()
+        self.totals: Counter[TaskState] = Counter()
         self.active: Dict[str, None] = {}  # groups holding a notable task
         self.notable: Dict[str, None] = {}  # notable tasks, in the order they became so
         self.started_at: Optional[float] = None
@@ -106,7 +104,7 @@ class Board:
         view.reasons = event.reasons
         view.attempt = event.attempt
         view.started, view.ended, view.line, view.worker = now, None, "", ""
-        self._set(view, Phase.RUNNING)
+        self._set(view, TaskState.RUNNING)
 
     def placed(self, task: str, worker: str) -> None:
         self._get(task).worker = worker
@@ -117,26 +115,26 @@ class Board:
             view.started = now
         view.waiting_for = paths
         # An empty list means the files arrived: the command runs from here on.
-        self._set(view, Phase.WAITING if paths else Phase.RUNNING)
+        self._set(view, TaskState.WAITING if paths else TaskState.RUNNING)
 
     def output(self, task: str, line: str) -> None:
         view = self._get(task)
         view.line = clean_line(line)
-        if view.phase is Phase.WAITING:
-            self._set(view, Phase.RUNNING)
+        if view.phase is TaskState.WAITING:
+            self._set(view, TaskState.RUNNING)
 
     def finished(self, event: TaskFinished, now: float) -> None:
         view = self._get(event.task)
         view.duration, view.ended, view.attempt = event.duration, now, event.attempt
-        if event.status is TaskStatus.INTERRUPTED:
+        if event.status is TaskState.INTERRUPTED:
             view.detail = interrupted_detail(event)
-            self._set(view, Phase.STOPPED)
-        elif event.status is TaskStatus.FAILED:
+            self._set(view, TaskState.INTERRUPTED)
+        elif event.status is TaskState.FAILED:
             view.detail = failure_detail(event)
-            self._set(view, Phase.RETRYING if event.will_retry else Phase.FAILED)
+            self._set(view, TaskState.RETRYING if event.will_retry else TaskState.FAILED)
         else:
             view.detail = event.message or ""
-            self._set(view, PHASE_OF_STATUS[event.status])
+            self._set(view, event.status)
 
     def interrupted(self, event: RunInterrupted, now: float) -> None:
         self.stopping = (len(event.tasks), now + event.kill_in if event.kill_in > 0 else None)
@@ -147,9 +145,9 @@ class Board:
         self.stopping = None
         for name in list(self.notable):
             view = self.tasks[name]
-            if view.phase in (Phase.RUNNING, Phase.WAITING, Phase.RETRYING):
+            if view.phase in (TaskState.RUNNING, TaskState.WAITING, TaskState.RETRYING):
                 view.ended = now
-                self._set(view, Phase.STOPPED)
+                self._set(view, TaskState.INTERRUPTED)
 
     def elapsed(self, now: float) -> float:
         if self.duration is not None:
@@ -177,8 +175,8 @@ class Board:
         group.tasks.append(name)
         group.name_width = max(group.name_width, min(len(name), MAX_NAME_WIDTH))
         view = self.tasks[name] = TaskView(name, group_name)
-        group.counts[Phase.PENDING] += 1
-        self.totals[Phase.PENDING] += 1
+        group.counts[TaskState.PENDING] += 1
+        self.totals[TaskState.PENDING] += 1
         return view
 
     def _get(self, name: str) -> TaskView:
@@ -189,7 +187,7 @@ class Board:
             self.single_width = max(self.single_width, self.groups[view.group].name_width)
         return view
 
-    def _set(self, view: TaskView, phase: Phase) -> None:
+    def _set(self, view: TaskView, phase: TaskState) -> None:
         group = self.groups[view.group]
         group.counts[view.phase] -= 1
         self.totals[view.phase] -= 1
@@ -227,7 +225,7 @@ class GroupRow:
 @dataclass(frozen=True)
 class MoreRow:
     hidden: int
-    counts: Dict[Phase, int]
+    counts: Dict[TaskState, int]
 
 
 @dataclass(frozen=True)
@@ -303,7 +301,7 @@ def _active_groups_rows(board: Board) -> int:
 
 def _active_groups_only(board: Board) -> Iterator[Row]:
     active = _active(board)
-    hidden: Counter[Phase] = Counter(board.totals)
+    hidden: Counter[TaskState] = Counter(board.totals)
     for group in active:
         yield from _group_rows(board, group)
         hidden.subtract(group.counts)
@@ -316,7 +314,7 @@ def _flat(board: Board, budget: int) -> Iterator[Row]:
     later = [n for n in board.notable if board.tasks[n].phase not in _LIVE_FIRST]
     ordered = first + later
     shown = ordered if len(ordered) + 1 <= budget else ordered[: budget - 1]
-    hidden: Counter[Phase] = Counter(board.totals)
+    hidden: Counter[TaskState] = Counter(board.totals)
     width = min(max((len(n) for n in shown), default=0), MAX_NAME_WIDTH)
     for name in shown:
         view = board.tasks[name]
@@ -325,7 +323,7 @@ def _flat(board: Board, budget: int) -> Iterator[Row]:
     yield from _more_row(hidden)
 
 
-def _more_row(hidden: Counter[Phase]) -> Iterator[Row]:
+def _more_row(hidden: Counter[TaskState]) -> Iterator[Row]:
     counts = {phase: n for phase, n in hidden.items() if n > 0}
     total = sum(counts.values())
     if total:

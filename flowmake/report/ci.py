@@ -22,7 +22,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-from ..events import Notice, RunFinished, RunStarted, TaskFinished, TaskLines, TaskStarted, TaskStatus
+from ..events import Notice, RunFinished, RunStarted, TaskFinished, TaskLines, TaskStarted, TaskState
 from .common import failure_text, format_duration, plural, reasons_text, summary_text
 
 if TYPE_CHECKING:  # names for type checkers only
@@ -69,10 +69,6 @@ class _Folding:
         self._lines: Dict[str, List[str]] = {}
         self._sections = 0
 
-    @property
-    def shows_fresh_tasks(self) -> bool:
-        return bool(getattr(self.inner, "shows_fresh_tasks", True))
-
     def handle(self, event: Event) -> None:
         if isinstance(event, TaskLines) and self.grouped:
             lines = list(event.lines)
@@ -88,7 +84,7 @@ class _Folding:
         self.inner.close()  # type: ignore[attr-defined]
 
     def _title(self, event: TaskFinished) -> str:
-        word = "failed" if event.status is TaskStatus.FAILED else event.status.value
+        word = "failed" if event.status is TaskState.FAILED else event.status.value
         title = f"{event.task}: {word} after {format_duration(event.duration)}"
         if event.attempt != 1 or event.will_retry:
             title += f" (attempt {event.attempt})"
@@ -119,7 +115,7 @@ class GithubLog(_Folding):
         if isinstance(event, Notice) and event.level == "warning":
             self._command(f"::warning title=flowmake::{escape_data(event.message)}")
             return
-        failed = isinstance(event, TaskFinished) and event.status is TaskStatus.FAILED and not event.will_retry
+        failed = isinstance(event, TaskFinished) and event.status is TaskState.FAILED and not event.will_retry
         if not failed:
             super().handle(event)
             return
@@ -161,7 +157,7 @@ class GitlabLog(_Folding):
     def _write_block(self, event: TaskFinished, lines: List[str]) -> None:
         self._sections += 1
         name = f"flowmake_{self._sections}_" + re.sub(r"[^A-Za-z0-9_.-]", "_", event.task)[:60]
-        collapsed = "true" if event.status is not TaskStatus.FAILED else "false"
+        collapsed = "true" if event.status is not TaskState.FAILED else "false"
         stamp = int(time.time())
         self.out.write(f"\x1b[0Ksection_start:{stamp}:{name}[collapsed={collapsed}]\r\x1b[0K{self._title(event)}\n")
         self.out.write("".join(line + "\n" for line in lines))
@@ -171,8 +167,6 @@ class GitlabLog(_Folding):
 
 class StepSummary:
     """The run as Markdown, appended to $GITHUB_STEP_SUMMARY when the run ends."""
-
-    shows_fresh_tasks = False  # counted from run_finished; the table lists the tasks that ran
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -188,7 +182,7 @@ class StepSummary:
         elif isinstance(event, TaskStarted):
             self._reasons[event.task] = reasons_text(event.reasons)
         elif isinstance(event, TaskFinished) and not event.will_retry:
-            if event.status is not TaskStatus.FRESH:
+            if event.status is not TaskState.FRESH:
                 self._rows.append(event)
         elif isinstance(event, RunFinished) and not event.dry_run:
             self._finished = event
@@ -211,13 +205,13 @@ class StepSummary:
         if self._rows:
             out += ["| task | status | reason | duration |", "|---|---|---|---|"]
             for row in self._rows:
-                status = row.status.value if row.status is not TaskStatus.FAILED else f"**failed** ({failure_text(row)})"
+                status = row.status.value if row.status is not TaskState.FAILED else f"**failed** ({failure_text(row)})"
                 reason = self._reasons.get(row.task, row.message or "")
-                took = format_duration(row.duration) if row.status is not TaskStatus.SKIPPED else "–"
+                took = format_duration(row.duration) if row.status is not TaskState.SKIPPED else "–"
                 out.append(f"| `{_cell(row.task)}` | {_cell(status)} | {_cell(reason)} | {took} |")
             out.append("")
         for row in self._rows:
-            if row.status is TaskStatus.FAILED:
+            if row.status is TaskState.FAILED:
                 where = f" ({row.log})" if row.log else ""
                 out += [f"<details open><summary>{_html(row.task)}: last lines of the log{_html(where)}</summary>",
                         "", "```text", *(line.rstrip("\r\n").replace("```", "`\u200b``") for line in row.tail),

@@ -8,11 +8,10 @@ use it and must start fast.
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 
-from ..events import PlannedTask, RunFinished, RunResult, TaskFinished, TaskStatus
+from ..events import PlannedTask, RunFinished, RunResult, TaskFinished, TaskState
 from ..events import plan_counts as count_plan
 from ..model import Reason
 from ..records import TYPE_CHECKING, NamedTuple
@@ -24,75 +23,52 @@ if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
 MAX_LISTED = 5
 
 
-class Phase(str, enum.Enum):
-    """Where a task is in this run, as the live view shows it."""
-
-    PENDING = "pending"
-    WAITING = "waiting"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    OK = "ok"
-    FRESH = "fresh"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    STOPPED = "interrupted"  # still running when the run ended (Ctrl-C)
-    RESTORED = "restored"  # outputs put back from the shared cache
-
-
 # Single-cell glyphs only: wide emoji (⏳) break column alignment in many terminals.
-ICONS: Mapping[Phase, str] = {
-    Phase.PENDING: "·",
-    Phase.WAITING: "…",
-    Phase.RUNNING: "▶",
-    Phase.RETRYING: "↻",
-    Phase.OK: "✓",
-    Phase.FRESH: "○",
-    Phase.FAILED: "✗",
-    Phase.SKIPPED: "–",
-    Phase.STOPPED: "■",
-    Phase.RESTORED: "↓",
+ICONS: Mapping[TaskState, str] = {
+    TaskState.PENDING: "·",
+    TaskState.WAITING: "…",
+    TaskState.RUNNING: "▶",
+    TaskState.RETRYING: "↻",
+    TaskState.OK: "✓",
+    TaskState.FRESH: "○",
+    TaskState.FAILED: "✗",
+    TaskState.SKIPPED: "–",
+    TaskState.INTERRUPTED: "■",
+    TaskState.RESTORED: "↓",
 }
 
 # Style names understood by both rich and plain.paint().
-STYLES: Mapping[Phase, str] = {
-    Phase.PENDING: "dim",
-    Phase.WAITING: "cyan",
-    Phase.RUNNING: "blue",
-    Phase.RETRYING: "yellow",
-    Phase.OK: "green",
-    Phase.FRESH: "dim",
-    Phase.FAILED: "bold red",
-    Phase.SKIPPED: "yellow",
-    Phase.STOPPED: "red",
-    Phase.RESTORED: "green",
+STYLES: Mapping[TaskState, str] = {
+    TaskState.PENDING: "dim",
+    TaskState.WAITING: "cyan",
+    TaskState.RUNNING: "blue",
+    TaskState.RETRYING: "yellow",
+    TaskState.OK: "green",
+    TaskState.FRESH: "dim",
+    TaskState.FAILED: "bold red",
+    TaskState.SKIPPED: "yellow",
+    TaskState.INTERRUPTED: "red",
+    TaskState.RESTORED: "green",
 }
 
 # Tasks that are always shown one per line, however large the run.
-NOTABLE = frozenset({Phase.WAITING, Phase.RUNNING, Phase.RETRYING, Phase.FAILED, Phase.STOPPED})
-DONE = frozenset({Phase.OK, Phase.RESTORED, Phase.FRESH, Phase.FAILED, Phase.SKIPPED, Phase.STOPPED})
+NOTABLE = frozenset({TaskState.WAITING, TaskState.RUNNING, TaskState.RETRYING, TaskState.FAILED, TaskState.INTERRUPTED})
+DONE = frozenset({TaskState.OK, TaskState.RESTORED, TaskState.FRESH, TaskState.FAILED, TaskState.SKIPPED,
+                  TaskState.INTERRUPTED})
 
 # Order in which counts are listed in summaries: results first, then what is left.
-COUNT_ORDER: Tuple[Phase, ...] = (
-    Phase.OK,
-    Phase.RESTORED,
-    Phase.FRESH,
-    Phase.FAILED,
-    Phase.STOPPED,
-    Phase.SKIPPED,
-    Phase.RUNNING,
-    Phase.RETRYING,
-    Phase.WAITING,
-    Phase.PENDING,
+COUNT_ORDER: Tuple[TaskState, ...] = (
+    TaskState.OK,
+    TaskState.RESTORED,
+    TaskState.FRESH,
+    TaskState.FAILED,
+    TaskState.INTERRUPTED,
+    TaskState.SKIPPED,
+    TaskState.RUNNING,
+    TaskState.RETRYING,
+    TaskState.WAITING,
+    TaskState.PENDING,
 )
-
-PHASE_OF_STATUS: Mapping[TaskStatus, Phase] = {
-    TaskStatus.OK: Phase.OK,
-    TaskStatus.FRESH: Phase.FRESH,
-    TaskStatus.FAILED: Phase.FAILED,
-    TaskStatus.SKIPPED: Phase.SKIPPED,
-    TaskStatus.INTERRUPTED: Phase.STOPPED,
-    TaskStatus.RESTORED: Phase.RESTORED,
-}
 
 RESULT_WORDS: Mapping[RunResult, str] = {
     RunResult.SUCCESS: "done",
@@ -211,13 +187,13 @@ def interrupted_detail(event: TaskFinished) -> str:
 
 def counts_text(counts: Mapping[str, int]) -> str:
     """'3 ok, 1 failed, 1 skipped, 8 fresh': the order of the run summary, zeros left out."""
-    order = (TaskStatus.OK, TaskStatus.RESTORED, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.SKIPPED,
-             TaskStatus.FRESH)
+    order = (TaskState.OK, TaskState.RESTORED, TaskState.FAILED, TaskState.INTERRUPTED, TaskState.SKIPPED,
+             TaskState.FRESH)
     parts = [f"{counts.get(s.value, 0)} {s.value}" for s in order if counts.get(s.value, 0)]
     return ", ".join(parts)
 
 
-def phase_counts_text(counts: Mapping[Phase, int]) -> str:
+def phase_counts_text(counts: Mapping[TaskState, int]) -> str:
     """'280 ok, 32 pending': counts of live phases, in COUNT_ORDER, zeros left out."""
     return ", ".join(f"{counts[p]} {p.value}" for p in COUNT_ORDER if counts.get(p, 0))
 
@@ -225,10 +201,10 @@ def phase_counts_text(counts: Mapping[Phase, int]) -> str:
 def summary_text(event: RunFinished) -> str:
     """The last line of a run: 'done: 3 ok, 9 fresh in 2.1s' or 'nothing to do: ...'."""
     counts = event.counts
-    worked = sum(counts.get(s.value, 0) for s in (TaskStatus.OK, TaskStatus.RESTORED, TaskStatus.FAILED,
-                                                   TaskStatus.INTERRUPTED, TaskStatus.SKIPPED))
+    worked = sum(counts.get(s.value, 0) for s in (TaskState.OK, TaskState.RESTORED, TaskState.FAILED,
+                                                   TaskState.INTERRUPTED, TaskState.SKIPPED))
     if event.result is RunResult.SUCCESS and worked == 0:
-        fresh = counts.get(TaskStatus.FRESH.value, 0)
+        fresh = counts.get(TaskState.FRESH.value, 0)
         what = f"{plural(fresh, 'task')} fresh" if fresh else "no tasks selected"
         return f"nothing to do: {what} ({format_duration(event.duration)})"
     word = RESULT_WORDS[event.result]
@@ -238,35 +214,27 @@ def summary_text(event: RunFinished) -> str:
 # --- the dry-run plan -------------------------------------------------------
 
 
-class PlanState(str, enum.Enum):
-    """The JSON words of the plan; they match `flowmake status --json`."""
-
-    STALE = "stale"
-    BLOCKED = "blocked"
-    FRESH = "fresh"
-
-
 class PlanEntry(NamedTuple):
     task: PlannedTask
-    state: PlanState
+    state: TaskState
     reasons: Tuple[Reason, ...]  # its own (PlannedTask.reasons): blocked_by says what it waits for
 
 
 def plan_entries(tasks: Iterable[PlannedTask]) -> List[PlanEntry]:
-    return [PlanEntry(task, PlanState(task.state), task.reasons) for task in tasks]
+    return [PlanEntry(task, task.state, task.reasons) for task in tasks]
 
 
-def plan_counts(entries: Iterable[PlanEntry]) -> Dict[PlanState, int]:
-    """events.plan_counts, keyed by PlanState."""
-    return {PlanState(state): n for state, n in count_plan(entry.task for entry in entries).items()}
+def plan_counts(entries: Iterable[PlanEntry]) -> Dict[TaskState, int]:
+    """events.plan_counts, keyed by TaskState."""
+    return {TaskState(state): n for state, n in count_plan(entry.task for entry in entries).items()}
 
 
-def plan_counts_text(counts: Mapping[PlanState, int]) -> str:
+def plan_counts_text(counts: Mapping[TaskState, int]) -> str:
     """'3 to run, 2 may run after them, 7 fresh'."""
-    parts = [f"{counts[PlanState.STALE]} to run"]
-    if counts[PlanState.BLOCKED]:
-        parts.append(f"{counts[PlanState.BLOCKED]} may run after them")
-    parts.append(f"{counts[PlanState.FRESH]} fresh")
+    parts = [f"{counts[TaskState.STALE]} to run"]
+    if counts[TaskState.BLOCKED]:
+        parts.append(f"{counts[TaskState.BLOCKED]} may run after them")
+    parts.append(f"{counts[TaskState.FRESH]} fresh")
     return ", ".join(parts)
 
 
@@ -278,9 +246,9 @@ def command_lines(command: Optional[str]) -> List[str]:
     return ["$ " + lines[0], *("  " + line for line in lines[1:])]
 
 
-def dry_run_summary(counts: Mapping[PlanState, int]) -> str:
-    if not counts[PlanState.STALE] and not counts[PlanState.BLOCKED]:
-        fresh = counts[PlanState.FRESH]
+def dry_run_summary(counts: Mapping[TaskState, int]) -> str:
+    if not counts[TaskState.STALE] and not counts[TaskState.BLOCKED]:
+        fresh = counts[TaskState.FRESH]
         what = f"{plural(fresh, 'task')} fresh" if fresh else "no tasks selected"
         return f"nothing to do: {what}"
     return f"dry run: {plan_counts_text(counts)} (nothing was run)"

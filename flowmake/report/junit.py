@@ -33,7 +33,7 @@ from ..events import (
     RunStarted,
     TaskFinished,
     TaskStarted,
-    TaskStatus,
+    TaskState,
     iso_time,
 )
 
@@ -87,8 +87,6 @@ class JunitReporter:
         self._finished: Optional[RunFinished] = None
         self._signal: Optional[str] = None
         self._written = False
-
-    shows_fresh_tasks = True  # a fresh task is a test case too (skipped: up to date)
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -154,21 +152,21 @@ class JunitReporter:
             ET.SubElement(element, "skipped", message=reason)
             return element
         status = final.status
-        if status is TaskStatus.FAILED:
+        if status is TaskState.FAILED:
             failure = ET.SubElement(element, "failure", message=xml_text(final.message or "failed"),
                                     type=failure_type(final))
             failure.text = xml_text("\n".join(line.rstrip("\r\n") for line in final.tail))
-        elif status is TaskStatus.INTERRUPTED:
+        elif status is TaskState.INTERRUPTED:
             error = ET.SubElement(element, "error", type="interrupted",
                                   message=xml_text(f"interrupted: {final.message or 'stopped by flowmake'}"))
             error.text = "the run was interrupted while this task ran; it was stopped, not broken"
-        elif status is TaskStatus.FRESH:
+        elif status is TaskState.FRESH:
             ET.SubElement(element, "skipped", message="fresh: up to date, did not run")
-        elif status is TaskStatus.SKIPPED:
+        elif status is TaskState.SKIPPED:
             ET.SubElement(element, "skipped", message=xml_text(f"skipped: {final.message or 'not started'}"))
-        elif status is TaskStatus.RESTORED:  # a pass: its outputs are the ones a run made, from the shared cache
+        elif status is TaskState.RESTORED:  # a pass: its outputs are the ones a run made, from the shared cache
             ET.SubElement(element, "system-out").text = xml_text(final.message or "restored from cache")
-        rerun = "rerunFailure" if status is TaskStatus.FAILED else "flakyFailure"
+        rerun = "rerunFailure" if status is TaskState.FAILED else "flakyFailure"
         for attempt in case.retried:
             failed = ET.SubElement(element, rerun, message=xml_text(
                 f"attempt {attempt.attempt}: {attempt.message or 'failed'}"), type=failure_type(attempt))

@@ -11,6 +11,7 @@ never imports rich, which keeps start-up fast.
 from __future__ import annotations
 
 from ..events import (
+    PLAN_STATES,
     Notice,
     RunFinished,
     RunInterrupted,
@@ -20,13 +21,12 @@ from ..events import (
     TaskOutput,
     TaskPlaced,
     TaskStarted,
-    TaskStatus,
+    TaskState,
     TaskWaiting,
 )
 from ..records import TYPE_CHECKING
 from .common import (
     PlanEntry,
-    PlanState,
     TaskGroups,
     command_lines,
     dry_run_summary,
@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
 
 # Width of the status word column: fits "FAILED"; "waiting" would not, hence "wait".
 WORD_WIDTH = 6
+_FRESH = TaskState.FRESH
 # Task names shorter than this still align with the sample in the docs; longer
 # ones widen the column up to a cap, past which alignment gives way to width.
 MIN_NAME_WIDTH = 16
@@ -79,15 +80,13 @@ class PlainReporter:
         self.verbose = verbose
         self.name_width = MIN_NAME_WIDTH
         self._waiting: Dict[str, Tuple[str, ...]] = {}
-        self._plan_counts: Optional[Dict[PlanState, int]] = None
-
-    @property
-    def shows_fresh_tasks(self) -> bool:
-        return self.verbose  # otherwise fresh tasks are only counted, from run_finished
+        self._plan_counts: Optional[Dict[TaskState, int]] = None
 
     # --- the Reporter protocol --------------------------------------------
 
     def handle(self, event: Event) -> None:
+        if event.__class__ is TaskFinished and event.status is _FRESH and not self.verbose:  # type: ignore[union-attr]
+            return  # shown only in the counts: on a no-op over a big graph, nearly every event is one
         if isinstance(event, RunStarted):
             self._run_started(event)
         elif isinstance(event, TaskStarted):
@@ -127,7 +126,7 @@ class PlainReporter:
         if self.quiet:
             return
         counts = plan_counts(plan_entries(event.tasks))
-        to_run, may_run = counts[PlanState.STALE], counts[PlanState.BLOCKED]
+        to_run, may_run = counts[TaskState.STALE], counts[TaskState.BLOCKED]
         parts = [plural(len(event.tasks), "task"), f"{to_run} to run"]
         if may_run:
             parts.append(f"{may_run} may run")
@@ -162,25 +161,25 @@ class PlainReporter:
     def _task_finished(self, event: TaskFinished) -> None:
         self._waiting.pop(event.task, None)
         status = event.status
-        if status is TaskStatus.FAILED:
+        if status is TaskState.FAILED:
             self._task_failed(event)
         elif self.quiet:
             return
-        elif status is TaskStatus.INTERRUPTED:
+        elif status is TaskState.INTERRUPTED:
             # Cut short by Ctrl-C, not broken: no FAILED, no log tail; the log is there to read.
             detail = interrupted_detail(event) + (f" — log: {event.log}" if event.log else "")
             self._line("stop", "red", event.task, detail)
-        elif status is TaskStatus.OK:
+        elif status is TaskState.OK:
             detail = format_duration(event.duration)
             if event.attempt != 1:
                 detail += f" (attempt {event.attempt})"
             self._line("ok", "green", event.task, detail)
-        elif status is TaskStatus.RESTORED:
+        elif status is TaskState.RESTORED:
             self._line("cached", "green", event.task,
                        f"{event.message or 'restored from cache'} in {format_duration(event.duration)}")
-        elif status is TaskStatus.SKIPPED:
+        elif status is TaskState.SKIPPED:
             self._line("skip", "yellow", event.task, event.message or "")
-        elif status is TaskStatus.FRESH and self.verbose:
+        elif status is TaskState.FRESH and self.verbose:
             self._line("fresh", "dim", event.task, "")
 
     def _task_failed(self, event: TaskFinished) -> None:
@@ -197,7 +196,7 @@ class PlainReporter:
 
     def _run_finished(self, event: RunFinished) -> None:
         if event.dry_run:
-            counts = self._plan_counts or {state: 0 for state in PlanState}
+            counts = self._plan_counts or dict.fromkeys(PLAN_STATES, 0)
             self._write(self.out, dry_run_summary(counts))
             return
         self._write(self.out, summary_text(event))
@@ -218,11 +217,11 @@ class PlainReporter:
 
     def _plan_lines(self, entry: PlanEntry, groups: TaskGroups) -> List[Tuple[str, str, str, str]]:
         name = entry.task.name
-        if entry.state is PlanState.STALE:
+        if entry.state is TaskState.STALE:
             # Every reason, one per line: a dry run is the place to explain.
             reasons = [str(r) for r in entry.reasons] or [""]
             return [("run", "bold", name, reasons[0])] + [("", "", "", r) for r in reasons[1:]]
-        if entry.state is PlanState.BLOCKED:
+        if entry.state is TaskState.BLOCKED:
             return [("maybe", "yellow", name, may_run_text(entry, groups, full=self.verbose))]
         return [("fresh", "dim", name, "")] if self.verbose else []
 

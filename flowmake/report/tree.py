@@ -24,6 +24,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..events import (
+    PLAN_STATES,
     Notice,
     RunFinished,
     RunInterrupted,
@@ -34,7 +35,7 @@ from ..events import (
     TaskOutput,
     TaskPlaced,
     TaskStarted,
-    TaskStatus,
+    TaskState,
     TaskWaiting,
 )
 from .board import Board, GroupRow, MoreRow, NoticeRow, Row, TaskRow, TaskView, layout
@@ -42,9 +43,7 @@ from .common import (
     COUNT_ORDER,
     ICONS,
     STYLES,
-    Phase,
     PlanEntry,
-    PlanState,
     TaskGroups,
     command_lines,
     dry_run_summary,
@@ -118,7 +117,7 @@ class TreeView:
         board = self.board
         text = _styled(board.flow_name or "flowmake", "bold")
         text.append(f"  {board.done}/{len(board.tasks)}")
-        for phase in (Phase.RUNNING, Phase.WAITING, Phase.FAILED, Phase.STOPPED, Phase.SKIPPED):
+        for phase in (TaskState.RUNNING, TaskState.WAITING, TaskState.FAILED, TaskState.INTERRUPTED, TaskState.SKIPPED):
             if board.totals[phase]:
                 text.append(" · ")
                 text.append(f"{board.totals[phase]} {phase.value}", style=STYLES[phase])
@@ -139,7 +138,7 @@ class TreeView:
             if i:
                 text.append(" · ", style="dim")
             # No icon for pending: its '·' would read as one more separator.
-            icon = "" if phase is Phase.PENDING else f"{ICONS[phase]} "
+            icon = "" if phase is TaskState.PENDING else f"{ICONS[phase]} "
             text.append(f"{icon}{n} {phase.value}", style=STYLES[phase])
         return _line(text)
 
@@ -147,7 +146,7 @@ class TreeView:
         view = row.task
         text = _styled(self._icon(view, now), STYLES[view.phase])
         text.append(" ")
-        text.append(view.name.ljust(row.width), style="bold" if view.phase is Phase.FAILED else "")
+        text.append(view.name.ljust(row.width), style="bold" if view.phase is TaskState.FAILED else "")
         detail = self._detail(view, now)
         if detail:
             text.append("  ")
@@ -155,14 +154,14 @@ class TreeView:
         return _line(text)
 
     def _icon(self, view: TaskView, now: float) -> str:
-        if view.phase is Phase.RUNNING:
+        if view.phase is TaskState.RUNNING:
             return SPINNER[int(now * REFRESH_PER_SECOND) % len(SPINNER)]
         return ICONS[view.phase]
 
     def _detail(self, view: TaskView, now: float) -> Text:
         phase = view.phase
         clock = format_clock(self.board.task_elapsed(view, now))
-        if phase is Phase.RUNNING:
+        if phase is TaskState.RUNNING:
             text = _styled(clock, STYLES[phase])
             if view.attempt != 1:
                 text.append(f"  attempt {view.attempt}", style="yellow")
@@ -171,17 +170,17 @@ class TreeView:
             if view.line:
                 text.append(f"  {view.line}", style="dim")
             return text
-        if phase is Phase.WAITING:
+        if phase is TaskState.WAITING:
             return Text(f"{clock}  waiting for {list_text(view.waiting_for)}", style=STYLES[phase])
-        if phase is Phase.PENDING:
+        if phase is TaskState.PENDING:
             return Text(reasons_text(view.reasons), style="dim")
-        if phase is Phase.OK:
+        if phase is TaskState.OK:
             return Text(format_duration(view.duration), style="dim")
-        if phase is Phase.FRESH:
+        if phase is TaskState.FRESH:
             return Text("fresh", style="dim")
-        if phase is Phase.RETRYING:
+        if phase is TaskState.RETRYING:
             return Text(f"{view.detail}, will retry", style=STYLES[phase])
-        if phase is Phase.STOPPED:
+        if phase is TaskState.INTERRUPTED:
             return Text(view.detail or f"interrupted after {clock}", style=STYLES[phase])
         return Text(view.detail, style=STYLES[phase])
 
@@ -215,7 +214,7 @@ class TreeReporter:
         self.view = TreeView(self.board, self.lock, clock)
         self._live: Optional[Live] = None
         self._held: List[str] = []  # err lines held back while the display is live
-        self._plan_counts: Optional[Dict[PlanState, int]] = None
+        self._plan_counts: Optional[Dict[TaskState, int]] = None
         self._calm = False  # a run with nothing to do: its summary line alone says so
 
     # --- the Reporter protocol ----------------------------------------------
@@ -274,7 +273,7 @@ class TreeReporter:
                 self.board.finished(event, now)
             elif isinstance(event, RunInterrupted):
                 self.board.interrupted(event, now)
-        if isinstance(event, TaskFinished) and event.status is TaskStatus.FAILED and not event.will_retry:
+        if isinstance(event, TaskFinished) and event.status is TaskState.FAILED and not event.will_retry:
             self._to_err(tail_report(event))
 
     def _task_lines(self, event: TaskLines) -> None:
@@ -295,7 +294,7 @@ class TreeReporter:
 
     def _run_finished(self, event: RunFinished) -> None:
         if event.dry_run:
-            self.console.print(Text(dry_run_summary(self._plan_counts or {s: 0 for s in PlanState})))
+            self.console.print(Text(dry_run_summary(self._plan_counts or dict.fromkeys(PLAN_STATES, 0))))
             return
         with self.lock:
             self.board.finish(event, self.clock())
@@ -325,7 +324,7 @@ class TreeReporter:
         self.console.print(tree)
 
     def _listed(self, entry: PlanEntry) -> bool:
-        return self.verbose or entry.state is not PlanState.FRESH
+        return self.verbose or entry.state is not TaskState.FRESH
 
     def _plan_group(self, tree: Tree, group: str, members: List[PlanEntry], groups: TaskGroups, single_width: int,
                     commands: Mapping[str, str]) -> None:
@@ -346,12 +345,12 @@ class TreeReporter:
         # Printed once, not redrawn: long lines wrap instead of losing their end.
         icon, style = _PLAN_ICONS[entry.state]
         text = _styled(icon, style).append(" " + entry.task.name.ljust(width))
-        if entry.state is PlanState.STALE:
+        if entry.state is TaskState.STALE:
             reasons = [str(r) for r in entry.reasons]
             node = parent.add(text.append(f"  {reasons[0]}" if reasons else ""))
             for reason in reasons[1:]:
                 node.add(Text(reason, style="dim"))
-        elif entry.state is PlanState.BLOCKED:
+        elif entry.state is TaskState.BLOCKED:
             node = parent.add(text.append(f"  {may_run_text(entry, groups, full=self.verbose)}", style="dim"))
         else:
             parent.add(text.append("  fresh", style="dim"))
@@ -384,8 +383,8 @@ class TreeReporter:
 
 
 _PLAN_ICONS = {
-    PlanState.STALE: ("▶", "bold"),
-    PlanState.BLOCKED: ("?", "yellow"),
-    PlanState.FRESH: (ICONS[Phase.FRESH], "dim"),
+    TaskState.STALE: ("▶", "bold"),
+    TaskState.BLOCKED: ("?", "yellow"),
+    TaskState.FRESH: (ICONS[TaskState.FRESH], "dim"),
 }
-_PLAN_WORDS = {PlanState.STALE: "to run", PlanState.BLOCKED: "may run", PlanState.FRESH: "fresh"}
+_PLAN_WORDS = {TaskState.STALE: "to run", TaskState.BLOCKED: "may run", TaskState.FRESH: "fresh"}
