@@ -51,6 +51,7 @@ EXPRESSIBLE = re.compile("|".join([
     r"declares outputs but has no `run`", r"must be a list of values or", r"must be a table of lists",
     r"needs `cron`", r"unknown `overlap` value", r"schedule name `[^`]*` must be",
     r"must be a positive number or a size", r"resource name `[^`]*` must be", r"must be a scheduler address",
+    r"must be a directory or URL",
 ]))
 
 
