@@ -29,6 +29,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 FLOWMAKE = [sys.executable, "-m", "flowmake"]
+
+# .ci/run's second pass sets FLOWMAKE_NO_SHORTCUTS=1 for the CLI tests: every run takes the full path.
+SHORTCUTS_OFF = os.environ.get("FLOWMAKE_NO_SHORTCUTS", "") not in ("", "0")
+# A test of a shortcut itself (the no-op snapshot, the fast path, the load cache), not of what a run does.
+shortcut_test = pytest.mark.skipif(SHORTCUTS_OFF, reason="tests a shortcut itself, and FLOWMAKE_NO_SHORTCUTS is set")
 # Generous: a run must finish well within this, and a hung flowmake must fail
 # the test rather than the whole suite.
 RUN_TIMEOUT = 60.0

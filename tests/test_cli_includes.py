@@ -15,7 +15,7 @@ import json
 import os
 
 import pytest
-from conftest import Project, kinds
+from conftest import Project, kinds, shortcut_test
 
 from flowmake.cli.fastpath import try_noop
 
@@ -236,6 +236,7 @@ def test_an_include_glob_takes_its_sorted_matches_and_sees_a_new_file(project: P
     assert status["copy_S03"]["state"] == "stale"
 
 
+@shortcut_test
 def test_an_edit_of_an_include_is_seen_through_the_load_cache(project: Project) -> None:
     included_project(project)
     assert project.json_run().returncode == 0
@@ -262,6 +263,7 @@ def _noop(project: Project, capsys: pytest.CaptureFixture):
     return code
 
 
+@shortcut_test
 def test_the_no_op_fast_path_serves_a_flowfile_with_includes_and_notices_an_edit_of_one(
         project: Project, capsys: pytest.CaptureFixture) -> None:
     included_project(project)

@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from conftest import Project
+from conftest import Project, shortcut_test
 
 from flowmake.cli.fastpath import try_noop
 
@@ -170,6 +170,7 @@ def test_a_file_whose_name_is_not_a_variant_name_is_exit_2_naming_the_file(proje
         assert "Traceback" not in result.stderr
 
 
+@shortcut_test
 def test_a_new_file_is_seen_although_the_load_cache_holds_the_old_list(project: Project) -> None:
     zipf(project)
     assert project.json_run().returncode == 0

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from conftest import FLOWMAKE, Project, Result, pid_alive, wait_for, wait_for_file
+from conftest import FLOWMAKE, Project, Result, pid_alive, shortcut_test, wait_for, wait_for_file
 
 SLEEPERS = """\
     [tasks.left]
@@ -276,6 +276,7 @@ def test_an_in_process_run_leaves_the_callers_working_directory_as_it_was(projec
     assert project.read("hello.txt") == "hi\n"
 
 
+@shortcut_test
 def test_an_edit_reads_the_edited_source_and_each_rewritten_output_once(project: Project, monkeypatch,
                                                                          capsys) -> None:
     # The tasks below the edit run anyway (their inputs change): their old

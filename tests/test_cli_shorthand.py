@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import Project, shortcut_test
 
 from flowmake import __main__ as entry
 from flowmake.cli import shorthand
@@ -154,6 +154,7 @@ def test_a_command_wins_over_a_task_of_the_same_name_and_run_reaches_the_task(pr
     assert ran.err_lines == [warning]
 
 
+@shortcut_test
 def test_the_shadowing_warning_survives_the_noop_fast_path(project: Project) -> None:
     project.flowfile(SHADOWING)
     assert project.run("run").returncode == 0
@@ -270,6 +271,7 @@ def test_expand(typed: list, expanded: list) -> None:
 
 
 @pytest.mark.parametrize("argv", [["--progress", "json"], ["--progress", "json", "package"]])
+@shortcut_test
 def test_bare_flowmake_and_a_bare_target_take_the_noop_fast_path(project: Project, monkeypatch, capsys,
                                                                    argv: list) -> None:
     project.flowfile(PIPELINE.split("    [tasks.broken]")[0])  # no task that always runs

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from conftest import Project, status_json
+from conftest import Project, shortcut_test, status_json
 
 PAGE = 4096
 
@@ -113,7 +113,7 @@ def test_reading_commands_on_a_wholly_damaged_state_say_so_with_how_to_recover(
     assert aside_files(project) == []
 
 
-@pytest.mark.parametrize("way", ["no-op-fast-path", "full-path", "status"])
+@pytest.mark.parametrize("way", [pytest.param("no-op-fast-path", marks=shortcut_test), "full-path", "status"])
 def test_a_run_on_a_damaged_state_sets_it_aside_and_goes_on_as_a_first_run(project: Project, way: str) -> None:
     built(project)
     snapshot = project.path(".flowmake/noop.snapshot")

@@ -1,0 +1,123 @@
+"""The speed layers change how fast a run answers, never what it says.
+
+The same projects, built the same way, then run once with the shortcuts
+(the no-op fast path, the snapshot's cone, the load cache) and once with
+FLOWMAKE_NO_SHORTCUTS=1 (the full path every time): their `--progress json`
+event streams must be the same, minus times, durations and run ids. On a
+no-op the very order is the same; after an edit the cone finishes the tasks
+it proved fresh before the others start, so there the same events may come
+in another order (each task's own events keep theirs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import pytest
+from conftest import SHORTCUTS_OFF, Project
+
+pytestmark = pytest.mark.skipif(SHORTCUTS_OFF, reason="compares runs with and without the shortcuts")
+
+CHAIN = """
+[flow]
+name = "chain"
+
+[tasks.gen]
+inputs = ["src/a.txt"]
+outputs = ["build/a.out"]
+run = "cp src/a.txt build/a.out"
+
+[tasks.up]
+inputs = ["build/a.out"]
+outputs = ["build/b.out"]
+run = "tr a-z A-Z < build/a.out > build/b.out"
+
+[tasks.side]
+inputs = ["src/s.txt"]
+outputs = ["build/s.out"]
+run = "cp src/s.txt build/s.out"
+
+[tasks.join]
+inputs = ["build/b.out", "build/s.out"]
+outputs = ["build/j.out"]
+run = "cat build/b.out build/s.out > build/j.out"
+
+[tasks.all]
+after = ["join"]
+"""
+
+# A matrix, and a task named like a command: every run repeats a warning (a notice event).
+MATRIX = """
+[flow]
+name = "matrix"
+
+[tasks.extract]
+matrix = { site = ["a", "b", "c"] }
+inputs = ["src/{site}.txt"]
+outputs = ["build/{site}.csv"]
+run = "cp {inputs[0]} {outputs[0]}"
+
+[tasks.list]
+inputs = ["build/a.csv", "build/b.csv", "build/c.csv"]
+outputs = ["build/all.csv"]
+run = "cat {inputs} > {outputs[0]}"
+"""
+
+PROJECTS: Dict[str, str] = {"chain": CHAIN, "matrix": MATRIX}
+SOURCES = {"src/a.txt": "abc\n", "src/s.txt": "side\n", "src/b.txt": "b\n", "src/c.txt": "c\n"}
+EDITS: Dict[str, Callable[[Project], None]] = {
+    "no-op": lambda p: None,
+    "one source": lambda p: p.write("src/a.txt", "changed\n"),
+    "an output deleted": lambda p: p.path("build/a.out" if p.exists("build/a.out") else "build/a.csv").unlink(),
+}
+NO_SHORTCUTS = {"FLOWMAKE_NO_SHORTCUTS": "1"}
+
+
+def _normalized(events: List[Dict[str, Any]], run_id: str) -> List[str]:
+    out = []
+    for event in events:
+        event = {k: v for k, v in event.items() if k not in ("run_id", "time", "duration")}
+        text = json.dumps(event, sort_keys=True).replace(run_id, "RUN")  # log paths name the run
+        out.append(text)
+    return out
+
+
+def _stream(project: Project, env: Dict[str, str]) -> List[str]:
+    result = project.json_run(env=env)
+    assert result.returncode == 0, result
+    return _normalized(result.events, result.run_id)
+
+
+def _built(root: Path, flowfile: str, env: Dict[str, str]) -> Project:
+    root.mkdir()
+    project = Project(root)
+    project.flowfile(flowfile)
+    for rel, text in SOURCES.items():
+        project.write(rel, text)
+    assert project.json_run(env=env).returncode == 0
+    assert project.json_run(env=env).returncode == 0  # all fresh: leaves the snapshot (with shortcuts)
+    return project
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+@pytest.mark.parametrize("name", list(PROJECTS))
+def test_the_fast_and_the_full_path_send_the_same_events(tmp_path: Path, name: str, edit: str) -> None:
+    fast = _built(tmp_path / "fast", PROJECTS[name], {})
+    full = _built(tmp_path / "full", PROJECTS[name], NO_SHORTCUTS)
+    try:
+        assert fast.exists(".flowmake/noop.snapshot") and not full.exists(".flowmake/noop.snapshot")
+        EDITS[edit](fast)
+        EDITS[edit](full)
+        with_shortcuts, without = _stream(fast, {}), _stream(full, NO_SHORTCUTS)
+        if edit == "no-op":
+            assert with_shortcuts == without
+        else:
+            assert sorted(with_shortcuts) == sorted(without)
+            assert with_shortcuts[0] == without[0] and with_shortcuts[-1] == without[-1]  # the plan, the end
+        # And the next no-op agrees again, the fast path answering one side.
+        assert _stream(fast, {}) == _stream(full, NO_SHORTCUTS)
+    finally:
+        fast.cleanup()
+        full.cleanup()
