@@ -41,7 +41,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import generate  # noqa: E402  (sibling module)
+import big as big_suite  # noqa: E402  (sibling modules)
+import generate  # noqa: E402
 
 PEERS_VENV = HERE / ".peers-venv"
 PEER_PACKAGES = {"ninja": "ninja", "doit": "doit", "snakemake": "snakemake", "task": "go-task-bin"}
@@ -299,6 +300,7 @@ class Results:
     affected: Dict[Tuple[str, int], int] = field(default_factory=dict)  # tasks downstream of the edited source
     ran: Dict[Tuple[str, int], Tuple[int, bool]] = field(default_factory=dict)  # flowmake: tasks run, exit ok
     tasks_time: Dict[Tuple[str, int], float] = field(default_factory=dict)  # affected commands run serially
+    scenario_rss: Dict[Tuple[str, int, str, str], int] = field(default_factory=dict)  # --big: per scenario, max KB
 
     def add(self, shape: str, n: int, scenario: str, tool: str, m: Measurement) -> None:
         self.times.setdefault((shape, n, scenario, tool), []).append(m.seconds)
@@ -346,8 +348,11 @@ class Bench:
         command: Callable[[Project], List[str]],
         prepare: Callable[[Project, int], None],
         warmup: int,
+        rss_each: bool = False,
     ) -> None:
-        """Warm-up then reps, tools interleaved and rotated; failures drop the tool for this size."""
+        """Warm-up then reps, tools interleaved and rotated; failures drop the tool for this size.
+
+        `rss_each`: every run through GNU time, its peak RSS kept for this scenario (Results.scenario_rss)."""
         reps = self.reps_for(n, name)
         names = [t for t in projects]
         for rep in range(warmup + reps):
@@ -357,7 +362,7 @@ class Bench:
                 if project is None:
                     continue
                 prepare(project, rep)
-                m = self.exec(project, command(project), rss=name in HEAVY)
+                m = self.exec(project, command(project), rss=name in HEAVY or rss_each)
                 if not m.ok:
                     why = f"timed out after {self.args.timeout:.0f} s" if m.timed_out else f"exit {m.returncode}"
                     tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
@@ -368,7 +373,10 @@ class Bench:
                     continue
                 if rep >= warmup:
                     self.results.add(shape, n, name, tool, m)
-        if name not in HEAVY and self.gnu_time:  # one more, untimed, through GNU time for the peak RSS
+                if rss_each and m.maxrss_kb is not None:
+                    key = (shape, n, name, tool)
+                    self.results.scenario_rss[key] = max(self.results.scenario_rss.get(key, 0), m.maxrss_kb)
+        if name not in HEAVY and not rss_each and self.gnu_time:  # one more, untimed, through GNU time for the peak RSS
             for tool, project in projects.items():
                 prepare(project, warmup + reps)
                 m = self.exec(project, command(project), rss=True)
@@ -433,7 +441,8 @@ class Bench:
         self.scenario(shape, n, "first", projects, lambda p: p.tool.build(2), rebuild, 0)
         time.sleep(RACY_SETTLE_S)
         self.scenario(shape, n, "noop", projects, lambda p: p.tool.build(2), nothing, 1)
-        self.scenario(shape, n, "touch", projects, lambda p: p.tool.build(2), touch, heavy_warmup)
+        if n < big_suite.BIG_SIZES[0]:  # above, make and ninja would rebuild everything, for minutes each
+            self.scenario(shape, n, "touch", projects, lambda p: p.tool.build(2), touch, heavy_warmup)
         # The touch runs leave every source hashed within the racy window of its
         # new mtime: an edit then is timed together with re-reading them all
         # (rebuild.md), which is not what one changed leaf measures. So the
@@ -445,6 +454,8 @@ class Bench:
         if "flowmake" in projects:
             self.check_change(shape, n, projects["flowmake"])
             self.results.tasks_time[(shape, n)] = self.tasks_time(projects["flowmake"], affected)
+        if self.args.big:
+            big_suite.run_scenarios(self, shape, n, projects)
 
     def check_change(self, shape: str, n: int, project: Project) -> None:
         """One more edit, run with --progress json: exactly the affected tasks must run."""
@@ -619,6 +630,7 @@ def targets(results: Results) -> List[str]:
         rss = results.rss.get((shape, 10_000, "flowmake"))
         if rss is not None:
             verdict(rss / 1024 <= 150, f"peak RSS {shape} 10000: flowmake {rss / 1024:.0f} MB <= 150 MB")
+    big_suite.big_targets(results, verdict, fmt_seconds)
     return lines
 
 
@@ -645,7 +657,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--noop-reads", action="store_true", help="also run noop_reads.py's strace check on the largest layered size")
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON here")
     parser.add_argument("--quick", action="store_true", help="fast sanity run: sizes 100, layered, 2 reps")
+    parser.add_argument("--big", action="store_true",
+                        help="issue 16: add 50,000 and 100,000 tasks, and the load/edit/status scenarios from 10,000 up"
+                             " (benchmarks/big.py; takes hours with every peer)")
     args = parser.parse_args(argv)
+    if args.big:
+        args.sizes = ",".join(dict.fromkeys([*args.sizes.split(","), *map(str, big_suite.BIG_SIZES)]))
     if args.quick:
         args.sizes, args.shapes, args.reps, args.big_reps, args.heavy_reps = "100", "layered", 2, 2, 2
     return args
@@ -712,7 +729,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("tools: " + "; ".join(f"{t.name} = {t.note}" for t in bench.tools))
     print()
     print(report(bench.results, names))
-    print("\nTargets (issue 4)\n")
+    if bench.results.scenario_rss:
+        print("\n" + big_suite.rss_table(bench.results, names, table))
+    print("\nTargets (issues 4 and 16)\n")
     for line in targets(bench.results):
         print(line)
     if reads_line:
@@ -728,6 +747,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "affected": {f"{s}|{n}": v for (s, n), v in bench.results.affected.items()},
             "ran": {f"{s}|{n}": v for (s, n), v in bench.results.ran.items()},
             "tasks_time": {f"{s}|{n}": v for (s, n), v in bench.results.tasks_time.items()},
+            "scenario_rss_kb": {"|".join(map(str, k)): v for k, v in bench.results.scenario_rss.items()},
             "notes": bench.results.notes,
         }, indent=1))  # fmt: skip
     return 0

@@ -200,3 +200,18 @@ def test_after_a_comment_the_last_snapshot_still_proves_every_task(project) -> N
     path.write_text(path.read_text().replace('"cat {inputs} > {outputs}"', '"cp {inputs} {outputs}"', 1))
     assert proof()[0] == {}  # a real edit: nothing proven
     assert project.json_run().ran == ["t0"]  # its output is the same: t1 stays fresh (early cutoff)
+
+
+def test_an_edit_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parse that found the documents changed is the full load's too (a 100,000-task parse is ~1 s)."""
+    import flowmake.load.flowfile as loader
+
+    path = _project(tmp_path, FLOW)
+    _cached(path)
+    parses: List[str] = []
+    real = loader.tomllib.loads
+    monkeypatch.setattr(loader.tomllib, "loads", lambda text: parses.append(text) or real(text))
+    path.write_text(path.read_text().replace('"cat {inputs} > {outputs}"', '"cp {inputs} {outputs}"', 1))
+    _same(_cached(path), _fresh(path))
+    assert len(parses) == 2  # the cached load's look, then _fresh's own: none in between
+    assert loader._parsed == {}

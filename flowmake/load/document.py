@@ -36,7 +36,7 @@ def relocated(flowfile: Flowfile, path: Path) -> Optional[Tuple[Flowfile, Dict[s
     `flowfile` with the byte hash of the files as they are now, its schedules at their lines now,
     and each task table's line now (for loadcache.PagedTasks to give its specs). Else None.
     """
-    from .flowfile import read_toml  # tomli and the loader: only after an edit
+    from .flowfile import hand_over, read_toml  # tomli and the loader: only after an edit
     from .locate import LineIndex
     from .problems import Problems
 
@@ -53,6 +53,7 @@ def relocated(flowfile: Flowfile, path: Path) -> Optional[Tuple[Flowfile, Dict[s
     except (FlowfileError, OSError):
         return None  # unreadable, or no longer TOML: the full load says why
     if not flowfile.document_hash or combined(parts) != flowfile.document_hash:
+        hand_over(path, (doc, text, byte_digest))  # for the full load that follows, which need not parse again
         return None
     # The lines as the loader places them: each task table in the file that declares it (problems.py).
     problems = Problems(path, LineIndex(texts[0]))
