@@ -127,7 +127,7 @@ MAX_MODULE_LINES = 420  # "about 400" (docs/architecture.md): one noun per file,
 MAX_FUNCTION_LINES = 80
 # Modules over the limit today whose split is another change in progress (issue 15): only ever shrink this
 # list; test_oversize_allowances_are_still_needed fails once a file is under, to have its entry removed.
-OVERSIZE_ALLOWED = {"engine/snapshot.py", "load/drafts.py"}
+OVERSIZE_ALLOWED = {"load/drafts.py"}
 
 
 def _lines(path: Path) -> int:

@@ -10,7 +10,7 @@ altogether when nothing changed.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .. import __version__
 from ..store.hashing import hash_file, source_hash
@@ -20,8 +20,8 @@ from .graph import downstream
 from .plan import env_input_hash
 
 if TYPE_CHECKING:  # names for type checkers only
-    from ..model import Flowfile
-    from ..store.hashing import FileHasher
+    from ..model import Flowfile, TaskSpec
+    from ..store.hashing import FileHasher, StatEntry
     from .graph import Graph
 
     Cone = Tuple[snapshots.Snapshot, Set[str]]  # the snapshot planned from, and the tasks it left to plan
@@ -87,7 +87,7 @@ def leave_snapshot(flowfile: Flowfile, selection: Sequence[str], *, hasher: File
         env_inputs, rows = dict(previous.env_inputs), tuple(previous.tasks)
         cone_files = [p for name in selection if name in planned
                       for p in (*tasks[name].inputs, *tasks[name].outputs)]
-        collected = snapshots.collect_files(cone_files, hasher.entry)
+        collected = collect_files(cone_files, hasher.entry)
         if collected is not None:
             # The cone's files first: in an edit-run-edit-run loop they are the
             # ones that change next, and the no-op path stops at the first change.
@@ -96,11 +96,11 @@ def leave_snapshot(flowfile: Flowfile, selection: Sequence[str], *, hasher: File
         specs = [tasks[name] for name in selection]
         env_inputs = {n: env_input_hash(n, environ) for spec in specs for n in spec.env_inputs}
         rows = tuple(task_rows())
-        if not snapshots.snapshot_allowed(specs, forced=forced, uses_globs=flowfile.uses_globs):
+        if not snapshot_allowed(specs, forced=forced, uses_globs=flowfile.uses_globs):
             return
         if flowfile.has_secrets:
             return  # its hook commands would be copied under .flowmake, where no secret may be
-        collected = snapshots.collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)),
+        collected = collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)),
                                             hasher.entry)
     path = str(flowfile.path)
     ff_stat = snapshots.stat_key(path)
@@ -123,3 +123,42 @@ def leave_snapshot(flowfile: Flowfile, selection: Sequence[str], *, hasher: File
         state_identity=state_identity, includes=includes, notices=tuple(notices),
         flowfile_document=flowfile.document_hash,
     ))
+
+
+# -- what a snapshot may hold (the module docstring of snapshot.py says why) ---
+
+
+def collect_files(paths: Iterable[str], entry_of: Callable[[str], Optional[StatEntry]]
+                  ) -> Optional[Tuple[snapshots.Files, Tuple[str, ...]]]:
+    """The recorded stats of these files and the suspects among them; None if any was never hashed."""
+    seen: Set[str] = set()
+    trusted: List[str] = []
+    stats: List[int] = []
+    inodes: List[int] = []
+    suspects: List[str] = []
+    for path in paths:
+        if path in seen:
+            continue
+        seen.add(path)
+        entry = entry_of(path)
+        if entry is None:
+            return None
+        if not entry.trusted:
+            suspects.append(path)
+            continue
+        trusted.append(path)
+        stats += (entry.size, entry.mtime_ns, entry.ctime_ns)
+        inodes.append(entry.inode)
+    return snapshots.Files(trusted, stats, inodes), tuple(suspects)
+
+
+def snapshot_allowed(specs: Sequence[TaskSpec], *, forced: bool, uses_globs: bool) -> bool:
+    """Whether stats alone can prove these tasks fresh (see the module docstring)."""
+    if forced or uses_globs:
+        return False
+    for spec in specs:
+        if spec.always or spec.wait_for or (not spec.inputs and not spec.outputs and spec.command):
+            return False
+        if any(p.endswith("/") for p in spec.inputs) or any(p.endswith("/") for p in spec.outputs):
+            return False
+    return True

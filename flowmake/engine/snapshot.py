@@ -38,10 +38,8 @@ from ..records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
-    from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+    from typing import Callable, Iterable, Mapping, Optional, Sequence, Set, Tuple
 
-    from ..model import TaskSpec
-    from ..store.hashing import StatEntry
 
 SNAPSHOT_NAME = "noop.snapshot"
 # Set to anything but "" or "0": no no-op fast path, no snapshot (read or left) and no load
@@ -403,39 +401,3 @@ def include_stats(paths: Iterable[str]) -> Optional[Tuple[Tuple[str, Tuple[int, 
 def includes_unchanged(snap: Snapshot) -> bool:
     """Whether every file the Flowfile includes still has the stat it was proven with."""
     return all(tuple(stat) == stat_key(path) for path, stat in snap.includes)
-
-
-def collect_files(paths: Iterable[str], entry_of: Callable[[str], Optional["StatEntry"]]
-                  ) -> Optional[Tuple[Files, Tuple[str, ...]]]:
-    """The recorded stats of these files and the suspects among them; None if any was never hashed."""
-    seen: Set[str] = set()
-    trusted: List[str] = []
-    stats: List[int] = []
-    inodes: List[int] = []
-    suspects: List[str] = []
-    for path in paths:
-        if path in seen:
-            continue
-        seen.add(path)
-        entry = entry_of(path)
-        if entry is None:
-            return None
-        if not entry.trusted:
-            suspects.append(path)
-            continue
-        trusted.append(path)
-        stats += (entry.size, entry.mtime_ns, entry.ctime_ns)
-        inodes.append(entry.inode)
-    return Files(trusted, stats, inodes), tuple(suspects)
-
-
-def snapshot_allowed(specs: Sequence["TaskSpec"], *, forced: bool, uses_globs: bool) -> bool:
-    """Whether stats alone can prove these tasks fresh (see the module docstring)."""
-    if forced or uses_globs:
-        return False
-    for spec in specs:
-        if spec.always or spec.wait_for or (not spec.inputs and not spec.outputs and spec.command):
-            return False
-        if any(p.endswith("/") for p in spec.inputs) or any(p.endswith("/") for p in spec.outputs):
-            return False
-    return True
