@@ -24,6 +24,7 @@ from ..events import (
     TaskState,
     TaskWaiting,
 )
+from ..events import plan_counts as count_plan
 from ..records import TYPE_CHECKING
 from .common import (
     PlanEntry,
@@ -125,8 +126,8 @@ class PlainReporter:
             return
         if self.quiet:
             return
-        counts = plan_counts(plan_entries(event.tasks))
-        to_run, may_run = counts[TaskState.STALE], counts[TaskState.BLOCKED]
+        counts = count_plan(event.tasks)  # not plan_entries: a no-op's one line needs no entry per task
+        to_run, may_run = counts[TaskState.STALE.value], counts[TaskState.BLOCKED.value]
         parts = [plural(len(event.tasks), "task"), f"{to_run} to run"]
         if may_run:
             parts.append(f"{may_run} may run")
