@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Project, kinds, wait_for_file
+from conftest import Project, kinds, shortcut_test, wait_for_file
 
 from flowmake.cli.fastpath import parse, try_noop
 from flowmake.engine import snapshot as snapshots
@@ -36,6 +36,9 @@ PIPELINE = """\
     outputs = ["build/b.txt"]
     run = "tr a-z A-Z < {inputs} > {outputs}; echo {greeting} >> {outputs}"
 """
+
+# Every test here is of the fast path and its snapshot, which FLOWMAKE_NO_SHORTCUTS turns off.
+pytestmark = shortcut_test
 
 
 def age_all(root: Path, seconds: float = 30) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
-from conftest import Project, kinds
+from conftest import Project, kinds, shortcut_test
 
 from flowmake.engine.graph import build_graph
 from flowmake.errors import FlowfileErrors
@@ -134,6 +134,7 @@ def test_no_state_dir_means_no_cache_written(tmp_path: Path) -> None:
     assert not (tmp_path / ".flowmake").exists()
 
 
+@shortcut_test  # it checks the cache file is there
 def test_changed_env_input_still_reruns_with_a_cached_load(project: Project) -> None:
     # env_inputs are read at run time, not load time: the cache must not hide them.
     project.write("data/a.csv", "1\n")
