@@ -173,12 +173,14 @@ class StepSummary:
         self._flow = ""
         self._reasons: Dict[str, str] = {}
         self._rows: List[TaskFinished] = []
+        self._plan_order: Dict[str, int] = {}
         self._finished: Optional[RunFinished] = None
         self._written = False
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self._flow = event.flow_name
+            self._plan_order = {task.name: i for i, task in enumerate(event.tasks)}
         elif isinstance(event, TaskStarted):
             self._reasons[event.task] = reasons_text(event.reasons)
         elif isinstance(event, TaskFinished) and not event.will_retry:
@@ -202,15 +204,18 @@ class StepSummary:
         assert done is not None
         icon = {"success": "✅", "failed": "❌", "interrupted": "⏹️"}[done.result.value]
         out = [f"### {icon} flowmake: {_cell(self._flow)} — {done.result.value}", "", summary_text(done), ""]
-        if self._rows:
+        # In the plan's order, not the order tasks ended: parallel tasks end in
+        # any order, and a table that reshuffles between runs reads as a change.
+        rows = sorted(self._rows, key=lambda row: self._plan_order.get(row.task, len(self._plan_order)))
+        if rows:
             out += ["| task | status | reason | duration |", "|---|---|---|---|"]
-            for row in self._rows:
+            for row in rows:
                 status = row.status.value if row.status is not TaskState.FAILED else f"**failed** ({failure_text(row)})"
                 reason = self._reasons.get(row.task, row.message or "")
                 took = format_duration(row.duration) if row.status is not TaskState.SKIPPED else "–"
                 out.append(f"| `{_cell(row.task)}` | {_cell(status)} | {_cell(reason)} | {took} |")
             out.append("")
-        for row in self._rows:
+        for row in rows:
             if row.status is TaskState.FAILED:
                 where = f" ({row.log})" if row.log else ""
                 out += [f"<details open><summary>{_html(row.task)}: last lines of the log{_html(where)}</summary>",
