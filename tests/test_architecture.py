@@ -125,9 +125,6 @@ def test_the_floor_check_catches_an_upward_import(tmp_path: Path) -> None:
 
 MAX_MODULE_LINES = 420  # "about 400" (docs/architecture.md): one noun per file, split when one grows
 MAX_FUNCTION_LINES = 80
-# Modules over the limit today whose split is another change in progress (issue 15): only ever shrink this
-# list; test_oversize_allowances_are_still_needed fails once a file is under, to have its entry removed.
-OVERSIZE_ALLOWED = {"load/drafts.py"}
 
 
 def _lines(path: Path) -> int:
@@ -136,15 +133,9 @@ def _lines(path: Path) -> int:
 
 def test_modules_are_short() -> None:
     over = {str(path.relative_to(PACKAGE)): _lines(path) for _, path in module_files()}
-    over = {rel: n for rel, n in over.items() if n > MAX_MODULE_LINES and rel not in OVERSIZE_ALLOWED}
+    over = {rel: n for rel, n in over.items() if n > MAX_MODULE_LINES}
     assert not over, f"modules over {MAX_MODULE_LINES} lines (split them by noun): " + ", ".join(
         f"{rel} ({n})" for rel, n in sorted(over.items()))
-
-
-def test_oversize_allowances_are_still_needed() -> None:
-    under = sorted(rel for rel in OVERSIZE_ALLOWED
-                   if not (PACKAGE / rel).exists() or _lines(PACKAGE / rel) <= MAX_MODULE_LINES)
-    assert not under, f"remove from OVERSIZE_ALLOWED (now within {MAX_MODULE_LINES} lines): {', '.join(under)}"
 
 
 def test_functions_are_short() -> None:

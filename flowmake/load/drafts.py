@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import re
 from pathlib import Path
 from typing import (
@@ -30,15 +29,14 @@ from typing import (
     Tuple,
 )
 
-from ..errors import FlowfileError, did_you_mean
+from ..errors import FlowfileError
 from .durations import parse_duration
+from .matrix import read_matrix
 from .paths import Disk, PathError, clean_path, is_glob, merge, unique
-from .patterns import VALUE_HINT, VALUE_RE, PatternError, values_from_files
 from .problems import Problems, check_keys, describe, is_str_list, toml_type
 from .resources import read_resources
 from .sections import Vars, read_env, read_shell
 from .templates import (
-    FILES,
     IDENT_RE,
     Entry,
     Groups,
@@ -73,7 +71,6 @@ TASK_KEYS = (
 )
 
 _TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_LIST_VAR_REF_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 _TASK_NAME_HINT = "task names use letters, digits, '_', '-' and '.', and start with a letter or '_'"
 
@@ -200,7 +197,7 @@ def read_table(name: str, raw: object, *, ctx: Context) -> Optional[Table]:
         return None
     check_keys(raw, TASK_KEYS, problems=problems, at=("tasks", name), label=f"task {name}: ")
     reader = _TaskReader(name, raw, ctx=ctx)
-    matrix = _read_matrix(reader)
+    matrix = read_matrix(reader)
     # Even when the matrix is broken its keys are known names, so the rest of
     # the table is still checked without "unknown placeholder" noise.
     raw_matrix = raw.get("matrix")
@@ -226,113 +223,6 @@ def read_table(name: str, raw: object, *, ctx: Context) -> Optional[Table]:
         common=_read_common(reader),
     )
     return table if matrix is not None else None
-
-
-def _read_matrix(reader: _TaskReader) -> Optional[List[Tuple[str, Tuple[str, ...]]]]:
-    raw = reader.table.get("matrix")
-    if raw is None:
-        return []
-    if not isinstance(raw, dict) or not raw:
-        got = "an empty table" if raw == {} else toml_type(raw)
-        reader.error(
-            "matrix", f"`matrix` must be a table of lists, got {got}", hint='write matrix = { study = ["S01", "S02"] }'
-        )
-        return None
-    matrix = [(key, _matrix_values(reader, key, spec)) for key, spec in raw.items()]
-    if any(values is None for _, values in matrix):
-        return None
-    return matrix  # type: ignore[return-value]
-
-
-def _matrix_values(reader: _TaskReader, key: str, spec: object) -> Optional[Tuple[str, ...]]:
-    vars = reader.ctx.vars
-    if not IDENT_RE.fullmatch(key) or key in FILES:
-        reader.error(
-            "matrix", f"matrix key `{key}` is not a usable placeholder name", hint="use letters, digits and '_'"
-        )
-        return None
-    if key in vars.scalars or key in vars.lists:
-        reader.error(
-            "matrix", f"matrix key `{key}` shadows the var of the same name", hint="rename the matrix key or the var"
-        )
-        return None
-    if isinstance(spec, dict):
-        return _matrix_glob(reader, key, spec)
-    if isinstance(spec, str):
-        values = _matrix_list_var(reader, key, spec)
-        if values is None:
-            return None
-        empty = f"matrix `{key}` uses list var `{spec[1:-1]}`, which is empty"
-    elif is_str_list(spec):
-        values = tuple(spec)  # type: ignore[arg-type]
-        empty = f"matrix `{key}` is an empty list"
-    else:
-        reader.error(
-            "matrix",
-            f"matrix `{key}` must be a list of strings, got {describe(spec)}",
-            hint=f'write {key} = ["a", "b"], {key} = "{{LISTVAR}}" or {key} = {{ glob = "dir/{{{key}}}.txt" }}',
-        )
-        return None
-    if not values:
-        reader.error("matrix", empty, hint="a matrix key needs at least one value")
-        return None
-    bad = [v for v in values if not VALUE_RE.fullmatch(v)]
-    if bad:
-        reader.error(
-            "matrix",
-            f"matrix `{key}` value {json.dumps(bad[0])} may only use letters, digits, '_', '.' and '-'",
-            hint=VALUE_HINT,
-        )
-        return None
-    repeated = [v for i, v in enumerate(values) if v in values[:i]]
-    if repeated:
-        reader.error("matrix", f"matrix `{key}` lists `{repeated[0]}` twice")
-        return None
-    return values
-
-
-def _matrix_glob(reader: _TaskReader, key: str, spec: Mapping[str, Any]) -> Optional[Tuple[str, ...]]:
-    """The values of `matrix = { key = { glob = "books/{key}.txt" } }`, from the files on disk now."""
-    check_keys(spec, ("glob",), problems=reader.problems, at=reader.at("matrix"), label=f"task {reader.name}: matrix `{key}`: ")
-    pattern = spec.get("glob")
-    if not isinstance(pattern, str):
-        got = "nothing" if pattern is None else describe(pattern)
-        reader.error("matrix", f"matrix `{key}` needs `glob`, a string, got {got}",
-                     hint=f'write {key} = {{ glob = "dir/{{{key}}}.txt" }}')
-        return None
-    try:
-        values = values_from_files(pattern, key=key, scalars=reader.ctx.vars.scalars, disk=reader.ctx.disk)
-    except PatternError as exc:
-        reader.error("matrix", f"matrix `{key}` {exc.message}", hint=exc.hint)
-        return None
-    reader.ctx.file_values.append((f"task {reader.name}: matrix `{key}`", pattern, len(values)))
-    return values
-
-
-def _matrix_list_var(reader: _TaskReader, key: str, spec: str) -> Optional[Tuple[str, ...]]:
-    """The values of `matrix = { key = "{LISTVAR}" }`."""
-    vars = reader.ctx.vars
-    ref = _LIST_VAR_REF_RE.fullmatch(spec)
-    if ref is None:
-        reader.error("matrix", f'matrix `{key}` must be a list of values or "{{LISTVAR}}", got "{spec}"')
-        return None
-    var = ref.group(1)
-    if var in vars.scalars:
-        reader.error(
-            "matrix",
-            f"matrix `{key}` uses {{{var}}}, which is a text var, not a list var",
-            hint=f'write {var} = ["...", "..."] in [vars]',
-        )
-        return None
-    if var not in vars.lists:
-        known = ", ".join(sorted(vars.lists)) or "(none)"
-        reader.error(
-            "matrix",
-            f"matrix `{key}` uses unknown list var {{{var}}} (list vars: {known})",
-            hint=did_you_mean(var, vars.lists),
-        )
-        return None
-    return tuple(vars.lists[var])
 
 
 def _read_entries(reader: _TaskReader, key: str) -> Tuple[Dict[str, List[str]], Optional[Tuple[str, ...]]]:
