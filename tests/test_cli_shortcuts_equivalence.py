@@ -18,36 +18,11 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 from conftest import SHORTCUTS_OFF, Project
+from test_cli_agreement import FLOWFILE as AGREEMENT_FLOWFILE
 
 pytestmark = pytest.mark.skipif(SHORTCUTS_OFF, reason="compares runs with and without the shortcuts")
 
-CHAIN = """
-[flow]
-name = "chain"
-
-[tasks.gen]
-inputs = ["src/a.txt"]
-outputs = ["build/a.out"]
-run = "cp src/a.txt build/a.out"
-
-[tasks.up]
-inputs = ["build/a.out"]
-outputs = ["build/b.out"]
-run = "tr a-z A-Z < build/a.out > build/b.out"
-
-[tasks.side]
-inputs = ["src/s.txt"]
-outputs = ["build/s.out"]
-run = "cp src/s.txt build/s.out"
-
-[tasks.join]
-inputs = ["build/b.out", "build/s.out"]
-outputs = ["build/j.out"]
-run = "cat build/b.out build/s.out > build/j.out"
-
-[tasks.all]
-after = ["join"]
-"""
+CHAIN = AGREEMENT_FLOWFILE  # two branches joined below a chain: the agreement test's project
 
 # A matrix, and a task named like a command: every run repeats a warning (a notice event).
 MATRIX = """
