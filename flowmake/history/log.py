@@ -34,7 +34,11 @@ def _when(ts: Optional[float]) -> str:
 
 
 def _find_run(state, run_id: str) -> str:
-    ids = state.run_ids()
+    return resolve_run_id(state.run_ids(), run_id)
+
+
+def resolve_run_id(ids: Sequence[str], run_id: str) -> str:
+    """The recorded run `run_id` names, whole or by a unique prefix (log, report); else a usage error."""
     if run_id in ids:
         return run_id
     matches = [i for i in ids if i.startswith(run_id)]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, TextIO
 
 from ..errors import FlowError, UsageError
+from ..history.log import resolve_run_id
 from . import collect
 from .lineage import flatten_lineage
 
@@ -85,16 +86,8 @@ def _window(since: str) -> float:
 
 
 def _find_run(runs: List, run_id: str):
-    exact = [r for r in runs if r.id == run_id]
-    if exact:
-        return exact[0]
-    matches = [r for r in runs if r.id.startswith(run_id)]
-    if len(matches) == 1:
-        return matches[0]
-    hint = "`flowmake log` lists the recorded runs"
-    if matches:
-        raise UsageError(f"run id '{run_id}' is ambiguous: {len(matches)} runs start with it", hint=hint)
-    raise UsageError(f"no run with id '{run_id}' is recorded in this project", hint=hint)
+    chosen = resolve_run_id([r.id for r in runs], run_id)
+    return next(r for r in runs if r.id == chosen)
 
 
 def _project_or_none(load_project: Callable[[], object], err: TextIO):
