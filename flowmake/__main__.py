@@ -91,15 +91,16 @@ def _run(args: List[str], *, typed: List[str], process_ends: bool) -> Optional[i
     """
     from .cli.fastpath import parse, try_noop
     from .cli.guard import exit_code_of
-    from .store.state import keep_open_until_exit
-
-    if process_ends:
-        keep_open_until_exit()
 
     prescans: List[Prescan] = []  # the no-op path's scan of changed files, for the full path
-    code = exit_code_of(lambda: try_noop(args, hand_over=prescans, typed=typed))
+    code = exit_code_of(lambda: try_noop(args, hand_over=prescans, typed=typed, process_ends=process_ends))
     if code is not None:
         return code
+    if process_ends:
+        # Imported only now: the no-op path imports the state while its scan runs (fastpath.py).
+        from .store.state import keep_open_until_exit
+
+        keep_open_until_exit()
     parsed = parse(args, typed=typed)
     if parsed is None:
         return None  # other commands, --help and bad arguments: the CLI

@@ -453,9 +453,11 @@ def test_a_run_after_an_edit_plans_from_the_no_op_paths_scan(project: Project, m
         "extract": "ok", "clean": "ok"}
 
 
+@pytest.mark.parametrize("child", ["runs", "stalls"])
 @pytest.mark.parametrize("changed", [None, "first", "last"])
-def test_a_split_scan_finds_a_change_in_either_half(project: Project, monkeypatch, changed) -> None:
-    # With many files the check stats half of them in a forked child.
+def test_a_shared_scan_finds_a_change_on_either_side(project: Project, monkeypatch, changed, child) -> None:
+    # The no-op path's check: the child stats from the first file on, this
+    # process from the last one back; a stalled child leaves it all to this one.
     for i in range(6):
         project.write(f"f{i}.txt", f"{i}\n")
     names = [f"f{i}.txt" for i in range(6)]
@@ -464,13 +466,34 @@ def test_a_split_scan_finds_a_change_in_either_half(project: Project, monkeypatc
                               [st.st_ino for st in stats])
     if changed is not None:
         project.write(names[0] if changed == "first" else names[-1], "a different size\n")
-    monkeypatch.setattr(snapshots, "SPLIT_SCAN_MIN_FILES", 2)
-    monkeypatch.setattr(snapshots, "_cpus", lambda: 2)
+    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(snapshots, "PRESCAN_CHUNK", 1)
+    prescan = snapshots.start_prescan(records, str(project.root))
+    assert prescan is not None
+    if child == "stalls":
+        os.kill(prescan._pid, signal.SIGSTOP)
     root_fd = os.open(project.root, os.O_RDONLY)
     try:
-        assert snapshots.files_unchanged(records, root_fd) is (changed is None)
+        assert prescan.unchanged(root_fd) is (changed is None)
+        if changed is not None:  # and the scan goes on for the run that follows, which needs every change
+            assert prescan.changed(records, root_fd) == {names[0] if changed == "first" else names[-1]}
     finally:
         os.close(root_fd)
+        prescan.close()
+
+
+def test_a_no_op_that_finds_a_change_hands_its_scan_over(project: Project, monkeypatch) -> None:
+    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(snapshots, "cpus", lambda: 2)
+    fresh_project(project)
+    project.write("src.txt", "edited\n")
+    handed: list = []
+    assert try_noop(["-C", str(project.root), "run", "--progress", "json"], hand_over=handed) is None
+    assert len(handed) == 1
+    try:
+        assert changed_by(handed[0], handed[0].files, project) == {"src.txt"}
+    finally:
+        handed[0].close()
 
 
 def test_the_no_op_paths_snapshot_is_handed_over_only_while_its_file_is_unchanged(project: Project,

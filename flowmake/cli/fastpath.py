@@ -30,6 +30,8 @@ from ..records import TYPE_CHECKING
 if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import List, Optional, Sequence, Tuple
 
+    from ..store.state import State
+
 
 PROGRESS_MODES = ("auto", "tree", "plain", "json")
 OUTPUT_CHOICES = ("auto", "interleaved", "prefixed", "group", "none")  # model.OUTPUT_MODES and auto
@@ -190,21 +192,22 @@ def _find_flowfile(args: RunArgs) -> Optional[str]:
 
 
 def try_noop(argv: Sequence[str], *, hand_over: Optional[List[snapshots.Prescan]] = None,
-             typed: Optional[Sequence[str]] = None) -> Optional[int]:
+             typed: Optional[Sequence[str]] = None, process_ends: bool = False) -> Optional[int]:
     """Exit code of a proven no-op run, or None to take the full path.
 
     With `hand_over`, a decline because files changed (or are suspects)
     leaves there the scan of them it started for the full path (snapshot.Prescan).
+    `process_ends`: the process ends when the command does (State.close).
     """
     cwd = os.getcwd()
-    code = _try_noop(argv, hand_over, typed)
+    code = _try_noop(argv, hand_over, typed, process_ends)
     if code is None:
         os.chdir(cwd)  # the full path applies -C itself
     return code
 
 
 def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
-              typed: Optional[Sequence[str]]) -> Optional[int]:
+              typed: Optional[Sequence[str]], process_ends: bool) -> Optional[int]:
     args = parse(argv, typed=typed)
     if args is None or args.dry_run or args.always_make or args.force or snapshots.shortcuts_off():
         return None
@@ -234,7 +237,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
             or (snap.includes and not snapshots.includes_unchanged(snap))):
         return None
     if snap.suspects:
-        _start_prescan(snap, stamp, root, hand_over)
+        _hand_over(snapshots.start_prescan(snap.files, root), snap, stamp, hand_over)
         return None  # a suspect's content cannot be vouched for by its stat
     from ..errors import LockHeldError
     from ..store.lock import ProjectLock
@@ -244,88 +247,141 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
         lock.acquire(wait=args.wait)
     except LockHeldError:
         return None  # the full path says who holds it, and exits 3
+    # Checked under the lock: no run of ours is writing these files now. With
+    # many files and two CPUs a forked child stats them while this process
+    # gets the run ready; the child holds the lock's file open, which no
+    # matter: release() unlocks it for every holder.
+    scan = snapshots.start_prescan(snap.files, root) if snapshots.cpus() >= 2 else None
     try:
-        # Checked under the lock: no run of ours is writing these files now.
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            unchanged = snapshots.files_unchanged(snap.files, root_fd)
-        finally:
-            os.close(root_fd)
-        if not unchanged:
-            lock.release()  # before the fork: the child must not share a held lock
-            _start_prescan(snap, stamp, root, hand_over)
-            return None
-        return _report_noop(snap, args, mode, root)
+        run = _NoopRun.prepare(snap, args, mode, root, process_ends)
+        if run is not None and _unchanged(snap, root, scan):
+            if scan is not None:
+                scan.stop()  # done: and waited for once the run is reported
+            try:
+                return run.report()
+            finally:
+                if scan is not None:
+                    scan.close()
+        if run is not None:
+            run.close()
+        lock.release()
+        if scan is None and run is not None:
+            scan = snapshots.start_prescan(snap.files, root)  # the full path needs every changed file
+        _hand_over(scan, snap, stamp, hand_over)
+        scan = None
+        return None
     finally:
         lock.release()
+        if scan is not None:
+            scan.close()
 
 
-def _start_prescan(snap: snapshots.Snapshot, stamp: Optional[Tuple[int, int, int, int]], root: str,
-                   hand_over: Optional[List[snapshots.Prescan]]) -> None:
-    if hand_over is not None:
-        prescan = snapshots.start_prescan(snap.files, root)
-        if prescan is not None:
-            prescan.snapshot, prescan.stamp = snap, stamp
-            hand_over.append(prescan)
-
-
-def _report_noop(snap: "snapshots.Snapshot", args: RunArgs, mode: str, root: str) -> Optional[int]:
-    from ..errors import StateDamagedError
-    from ..store.identity import current_user, host_name, new_run_id
-    from ..store.state import State, StateError
-
+def _unchanged(snap: snapshots.Snapshot, root: str, scan: Optional[snapshots.Prescan]) -> bool:
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        state = State.open_existing(root)
-    except StateError:
-        return None  # missing or damaged: the full path sets it aside and says so
-    try:
-        if state.identity != snap.state_identity:
-            return None  # the database was started over since: its records are not the ones proven
+        return scan.unchanged(root_fd) if scan is not None else snapshots.files_unchanged(snap.files, root_fd)
+    finally:
+        os.close(root_fd)
+
+
+def _hand_over(prescan: Optional[snapshots.Prescan], snap: snapshots.Snapshot,
+               stamp: Optional[Tuple[int, int, int, int]], hand_over: Optional[List[snapshots.Prescan]]) -> None:
+    if prescan is None:
+        return
+    if hand_over is None:
+        prescan.close()
+        return
+    prescan.snapshot, prescan.stamp = snap, stamp
+    hand_over.append(prescan)
+
+
+class _NoopRun:
+    """A no-op run made ready while the files are still being stat'ed: nothing shown or recorded until `report`."""
+
+    @classmethod
+    def prepare(cls, snap: "snapshots.Snapshot", args: RunArgs, mode: str, root: str,
+                process_ends: bool) -> Optional["_NoopRun"]:
+        """The run, or None when the state database is not one a no-op can record in."""
+        from ..errors import StateDamagedError
+        from ..store.state import State, StateError, keep_open_until_exit
+
+        if process_ends:
+            keep_open_until_exit()
         try:
-            if state.unfinished_runs():
-                return None  # a killed run left tasks behind: the full path ends them
-        except StateDamagedError:
-            return None  # as a damaged file at opening: the full path sets it aside and says so
+            state = State.open_existing(root)
+        except StateError:
+            return None  # missing or damaged: the full path sets it aside and says so
+        try:
+            if state.identity != snap.state_identity:
+                return None  # the database was started over since: its records are not the ones proven
+            try:
+                if state.unfinished_runs():
+                    return None  # a killed run left tasks behind: the full path ends them
+            except StateDamagedError:
+                return None  # as a damaged file at opening: the full path sets it aside and says so
+            run, state = cls(snap, args, mode, root, state), None
+            return run
+        finally:
+            if state is not None:
+                state.close(last=True)
+
+    def __init__(self, snap: "snapshots.Snapshot", args: RunArgs, mode: str, root: str, state: "State") -> None:
         from ..engine.plan import PROVEN, decide
         from ..engine.recorder import Recorder
-        from ..engine.tally import Tally
-        from ..events import Notice, PlannedTask, RunFinished, RunResult, RunStarted
+        from ..events import PlannedTask, RunStarted
         from ..model import Hooks, RunRecord
         from ..report import make_reporter
-        from .guard import survive_closed_pipe
+        from ..store.identity import current_user, host_name, new_run_id
 
-        run_id = new_run_id()
+        self.snap, self.args, self.state = snap, args, state
+        self.run_id = run_id = new_run_id()
         started = time.time()
-        t0 = time.monotonic()
+        self.t0 = time.monotonic()
         jobs = args.jobs or snap.jobs or os.cpu_count() or 1
         # No task has secrets here: such Flowfiles never get a snapshot.
-        recorder = Recorder(state, run_id, root=root, flow_name=snap.flow_name, hooks=Hooks(*snap.hooks),
-                            shell=tuple(snap.shell), environ=os.environ)
+        self.recorder = Recorder(state, run_id, root=root, flow_name=snap.flow_name, hooks=Hooks(*snap.hooks),
+                                 shell=tuple(snap.shell), environ=os.environ)
+        self.record = RunRecord(run_id, started, current_user(), host_name(), __version__, snap.flowfile_hash,
+                                args.argv, tuple(snap.roots))
+        self.reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
+        # The snapshot observes every task PROVEN; the rebuilder decides
+        # (once: it is pure, and the observation is the same for all).
+        decision = decide(None, None, PROVEN)
+        planned = tuple(PlannedTask(name, group, decision.will_run, decision.blocked_by, decision.reasons,
+                                    tuple(deps)) for name, group, deps in snap.tasks)
+        self.started = RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs)
+
+    def report(self) -> Optional[int]:
+        """Record the run and report it, now that it is proven."""
+        from ..errors import StateDamagedError
+        from ..engine.tally import Tally
+        from ..events import Notice, RunFinished, RunResult
+        from .guard import survive_closed_pipe
+
+        run_id, recorder, reporter = self.run_id, self.recorder, self.reporter
         try:
-            recorder.begin(RunRecord(run_id, started, current_user(), host_name(), __version__, snap.flowfile_hash,
-                                     args.argv, tuple(snap.roots)), starts_tasks=False)
-        except StateDamagedError:
-            return None  # nothing shown yet: the full path sets the file aside and runs as a first run
-        reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
-        emit = survive_closed_pipe(reporter)  # as the full path: a reader gone never leaves the run unrecorded
-        try:
-            # The snapshot observes every task PROVEN; the rebuilder decides
-            # (once: it is pure, and the observation is the same for all).
-            decision = decide(None, None, PROVEN)
-            planned = tuple(PlannedTask(name, group, decision.will_run, decision.blocked_by, decision.reasons,
-                                        tuple(deps)) for name, group, deps in snap.tasks)
-            emit(RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs))
-            for message in snap.notices:
-                emit(Notice(run_id, time.time(), message))
-            tally = Tally(run_id, emit)
-            tally.fresh([name for name, _group, _deps in snap.tasks])
-            finished = time.time()
-            counts = tally.counts
-            for warning in recorder.finish(RunResult.SUCCESS, finished, counts=counts):
-                emit(Notice(run_id, time.time(), warning))
-            emit(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - t0))
+            try:
+                recorder.begin(self.record, starts_tasks=False)
+            except StateDamagedError:
+                return None  # nothing shown yet: the full path sets the file aside and runs as a first run
+            emit = survive_closed_pipe(reporter)  # as the full path: a reader gone never leaves the run unrecorded
+            try:
+                emit(self.started)
+                for message in self.snap.notices:
+                    emit(Notice(run_id, time.time(), message))
+                tally = Tally(run_id, emit)
+                tally.fresh([name for name, _group, _deps in self.snap.tasks])
+                finished = time.time()
+                counts = tally.counts
+                for warning in recorder.finish(RunResult.SUCCESS, finished, counts=counts):
+                    emit(Notice(run_id, time.time(), warning))
+                emit(RunFinished(run_id, finished, RunResult.SUCCESS, counts, time.monotonic() - self.t0))
+            finally:
+                reporter.close()
+            return 0
         finally:
-            reporter.close()
-        return 0
-    finally:
-        state.close(last=True)
+            self.state.close(last=True)
+
+    def close(self) -> None:
+        """Leave it unreported (the files changed): nothing was shown or recorded."""
+        self.state.close(last=True)

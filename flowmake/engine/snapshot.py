@@ -167,31 +167,13 @@ def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[st
     return True
 
 
-# From this many files on, and with two CPUs or more, files_unchanged stats
-# half of them in a forked child: on 20,000 files that takes 42 ms down to 32.
-SPLIT_SCAN_MIN_FILES = 4000
-
-
 def files_unchanged(files: Files, root_fd: int) -> bool:
-    """True when every file (relative to `root_fd`) still has the recorded stat key (stat_key)."""
-    half = len(files.paths) // 2
-    if half * 2 < SPLIT_SCAN_MIN_FILES or _cpus() < 2:
-        return not _scan(files, root_fd, stop_at_first=True)
-    second = files.part(half, len(files.paths))
-    pid = _in_child(lambda: 1 if _scan(second, root_fd, stop_at_first=True) else 0)  # answers by exit status
-    if pid is None:
-        return not _scan(files, root_fd, stop_at_first=True)
-    # The first half here: a snapshot lists first the files the last edit
-    # touched, so a change is usually found at once, and the child is ended.
-    first = files.part(0, half)
-    unchanged = not _scan(first, root_fd, stop_at_first=True)
-    if not unchanged:
-        try:
-            os.kill(pid, 9)  # its answer no longer matters
-        except ProcessLookupError:
-            pass
-    _, status = os.waitpid(pid, 0)
-    return unchanged and status == 0
+    """True when every file (relative to `root_fd`) still has the recorded stat key (stat_key).
+
+    In this process alone: with many files and two CPUs the no-op path shares
+    the scan with a forked child instead (start_prescan, Prescan.unchanged).
+    """
+    return not _scan(files, root_fd, stop_at_first=True)
 
 
 def _in_child(work: Callable[[], int]) -> Optional[int]:
@@ -204,16 +186,15 @@ def _in_child(work: Callable[[], int]) -> Optional[int]:
     if pid == 0:
         status = 2
         try:
-            import signal
-
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly, with the run
+            # Ctrl-C ends it quietly, with the run: KeyboardInterrupt goes no
+            # further than this `finally` (no import of signal, ~1.5 ms with enum).
             status = work()
         finally:
             os._exit(status)
     return pid
 
 
-def _cpus() -> int:
+def cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))  # what this process may use, in a container too
     except (AttributeError, OSError):
@@ -247,21 +228,30 @@ def _scan(files: Files, root_fd: int, *, stop_at_first: bool) -> Set[str]:
 class Prescan:
     """`changed_files` of a snapshot, computed by a forked child while this process goes on.
 
-    When the no-op path finds a suspect or a changed file, the run that
+    The no-op path starts one as soon as it holds the project lock, and gets
+    the run ready (imports, the state database, the events) on one core
+    while the child stats on the other; `unchanged` then says whether every
+    file is unchanged. When one changed (or is a suspect), the run that
     follows plans the cone below the changes (proof.py) and needs every
-    changed file; on 20,000 files that scan takes as long as the imports and
-    the Flowfile load it then overlaps on the other core. The child scans
-    from the first file on and reports after each chunk; the run, once it
-    needs the answer, scans from the last file back until the two meet. The
-    answer is used only for the very records scanned (a run in between
-    rewrites or removes the snapshot), and is no older than a scan the run
-    makes itself before planning would be, by a few milliseconds.
+    changed file: on 20,000 files that scan takes as long as the imports and
+    the Flowfile load it then overlaps. The child scans from the first file
+    on and reports after each chunk; this process, once it needs the answer,
+    scans from the last file back until the two meet. The answer is used only
+    for the very records scanned (a run in between rewrites or removes the
+    snapshot), and is no older than a scan the run makes itself before
+    planning would be, by a few milliseconds.
     """
 
     def __init__(self, files: Files, pid: int, fd: int) -> None:
         self.files = files
         self._pid: Optional[int] = pid
         self._fd = fd
+        self._zombie = 0  # a child ended by stop(), which close() waits for
+        self._reaped = True
+        self._reports = _Reports(fd)
+        self._found: Set[str] = set()  # the changed files found so far, by either process
+        self._low = len(files.paths)  # this process has scanned low..end
+        self._ended = False  # the child's pipe is closed: it has reported all it will
         # The snapshot these files came from, with the stat of its file then,
         # so the run need not read it again while that file is unchanged.
         self.snapshot: Optional[Snapshot] = None
@@ -273,28 +263,41 @@ class Prescan:
             return None
         return self.snapshot
 
+    def unchanged(self, root_fd: int) -> bool:
+        """Whether every file still has its recorded stat key; False as soon as one is known changed.
+
+        The child is left running when one changed: its scan is handed over
+        to the run that follows (`changed`). Once it is True, `stop` it.
+        """
+        self._advance(root_fd, until_changed=True)
+        return not self._found
+
     def changed(self, files: Files, root_fd: int) -> Optional[Set[str]]:
         """The changed files among `files` (relative to `root_fd`), if those are the ones scanned."""
-        if self._pid is None or files != self.files:
+        if self._pid is None or (files is not self.files and files != self.files):
             self.close()
             return None
-        os.set_blocking(self._fd, False)
-        reports = _Reports(self._fd)
-        changed: Set[str] = set()
-        low = len(files.paths)  # this process has scanned low..end
-        ended = reports.take(changed)
-        while low > reports.done and not ended:
-            start = max(reports.done, low - PRESCAN_CHUNK)
-            changed |= changed_files(files.part(start, low), root_fd)
-            low = start
-            ended = reports.take(changed)
-        if low > reports.done:
-            changed |= changed_files(files.part(reports.done, low), root_fd)  # the child failed
+        self._advance(root_fd, until_changed=False)
         self.close()
-        return changed
+        return set(self._found)
 
-    def close(self) -> None:
-        """End the child (done, or its answer no longer needed); safe to call again."""
+    def _advance(self, root_fd: int, *, until_changed: bool) -> None:
+        """Scan back from the last file not yet scanned, taking the child's reports
+        after each chunk, until the two scans meet (or, `until_changed`, a change is known)."""
+        files, reports, found = self.files, self._reports, self._found
+        os.set_blocking(self._fd, False)
+        self._ended = self._ended or reports.take(found)
+        while self._low > reports.done and not self._ended and not (until_changed and found):
+            start = max(reports.done, self._low - PRESCAN_CHUNK)
+            found |= changed_files(files.part(start, self._low), root_fd)
+            self._low = start
+            self._ended = reports.take(found)
+        if self._low > reports.done and not (until_changed and found):  # the child failed
+            found |= changed_files(files.part(reports.done, self._low), root_fd)
+            self._low = reports.done
+
+    def stop(self) -> None:
+        """End the child now, its answer no longer needed; `close` waits for it. Safe to call again."""
         if self._pid is not None:
             pid, self._pid = self._pid, None
             os.close(self._fd)
@@ -302,7 +305,14 @@ class Prescan:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
-            os.waitpid(pid, 0)
+            self._reaped, self._zombie = False, pid
+
+    def close(self) -> None:
+        """End the child (done, or its answer no longer needed) and wait for it; safe to call again."""
+        self.stop()
+        if not self._reaped:
+            self._reaped = True
+            os.waitpid(self._zombie, 0)
 
 
 class _Reports:
