@@ -274,6 +274,28 @@ class TaskFinished(NamedTuple):
         return out
 
 
+class TasksFresh(NamedTuple):
+    """Many tasks proven fresh at once, before any starts (the no-op, a run's proven cone): one
+    task_finished each, as `each()` makes them. Never in the JSON stream itself: a reporter
+    gets this one event only if it says it takes them (`takes_tasks_fresh`, cli/guard.py),
+    and every other consumer its task_finished events, so 100,000 fresh tasks cost a plain
+    report one event, not 100,000."""
+
+    run_id: str
+    time: float
+    tasks: Tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        return "tasks_fresh"
+
+    def each(self) -> "Iterable[TaskFinished]":
+        run_id, now, new, fresh = self.run_id, self.time, tuple.__new__, TaskState.FRESH
+        # Built without keyword handling: on a big no-op these are most of the events.
+        return (new(TaskFinished, (run_id, now, name, fresh, 0.0, None, None, None, (), 1, False))
+                for name in self.tasks)
+
+
 class RunInterrupted(NamedTuple):
     """The run acts on a signal: it stops its running tasks (SIGTERM to each process group, then SIGKILL)."""
 
@@ -341,5 +363,5 @@ class RunFinished(NamedTuple):
 
 
 if TYPE_CHECKING:  # a name for type checkers only; nothing tests for it at run time
-    Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskPlaced, TaskOutput, TaskLines, TaskFinished, RunInterrupted, Notice,
-                  RunFinished]
+    Event = Union[RunStarted, TaskStarted, TaskWaiting, TaskPlaced, TaskOutput, TaskLines, TaskFinished, TasksFresh,
+                  RunInterrupted, Notice, RunFinished]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from itertools import repeat
 
 from .. import __version__
 from ..engine import snapshot as snapshots
@@ -347,8 +348,11 @@ class _NoopRun:
         # The snapshot observes every task PROVEN; the rebuilder decides
         # (once: it is pure, and the observation is the same for all).
         decision = decide(None, None, PROVEN)
-        planned = tuple(PlannedTask(name, group, decision.will_run, decision.blocked_by, decision.reasons,
-                                    tuple(deps)) for name, group, deps in snap.tasks)
+        # Built by C loops (zip, map, tuple.__new__): a Python loop made 10,000 of them in ~6 ms.
+        self.names, groups, deps = zip(*snap.tasks) if snap.tasks else ((), (), ())
+        planned = tuple(map(tuple.__new__, repeat(PlannedTask), zip(
+            self.names, groups, repeat(decision.will_run), repeat(decision.blocked_by), repeat(decision.reasons),
+            map(tuple, deps))))
         self.started = RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs)
 
     def report(self) -> Optional[int]:
@@ -370,7 +374,7 @@ class _NoopRun:
                 for message in self.snap.notices:
                     emit(Notice(run_id, time.time(), message))
                 tally = Tally(run_id, emit)
-                tally.fresh([name for name, _group, _deps in self.snap.tasks])
+                tally.fresh(self.names)
                 finished = time.time()
                 counts = tally.counts
                 for warning in recorder.finish(RunResult.SUCCESS, finished, counts=counts):

@@ -62,12 +62,21 @@ def survive_closed_pipe(reporter, files=()):  # type: ignore[no-untyped-def]
 
     The tasks still finish and are recorded; only the progress output is lost.
     `files` are reporters that write files (JUnit XML, a CI summary): they get
-    every event whatever becomes of stdout.
+    every event whatever becomes of stdout. A TasksFresh goes as it is to a
+    reporter that takes it (`takes_tasks_fresh`), as its task_finished events
+    to any other.
     """
+    from ..events import TasksFresh
+
     closed = False
 
     def emit(event) -> None:  # type: ignore[no-untyped-def]
         nonlocal closed
+        if event.__class__ is TasksFresh:
+            for sink in (*files, reporter):
+                if not (sink is reporter and closed):
+                    _bulk(sink, event)
+            return
         for sink in files:
             sink.handle(event)
         if closed:
@@ -78,6 +87,21 @@ def survive_closed_pipe(reporter, files=()):  # type: ignore[no-untyped-def]
             closed = True
             discard_stdout()
 
+    def _bulk(sink, event) -> None:  # type: ignore[no-untyped-def]
+        nonlocal closed
+        try:
+            if getattr(sink, "takes_tasks_fresh", False):
+                sink.handle(event)
+            else:
+                for finished in event.each():
+                    sink.handle(finished)
+        except BrokenPipeError:
+            if sink is not reporter:
+                raise
+            closed = True
+            discard_stdout()
+
+    emit.takes_tasks_fresh = True  # type: ignore[attr-defined]
     return emit
 
 

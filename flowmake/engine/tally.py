@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ..events import END_STATES, TaskFinished, TaskState
+from ..events import END_STATES, TaskFinished, TasksFresh, TaskState
 from ..records import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
@@ -65,13 +65,17 @@ class Tally:
     def fresh(self, names: Sequence[str]) -> None:
         """`finish` for many fresh tasks at once (those proven fresh, before any task starts).
 
-        Every one still gets its task_finished, whatever the reporter; built
-        with one clock reading and no keyword handling, since on a no-op over
-        10,000 tasks these events are most of the run.
+        Every one still gets its task_finished: as one TasksFresh event to an
+        emit that takes them (cli/guard.py hands each reporter what it
+        takes), else one by one; on a no-op over 10,000 tasks these events
+        are most of the run.
         """
         assert not self.held
         self.counts[TaskState.FRESH.value] += len(names)
         self.order.extend(names)
-        run_id, now, emit, new, fresh = self.run_id, time.time(), self.emit, tuple.__new__, TaskState.FRESH
-        for name in names:
-            emit(new(TaskFinished, (run_id, now, name, fresh, 0.0, None, None, None, (), 1, False)))
+        event = TasksFresh(self.run_id, time.time(), tuple(names))
+        if getattr(self.emit, "takes_tasks_fresh", False):
+            self.emit(event)
+            return
+        for finished in event.each():
+            self.emit(finished)

@@ -22,6 +22,7 @@ from ..events import (
     TaskPlaced,
     TaskStarted,
     TaskState,
+    TasksFresh,
     TaskWaiting,
 )
 from ..events import plan_counts as count_plan
@@ -71,6 +72,8 @@ def paint(text: str, style: str, color: bool) -> str:
 class PlainReporter:
     """Writes one line per event; see the module docstring."""
 
+    takes_tasks_fresh = True  # many fresh tasks as one event (events.TasksFresh): only -v shows them
+
     def __init__(self, *, out: TextIO, err: TextIO, color: bool = False, quiet: bool = False, verbose: bool = False,
                  prefixed: bool = False) -> None:
         self.out = out
@@ -88,6 +91,11 @@ class PlainReporter:
     def handle(self, event: Event) -> None:
         if event.__class__ is TaskFinished and event.status is _FRESH and not self.verbose:  # type: ignore[union-attr]
             return  # shown only in the counts: on a no-op over a big graph, nearly every event is one
+        if event.__class__ is TasksFresh:
+            if self.verbose and not self.quiet:
+                for name in event.tasks:  # type: ignore[union-attr]
+                    self._line("fresh", "dim", name, "")
+            return
         if isinstance(event, RunStarted):
             self._run_started(event)
         elif isinstance(event, TaskStarted):
