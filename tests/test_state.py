@@ -73,6 +73,28 @@ def test_failed_attempt_leaves_an_invalid_trace(tmp_path: Path) -> None:
     assert s.traces()["t"].fingerprint == INVALIDATED
 
 
+def test_a_batch_of_attempts_ends_as_its_records_in_order_would(tmp_path: Path) -> None:
+    # One commit holds many attempts (the recorder batches them): each task's
+    # trace is what its last attempt in the batch left, and the journal's
+    # chain runs through every record in order.
+    s = open_state(tmp_path, [])
+    s.record_attempts([(attempt("old"), Trace("old", "fp0", "ch", {}, {}, {}, "r0"))], {})
+    ok = Trace("back", "fp1", "ch", {}, {"a": "h"}, {"b": "o"}, "r1")
+    s.record_attempts([
+        (attempt("back", "failed"), None), (attempt("back")._replace(attempt=2), ok),  # a retry that succeeded
+        (attempt("gone"), Trace("gone", "fp2", "ch", {}, {}, {}, "r1")), (attempt("gone", "failed"), None),
+        (attempt("old", "failed"), None),
+    ], {})
+    traces = s.traces()
+    assert traces["back"] == ok
+    assert traces["gone"].fingerprint == INVALIDATED and traces["gone"].run_id == "r1"
+    assert traces["old"].fingerprint == INVALIDATED
+    assert [(a.task, a.status) for a in s.attempts("r1")] == [
+        ("old", "ok"), ("back", "failed"), ("back", "ok"), ("gone", "ok"), ("gone", "failed"), ("old", "failed")]
+    report = s.verify_journal()
+    assert report.ok and report.records == 6
+
+
 def test_corrupt_database_is_set_aside_with_a_warning(tmp_path: Path) -> None:
     open_state(tmp_path, []).close()
     db = tmp_path / STATE_DIR / DB_NAME

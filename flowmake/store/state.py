@@ -355,21 +355,32 @@ class State:
     @_healing
     def record_attempts(self, finished: Sequence[Tuple[AttemptRecord, Optional[Trace]]],
                         stat_entries: Mapping[str, StatEntry]) -> None:
-        """One transaction for finished attempts: history, trace (a new one on success, else invalid), cache."""
+        """One transaction for finished attempts: history, trace (a new one on success, else invalid), cache.
+
+        Each kind of row goes in with one executemany. A task whose last
+        attempt here failed has its trace invalidated after the new traces
+        are in, as if done in order; an invalidation followed by a new trace
+        is left out, the new trace replacing the row anyway.
+        """
         self._empty.clear()
+        journal = [("attempt", attempt.run_id, attempt.task, trail.attempt_to_json(attempt)) for attempt, _ in finished]
+        traces = []
+        invalid: Dict[str, bool] = {}  # task -> its last attempt here left no trace
+        dumps = trail.dumps
+        for attempt, trace in finished:
+            invalid[attempt.task] = trace is None
+            if trace is not None:
+                traces.append((trace.task, trace.fingerprint, trace.command_hash, dumps(trace.env),
+                               dumps(trace.inputs), dumps(trace.outputs), trace.run_id))
         with self._conn:
-            for attempt, trace in finished:
-                trail.append(self._conn, "attempt", attempt.run_id, attempt.task, trail.attempt_to_json(attempt))
-                if trace is not None:
-                    self._conn.execute(
-                        "INSERT OR REPLACE INTO traces (task, fingerprint, command_hash, env, inputs, outputs, run_id)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (trace.task, trace.fingerprint, trace.command_hash, trail.dumps(trace.env),
-                         trail.dumps(trace.inputs), trail.dumps(trace.outputs), trace.run_id),
-                    )
-                else:
-                    self._conn.execute("UPDATE traces SET fingerprint = ? WHERE task = ?",
-                                       (INVALIDATED, attempt.task))
+            trail.append_many(self._conn, journal)
+            if traces:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO traces (task, fingerprint, command_hash, env, inputs, outputs, run_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", traces)
+            invalidated = [(INVALIDATED, task) for task, none in invalid.items() if none]
+            if invalidated:
+                self._conn.executemany("UPDATE traces SET fingerprint = ? WHERE task = ?", invalidated)
             _save_stat_entries(self._conn, stat_entries)
 
     @_healing
