@@ -305,7 +305,7 @@ class ProcessRunner:
         del self._streams[proc.output_fd]
         os.close(proc.output_fd)
         ended.append(Completion(proc.task, returncode, proc.timed_out, proc.started, time.time(),
-                                list(stream.tail), stream.digest.hexdigest(), stream.log_error, self._host))
+                                list(stream.tail), stream.log_hash(), stream.log_error, self._host))
         return ended
 
     def finished(self, task: str) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # names for type checkers only
 TAIL_LINES = 20
 MAX_PARTIAL = 1 << 16  # a line longer than this is written before its end arrives
 NO_MASK = Mask(())
+EMPTY_HASH = blake3().hexdigest()  # an empty log's, computed once rather than for each silent task
 BLOCK_LINES = 10_000  # lines of a task's output kept for `--output group`; earlier ones are only in its log
 
 
@@ -43,7 +44,7 @@ class Stream:
         self.mask = Mask(secrets) if secrets else NO_MASK
         self.deadline = deadline
         self.tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self.digest = blake3()
+        self._digest: Optional[blake3] = None  # made with the first byte: most trivial tasks print none
         self.partial = b""  # not yet masked: the rest after the last line end or carriage return
         self.drawing = b""  # masked: the line being drawn, from its last carriage return on
         self.latest: Optional[str] = None  # newest non-blank line not yet posted
@@ -101,6 +102,10 @@ class Stream:
             except OSError as exc:
                 self.failed_log(exc)
 
+    def log_hash(self) -> str:
+        """The hash of what the log holds (masked): its bytes so far."""
+        return EMPTY_HASH if self._digest is None else self._digest.hexdigest()
+
     def failed_log(self, exc: OSError) -> None:
         if self.log_error is None:
             self.log_error = exc.strerror or str(exc)
@@ -115,7 +120,9 @@ class Stream:
                 self.log.write(chunk)
             except OSError as exc:  # the task fails for it (engine/loop.py); its output still reaches the tail
                 self.failed_log(exc)
-        self.digest.update(chunk)
+        if self._digest is None:
+            self._digest = blake3()
+        self._digest.update(chunk)
         parts = (self.drawing + chunk).split(b"\n")
         drawing = parts.pop()
         if parts:

@@ -86,7 +86,7 @@ def run_task(spec: Dict[str, Any]) -> Dict[str, Any]:
         _guard(f"-{proc.pid}\n")
     result: Dict[str, Any] = {
         "returncode": returncode, "timed_out": timed_out, "started": started, "finished": time.time(),
-        "tail": list(stream.tail), "log_hash": stream.digest.hexdigest(), "log_error": stream.log_error,
+        "tail": list(stream.tail), "log_hash": stream.log_hash(), "log_error": stream.log_error,
         "worker": where, "lines": [], "omitted": 0,
     }
     if stream.lines:
