@@ -11,7 +11,7 @@ from .records import TYPE_CHECKING
 if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import List, NoReturn, Optional
 
-    from .engine.snapshot import Prescan
+    from .engine.prescan import Prescan
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -19,6 +19,7 @@ import pytest
 from conftest import Project, kinds, shortcut_test, wait_for_file
 
 from flowmake.cli.fastpath import parse, try_noop
+from flowmake.engine import prescan as prescans
 from flowmake.engine import snapshot as snapshots
 
 PIPELINE = """\
@@ -378,13 +379,13 @@ def test_a_run_imports_no_dataclasses_and_a_no_op_no_typing(project: Project, mo
 
 
 def test_a_prescan_finds_the_files_changed_since_the_snapshot(project: Project, monkeypatch) -> None:
-    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(prescans, "PRESCAN_MIN_FILES", 0)
     fresh_project(project)
     snap = snapshots.read(project.root / ".flowmake")
     assert snap is not None and "src.txt" in snap.files.paths
     project.write("src.txt", "edited\n")
     os.remove(project.root / "build" / "b.txt")
-    prescan = snapshots.start_prescan(snap.files, str(project.root))
+    prescan = prescans.start_prescan(snap.files, str(project.root))
     assert prescan is not None
     assert changed_by(prescan, snap.files, project) == {"src.txt", "build/b.txt"}
     prescan.close()  # already taken: nothing left to end
@@ -394,15 +395,15 @@ def test_a_prescan_finds_the_files_changed_since_the_snapshot(project: Project, 
 def test_a_prescan_and_the_run_share_the_scan_and_miss_nothing(project: Project, monkeypatch, child: str) -> None:
     # Reports after every file; a stalled child (stopped at once) leaves the
     # whole scan to the run, which then must not wait for it.
-    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
-    monkeypatch.setattr(snapshots, "PRESCAN_CHUNK", 1)
+    monkeypatch.setattr(prescans, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(prescans, "PRESCAN_CHUNK", 1)
     fresh_project(project)
     snap = snapshots.read(project.root / ".flowmake")
     assert snap is not None and len(snap.files.paths) >= 3
     first, last = snap.files.paths[0], snap.files.paths[-1]
     for path in (first, last):
         os.remove(project.root / path)
-    prescan = snapshots.start_prescan(snap.files, str(project.root))
+    prescan = prescans.start_prescan(snap.files, str(project.root))
     assert prescan is not None
     if child == "stalls":
         os.kill(prescan._pid, signal.SIGSTOP)
@@ -411,7 +412,7 @@ def test_a_prescan_and_the_run_share_the_scan_and_miss_nothing(project: Project,
     assert changed_by(prescan, snap.files, project) == {first, last}
 
 
-def changed_by(prescan: snapshots.Prescan, files: snapshots.Files, project: Project):
+def changed_by(prescan: prescans.Prescan, files: snapshots.Files, project: Project):
     root_fd = os.open(project.root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         return prescan.changed(files, root_fd)
@@ -420,11 +421,11 @@ def changed_by(prescan: snapshots.Prescan, files: snapshots.Files, project: Proj
 
 
 def test_a_prescan_answers_only_for_the_records_it_scanned(project: Project, monkeypatch) -> None:
-    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(prescans, "PRESCAN_MIN_FILES", 0)
     fresh_project(project)
     snap = snapshots.read(project.root / ".flowmake")
     assert snap is not None
-    prescan = snapshots.start_prescan(snap.files, str(project.root))
+    prescan = prescans.start_prescan(snap.files, str(project.root))
     assert prescan is not None
     other = snap.files.without({"src.txt"})
     assert changed_by(prescan, other, project) is None  # a run in between rewrote the snapshot, say
@@ -437,15 +438,15 @@ def test_a_run_after_an_edit_plans_from_the_no_op_paths_scan(project: Project, m
     fresh_project(project)
     project.write("src.txt", "edited\n")
     monkeypatch.chdir(project.root)  # main applies -C to this process
-    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(prescans, "PRESCAN_MIN_FILES", 0)
     answers = []
-    real_changed = snapshots.Prescan.changed
+    real_changed = prescans.Prescan.changed
 
     def spy(self, files, root_fd):
         answers.append(real_changed(self, files, root_fd))
         return answers[-1]
 
-    monkeypatch.setattr(snapshots.Prescan, "changed", spy)
+    monkeypatch.setattr(prescans.Prescan, "changed", spy)
     assert main(["-C", str(project.root), "run", "--progress", "json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert answers == [{"src.txt"}]
@@ -466,9 +467,9 @@ def test_a_shared_scan_finds_a_change_on_either_side(project: Project, monkeypat
                               [st.st_ino for st in stats])
     if changed is not None:
         project.write(names[0] if changed == "first" else names[-1], "a different size\n")
-    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
-    monkeypatch.setattr(snapshots, "PRESCAN_CHUNK", 1)
-    prescan = snapshots.start_prescan(records, str(project.root))
+    monkeypatch.setattr(prescans, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(prescans, "PRESCAN_CHUNK", 1)
+    prescan = prescans.start_prescan(records, str(project.root))
     assert prescan is not None
     if child == "stalls":
         os.kill(prescan._pid, signal.SIGSTOP)
@@ -483,8 +484,8 @@ def test_a_shared_scan_finds_a_change_on_either_side(project: Project, monkeypat
 
 
 def test_a_no_op_that_finds_a_change_hands_its_scan_over(project: Project, monkeypatch) -> None:
-    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
-    monkeypatch.setattr(snapshots, "cpus", lambda: 2)
+    monkeypatch.setattr(prescans, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(prescans, "cpus", lambda: 2)
     fresh_project(project)
     project.write("src.txt", "edited\n")
     handed: list = []
@@ -498,12 +499,12 @@ def test_a_no_op_that_finds_a_change_hands_its_scan_over(project: Project, monke
 
 def test_the_no_op_paths_snapshot_is_handed_over_only_while_its_file_is_unchanged(project: Project,
                                                                                      monkeypatch) -> None:
-    monkeypatch.setattr(snapshots, "PRESCAN_MIN_FILES", 0)
+    monkeypatch.setattr(prescans, "PRESCAN_MIN_FILES", 0)
     fresh_project(project)
     state = project.root / ".flowmake"
     snap = snapshots.read(state)
     assert snap is not None
-    prescan = snapshots.start_prescan(snap.files, str(project.root))
+    prescan = prescans.start_prescan(snap.files, str(project.root))
     assert prescan is not None
     try:
         assert prescan.snapshot_if_current(state) is None  # nothing handed over

@@ -24,6 +24,7 @@ import time
 from itertools import repeat
 
 from .. import __version__
+from ..engine import prescan as prescans
 from ..engine import snapshot as snapshots
 from ..layout import STATE_DIR, nearest_flowfile
 from ..records import TYPE_CHECKING
@@ -192,7 +193,7 @@ def _find_flowfile(args: RunArgs) -> Optional[str]:
     return nearest_flowfile(os.getcwd())
 
 
-def try_noop(argv: Sequence[str], *, hand_over: Optional[List[snapshots.Prescan]] = None,
+def try_noop(argv: Sequence[str], *, hand_over: Optional[List[prescans.Prescan]] = None,
              typed: Optional[Sequence[str]] = None, process_ends: bool = False) -> Optional[int]:
     """Exit code of a proven no-op run, or None to take the full path.
 
@@ -207,7 +208,7 @@ def try_noop(argv: Sequence[str], *, hand_over: Optional[List[snapshots.Prescan]
     return code
 
 
-def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
+def _try_noop(argv: Sequence[str], hand_over: Optional[List[prescans.Prescan]],
               typed: Optional[Sequence[str]], process_ends: bool) -> Optional[int]:
     args = parse(argv, typed=typed)
     if args is None or args.dry_run or args.always_make or args.force or snapshots.shortcuts_off():
@@ -238,7 +239,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
             or (snap.includes and not snapshots.includes_unchanged(snap))):
         return None
     if snap.suspects:
-        _hand_over(snapshots.start_prescan(snap.files, root), snap, stamp, hand_over)
+        _hand_over(prescans.start_prescan(snap.files, root), snap, stamp, hand_over)
         return None  # a suspect's content cannot be vouched for by its stat
     from ..errors import LockHeldError
     from ..store.lock import ProjectLock
@@ -252,7 +253,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
     # many files and two CPUs a forked child stats them while this process
     # gets the run ready; the child holds the lock's file open, which no
     # matter: release() unlocks it for every holder.
-    scan = snapshots.start_prescan(snap.files, root) if snapshots.cpus() >= 2 else None
+    scan = prescans.start_prescan(snap.files, root) if prescans.cpus() >= 2 else None
     try:
         run = _NoopRun.prepare(snap, args, mode, root, process_ends)
         if run is not None and _unchanged(snap, root, scan):
@@ -267,7 +268,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
             run.close()
         lock.release()
         if scan is None and run is not None:
-            scan = snapshots.start_prescan(snap.files, root)  # the full path needs every changed file
+            scan = prescans.start_prescan(snap.files, root)  # the full path needs every changed file
         _hand_over(scan, snap, stamp, hand_over)
         scan = None
         return None
@@ -277,7 +278,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[snapshots.Prescan]],
             scan.close()
 
 
-def _unchanged(snap: snapshots.Snapshot, root: str, scan: Optional[snapshots.Prescan]) -> bool:
+def _unchanged(snap: snapshots.Snapshot, root: str, scan: Optional[prescans.Prescan]) -> bool:
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         return scan.unchanged(root_fd) if scan is not None else snapshots.files_unchanged(snap.files, root_fd)
@@ -285,8 +286,8 @@ def _unchanged(snap: snapshots.Snapshot, root: str, scan: Optional[snapshots.Pre
         os.close(root_fd)
 
 
-def _hand_over(prescan: Optional[snapshots.Prescan], snap: snapshots.Snapshot,
-               stamp: Optional[Tuple[int, int, int, int]], hand_over: Optional[List[snapshots.Prescan]]) -> None:
+def _hand_over(prescan: Optional[prescans.Prescan], snap: snapshots.Snapshot,
+               stamp: Optional[Tuple[int, int, int, int]], hand_over: Optional[List[prescans.Prescan]]) -> None:
     if prescan is None:
         return
     if hand_over is None:
