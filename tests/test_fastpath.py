@@ -483,18 +483,53 @@ def test_a_shared_scan_finds_a_change_on_either_side(project: Project, monkeypat
         prescan.close()
 
 
-def test_a_no_op_that_finds_a_change_hands_its_scan_over(project: Project, monkeypatch) -> None:
-    monkeypatch.setattr(prescans, "PRESCAN_MIN_FILES", 0)
+@pytest.mark.parametrize("edit", [False, True], ids=["unchanged", "edited"])
+def test_a_no_op_shares_its_scan_with_a_child_that_reads_the_snapshot_itself(project: Project, monkeypatch,
+                                                                             capsys, edit: bool) -> None:
+    monkeypatch.setattr(prescans, "SCAN_MIN_BYTES", 0)
+    monkeypatch.setattr(prescans, "PRESCAN_CHUNK", 1)
     monkeypatch.setattr(prescans, "cpus", lambda: 2)
     fresh_project(project)
-    project.write("src.txt", "edited\n")
+    started = []
+    real_start = prescans.start_scan
+    monkeypatch.setattr(prescans, "start_scan", lambda *a: started.append(real_start(*a)) or started[-1])
+    if edit:
+        project.write("src.txt", "edited\n")
     handed: list = []
-    assert try_noop(["-C", str(project.root), "run", "--progress", "json"], hand_over=handed) is None
-    assert len(handed) == 1
+    code = try_noop(["-C", str(project.root), "run", "--progress", "json"], hand_over=handed)
+    out = capsys.readouterr().out
+    assert len(started) == 1 and started[0] is not None
+    if not edit:
+        assert code == 0 and not handed
+        assert {json.loads(line)["event"] for line in out.splitlines()} >= {"run_started", "run_finished"}
+        return
+    assert code is None and out == "" and handed == started  # nothing shown; the scan goes on for the run
     try:
         assert changed_by(handed[0], handed[0].files, project) == {"src.txt"}
     finally:
         handed[0].close()
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_child_that_finds_another_snapshot_file_leaves_the_scan_to_the_run(project: Project, monkeypatch,
+                                                                              changed: bool) -> None:
+    monkeypatch.setattr(prescans, "PRESCAN_CHUNK", 1)
+    fresh_project(project)
+    state = project.root / ".flowmake"
+    snap = snapshots.read(state)
+    assert snap is not None
+    if changed:
+        os.remove(project.root / snap.files.paths[len(snap.files.paths) // 2])
+    stamp = snapshots.stat_key(snapshots.path_in(state))
+    scan = prescans.start_scan(str(state), str(project.root), (stamp[0] + 1, *stamp[1:]))  # not this file
+    assert scan is not None
+    scan.scanning(snap.files)
+    root_fd = os.open(project.root, os.O_RDONLY)
+    try:
+        assert scan.unchanged(root_fd) is not changed
+    finally:
+        os.close(root_fd)
+        scan.close()
 
 
 def test_the_no_op_paths_snapshot_is_handed_over_only_while_its_file_is_unchanged(project: Project,

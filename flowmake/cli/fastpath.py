@@ -230,17 +230,8 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[prescans.Prescan]],
         return None
     root = os.path.dirname(flowfile)
     state_dir = os.path.join(root, STATE_DIR)
-    stamp = snapshots.stat_key(snapshots.path_in(state_dir))  # before the read: see Prescan.snapshot_if_current
-    snap = snapshots.read(state_dir)
-    if (snap is None
-            or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
-                                     environ=os.environ)
-            or tuple(snap.flowfile_stat) != snapshots.stat_key(flowfile)
-            or (snap.includes and not snapshots.includes_unchanged(snap))):
-        return None
-    if snap.suspects:
-        _hand_over(prescans.start_prescan(snap.files, root), snap, stamp, hand_over)
-        return None  # a suspect's content cannot be vouched for by its stat
+    if snapshots.stat_key(snapshots.path_in(state_dir)) is None:
+        return None  # nothing proven: not even worth the lock
     from ..errors import LockHeldError
     from ..store.lock import ProjectLock
 
@@ -249,13 +240,27 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[prescans.Prescan]],
         lock.acquire(wait=args.wait)
     except LockHeldError:
         return None  # the full path says who holds it, and exits 3
-    # Checked under the lock: no run of ours is writing these files now. With
-    # many files and two CPUs a forked child stats them while this process
-    # gets the run ready; the child holds the lock's file open, which no
-    # matter: release() unlocks it for every holder.
-    scan = prescans.start_prescan(snap.files, root) if prescans.cpus() >= 2 else None
+    # Checked under the lock: no run of ours is writing the snapshot or these
+    # files now. With a big snapshot and two CPUs a forked child reads it and
+    # stats its files while this process reads it too and gets the run ready;
+    # the child holds the lock's file open, which no matter: release() unlocks
+    # it for every holder.
+    stamp = snapshots.stat_key(snapshots.path_in(state_dir))  # see Prescan.snapshot_if_current
+    scan = None
+    if stamp is not None and stamp[0] >= prescans.SCAN_MIN_BYTES and prescans.cpus() >= 2:
+        scan = prescans.start_scan(state_dir, root, stamp)
     try:
-        run = _NoopRun.prepare(snap, args, mode, root, process_ends)
+        snap = snapshots.read(state_dir)
+        if (snap is None
+                or not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
+                                         environ=os.environ)
+                or tuple(snap.flowfile_stat) != snapshots.stat_key(flowfile)
+                or (snap.includes and not snapshots.includes_unchanged(snap))):
+            return None
+        if scan is not None:
+            scan.scanning(snap.files)
+        run = None if snap.suspects else _NoopRun.prepare(snap, args, mode, root, process_ends)
+        # A suspect's content cannot be vouched for by its stat.
         if run is not None and _unchanged(snap, root, scan):
             if scan is not None:
                 scan.stop()  # done: and waited for once the run is reported
@@ -267,7 +272,7 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[prescans.Prescan]],
         if run is not None:
             run.close()
         lock.release()
-        if scan is None and run is not None:
+        if scan is None and (run is not None or snap.suspects):
             scan = prescans.start_prescan(snap.files, root)  # the full path needs every changed file
         _hand_over(scan, snap, stamp, hand_over)
         scan = None

@@ -6,9 +6,10 @@ around each call does not, so the scan goes to another process, on the
 other CPU: the child scans from the first file on and reports after each
 chunk through a pipe, and this process, once it needs the answer, scans
 from the last file back until the two meet. The no-op path starts one as
-soon as it holds the project lock and gets the run ready meanwhile
-(fastpath.py); when a file changed, the run that follows plans the cone
-below the changes from it (proof.py).
+soon as it holds the project lock, its child reading the snapshot for
+itself while the run reads it and gets ready (fastpath.py); when a file
+changed, the run that follows plans the cone below the changes from it
+(proof.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 
 from ..records import TYPE_CHECKING
-from .snapshot import Files, changed_files, path_in, stat_key
+from .snapshot import Files, changed_files, path_in, read, stat_key
 
 if TYPE_CHECKING:  # typing and pathlib stay off the no-op path (records.py)
     from pathlib import Path
@@ -57,20 +58,24 @@ class Prescan:
     rewrites or removes the snapshot.
     """
 
-    def __init__(self, files: Files, pid: int, fd: int) -> None:
-        self.files = files
+    def __init__(self, files: Optional[Files], pid: int, fd: int) -> None:
+        self.files: Files = files if files is not None else Files([], [], [])
         self._pid: Optional[int] = pid
         self._fd = fd
         self._zombie = 0  # a child ended by stop(), which close() waits for
         self._reaped = True
         self._reports = _Reports(fd)
         self._found: Set[str] = set()  # the changed files found so far, by either process
-        self._low = len(files.paths)  # this process has scanned low..end
+        self._low = len(self.files.paths)  # this process has scanned low..end
         self._ended = False  # the child's pipe is closed: it has reported all it will
         # The snapshot these files came from, with the stat of its file then,
         # so the run need not read it again while that file is unchanged.
         self.snapshot: Optional[Snapshot] = None
         self.stamp: Optional[Tuple[int, int, int, int]] = None
+
+    def scanning(self, files: Files) -> None:
+        """The files the child of start_scan reads for itself, as this process read them."""
+        self.files, self._low = files, len(files.paths)
 
     def snapshot_if_current(self, state_dir: str | Path) -> Optional[Snapshot]:
         """The snapshot the no-op path read, if its file is still the one it read."""
@@ -177,6 +182,26 @@ def start_prescan(files: Files, root: str) -> Optional[Prescan]:
     it cannot, or if there are too few files to be worth a process."""
     if len(files.paths) < PRESCAN_MIN_FILES:
         return None
+    return _start(lambda: files, root, files)
+
+
+# The size of a snapshot file from which the no-op path's child reads it itself (~2,000 files).
+SCAN_MIN_BYTES = 100_000
+
+
+def start_scan(state_dir: str, root: str, stamp: Tuple[int, int, int, int]) -> Optional[Prescan]:
+    """A prescan of the snapshot in `state_dir` (its file's stat key: `stamp`) that the child
+    reads itself while this process does (`scanning`), so that neither pays a copy of each
+    page of the other's it writes to; the child scans nothing if the file is another."""
+
+    def files_in_child() -> Files:
+        snap = read(state_dir) if stat_key(path_in(state_dir)) == stamp else None
+        return snap.files if snap is not None and stat_key(path_in(state_dir)) == stamp else Files([], [], [])
+
+    return _start(files_in_child, root, None)
+
+
+def _start(files_in_child: Callable[[], Files], root: str, files: Optional[Files]) -> Optional[Prescan]:
     try:
         read_fd, write_fd = os.pipe()
     except OSError:
@@ -184,11 +209,12 @@ def start_prescan(files: Files, root: str) -> Optional[Prescan]:
 
     def report() -> int:
         os.close(read_fd)
+        scanned = files_in_child()
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        total = len(files.paths)
+        total = len(scanned.paths)
         for start in range(0, total, PRESCAN_CHUNK):
             stop = min(start + PRESCAN_CHUNK, total)
-            found = "\0".join(changed_files(files.part(start, stop), root_fd))
+            found = "\0".join(changed_files(scanned.part(start, stop), root_fd))
             payload = found.encode("utf-8", "surrogateescape")
             view = memoryview(f"{stop}:{len(payload)}\n".encode() + payload)
             while view:
