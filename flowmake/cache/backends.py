@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import itertools
 import os
-from typing import Any, BinaryIO, Callable, Iterator, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Set, Tuple
 
 from blake3 import blake3
 
 from ..errors import FlowError
+from .entry import ROOT
 
 
 CHUNK = 1 << 20
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 S3_HINT = "pip install 'flowmake[s3]'"
 # Object stores whose PUT is atomic: objects are written in place, never renamed.
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
@@ -53,6 +56,9 @@ class DirBackend:
         self.root = root
         self.url = root
         self._made: set = set()  # folders known to exist: os.makedirs tries a mkdir even then
+        # Temporary names: this writer's own prefix and a counter (a random suffix per file costs a system call).
+        self._tmp = f".tmp-{os.getpid()}-{os.urandom(4).hex()}-"
+        self._tmps = itertools.count()
 
     def _full(self, rel: str) -> str:
         return os.path.join(self.root, rel)
@@ -63,6 +69,9 @@ class DirBackend:
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
 
+    def _tmp_name(self, full: str) -> str:
+        return f"{full}{self._tmp}{next(self._tmps)}"
+
     def read(self, rel: str) -> Optional[bytes]:
         try:
             with open(self._full(rel), "rb") as f:
@@ -71,16 +80,42 @@ class DirBackend:
             return None
 
     def write_atomic(self, rel: str, data: bytes) -> None:
+        # Four system calls for a small file (entries are written one per task): no buffered file object.
         full = self._full(rel)
-        self._parent(full)
-        tmp = _tmp_name(full)
+        tmp = self._tmp_name(full)
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
+            fd = os.open(tmp, _CREATE, 0o666)
+        except FileNotFoundError:  # its folder is not there yet: made once, not looked for before each write
+            self._parent(full)
+            fd = os.open(tmp, _CREATE, 0o666)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             os.replace(tmp, full)
         except BaseException:
             _unlink_quietly(tmp)
             raise
+
+    def entry_keys(self, limit: int) -> Optional[Set[str]]:
+        """The key of every entry (one listing of each shard), or None for a cache of more than `limit`."""
+        keys: Set[str] = set()
+        try:
+            shards = [e.path for e in os.scandir(self._full(f"{ROOT}/entries")) if e.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
+            return keys
+        for shard in shards:
+            try:
+                names = os.listdir(shard)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            keys.update(n[:-5] for n in names if n.endswith(".json"))
+            if len(keys) > limit:
+                return None
+        return keys
 
     def exists(self, rel: str) -> bool:
         return os.path.exists(self._full(rel))
@@ -103,7 +138,7 @@ class DirBackend:
         except OSError:
             return False  # gone or unreadable since it was hashed: not stored, and the cache is not to blame
         self._parent(full)
-        tmp = _tmp_name(full)
+        tmp = self._tmp_name(full)
         try:
             with src, open(tmp, "wb") as dst:
                 digest = copy_hashing(src, dst)
@@ -186,6 +221,9 @@ class FsspecBackend:
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self._full(rel))
+
+    def entry_keys(self, limit: int) -> Optional[Set[str]]:
+        return None  # looked up one by one
 
     def touch(self, rel: str) -> bool:
         # Object stores cannot touch an object: write its bytes again (entries are small).

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from .entry import CorruptEntry, Entry, entry_path, parse_entry, run_path
 from .guard import CacheTimeout, Guard, deadline_for
 from .transfer import Fault, collect_files, discard, place, stage, store
+from .writer import Writer
 
 if TYPE_CHECKING:  # names for type checkers only
     from .backends import DirBackend, FsspecBackend
@@ -23,6 +24,10 @@ if TYPE_CHECKING:  # names for type checkers only
 
 MODES = ("readwrite", "read", "write")
 DEFAULT_TIMEOUT = 30.0  # seconds an operation on the cache may take (a transfer gets a second per MB more)
+# A run that looks up this many keys lists the cache's entries once instead (a few calls, not one per
+# key); a cache of more than LIST_MAX entries is not listed (that would cost more than the lookups).
+LIST_AFTER = 16
+LIST_MAX = 200_000
 
 
 class CacheSession:
@@ -39,11 +44,15 @@ class CacheSession:
         self.off: Optional[str] = None  # why the cache was turned off for this run
         self.counts: Dict[str, int] = {"hits": 0, "misses": 0, "stored": 0, "faults": 0}
         self._guard = Guard()  # lookups and restores: the run waits for each
-        self._writer = Guard()  # stores: queued, so that a lookup never waits behind them
+        # Stores: queued for a thread of their own and written in batches (writer.py); the run waits
+        # for them only at its end.
+        self._writer = Writer(self._store_queued)
         self._cancelled = False
-        # Stores handed to the cache's thread and not yet seen done: a run does not wait for them task by
-        # task (they would cost a run with no hits half its time on trivial tasks), only at its end.
-        self._stores: List[Tuple[object, int]] = []  # (call, bytes)
+        self._reported = 0  # stores of the writer already counted
+        # The keys the cache holds, listed once when a run looks up many (LIST_AFTER): a miss then costs no
+        # round trip to the cache. None until listed, or when the backend cannot list them cheaply.
+        self._known: Optional[Set[str]] = None
+        self._lookups = 0
 
     def _call(self, timeout: float, fn: Callable[..., object], *args: object) -> object:
         try:
@@ -64,8 +73,17 @@ class CacheSession:
 
     def lookup(self, key: str, task: str) -> Optional[Entry]:
         """The entry stored under `key`, if the cache has a whole one."""
-        self._collect_stores()
+        self._check_writer()
         if not self.reads or self.off is not None:
+            return None
+        self._lookups += 1
+        if self._lookups == LIST_AFTER:
+            try:
+                self._known = self._call(self.timeout, self.backend.entry_keys, LIST_MAX)  # type: ignore[assignment]
+            except _Off:
+                return None
+        if self._known is not None and key not in self._known:
+            self.counts["misses"] += 1
             return None
         try:
             data = self._call(self.timeout, self.backend.read, entry_path(key))
@@ -124,7 +142,7 @@ class CacheSession:
         Without `wait`, the store is queued on the cache's thread and True
         means only that: `finish` waits for what is left.
         """
-        self._collect_stores()
+        self._check_writer()
         if not self.writes or self.off is not None:
             return False
         files = collect_files(root, outputs, hash_of)
@@ -132,7 +150,9 @@ class CacheSession:
             return False
         entry = Entry(key, {o: h for o, h in outputs.items() if h is not None}, files, produced)
         if not wait:
-            self._stores.append((self._writer.submit(store, self.backend, root, entry), entry.size))
+            self._writer.put((root, entry), entry.size)
+            if self._known is not None:
+                self._known.add(key)
             return True
         try:
             stored = self._call(deadline_for(self.timeout, entry.size), store, self.backend, root, entry)
@@ -142,38 +162,31 @@ class CacheSession:
             self.counts["stored"] += 1
         return bool(stored)
 
-    def _collect_stores(self, *, deadline: Optional[float] = None) -> None:
-        """Count the queued stores that are done; with a `deadline` (monotonic), wait for the rest until then."""
-        pending: List[Tuple[object, int]] = []
-        for call, size in self._stores:
-            if self.off is not None:
-                break
-            try:
-                if deadline is None:
-                    if not call.done.is_set():  # type: ignore[attr-defined]
-                        pending.append((call, size))
-                        continue
-                    stored = self._guard.wait(call, 0)  # type: ignore[arg-type]
-                else:
-                    stored = self._guard.wait(call, max(0.0, deadline - time.monotonic()))  # type: ignore[arg-type]
-            except CacheTimeout:
-                self._cancelled = True
-                self._turn_off(f"{len(self._stores) - len(pending)} outputs were not stored in time")
-                break
-            except Exception as exc:
-                self._turn_off(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-                break
-            if stored:
-                self.counts["stored"] += 1
-        self._stores = pending if self.off is None else []
+    def _store_queued(self, item: Tuple[str, Entry]) -> bool:
+        """On the writer's thread."""
+        return store(self.backend, item[0], item[1])
+
+    def _check_writer(self) -> None:
+        """Count the queued stores written so far; a writer that failed turns the cache off (one warning)."""
+        writer = self._writer
+        if writer.stored != self._reported:
+            self.counts["stored"] += writer.stored - self._reported
+            self._reported = writer.stored
+        if writer.error is not None and self.off is None:
+            exc = writer.error
+            self._turn_off(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     def finish(self, run_id: str, *, host: str, project: str) -> None:
         """Wait for the queued stores (as long as they may take), and say in the cache what this run did with it."""
-        if self._stores:
-            budget = self.timeout + sum(size for _, size in self._stores) / 1_000_000
-            self._collect_stores(deadline=time.monotonic() + budget)
+        writer = self._writer
+        if writer.started:
+            budget = self.timeout + writer.bytes_left / 1_000_000
+            if not writer.drain(budget):
+                self._cancelled = True
+                self._check_writer()
+                self._turn_off(f"{writer.pending} outputs were not stored within {budget:g}s")
+            self._check_writer()
         self._guard.close()
-        self._writer.close()
         if not self.writes or self.off is not None or not any(self.counts.values()):
             return
         doc = dict(self.counts, run=run_id, host=host, project=project, at=time.time())

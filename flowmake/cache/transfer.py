@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # names for type checkers only
     Backend = "DirBackend | FsspecBackend"
 
 _RESTORING = ".flowmake-restore-"
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 class Fault(Exception):
@@ -123,11 +124,16 @@ def store(backend: Backend, root: str, entry: Entry) -> bool:
 
 def _read_small(full: str, blob: Blob) -> Optional[bytes]:
     """A small file's bytes, if they still hash to what its run recorded."""
-    try:
-        with open(full, "rb") as f:
-            data = f.read(INLINE_MAX + 1)
+    try:  # no buffered file object: a few system calls fewer for each of a run's many small outputs
+        fd = os.open(full, _READ)
     except OSError:
         return None
+    try:
+        data = os.read(fd, INLINE_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return data if len(data) == blob.size and hash_bytes(data) == blob.hash else None
 
 

@@ -9,7 +9,7 @@ attempt records for the audit trail, and the run's counts in the cache.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import __version__
 from ..cache.entry import Produced
@@ -42,6 +42,9 @@ class SharedCache:
         self._pending: List[str] = []  # warnings given before the run could show them
         self._emit: Optional[Callable[[str], None]] = None
         self._who = (host_name(), current_user())  # asked once: current_user may read the password database
+        # task -> (the observation its key was made of, the key): a task that is looked up, runs and is
+        # stored has the same observation both times (two hashes fewer per task).
+        self._keys: Dict[str, Tuple[object, Optional[str]]] = {}
         session.warn = self._warn
 
     def begin(self, build: Build) -> None:
@@ -60,9 +63,15 @@ class SharedCache:
             self._emit(message)
 
     def key(self, spec: TaskSpec, obs: Observation) -> Optional[str]:
+        known = self._keys.get(spec.name)
+        if known is not None and known[0] is obs:
+            return known[1]
         if not uses_cache(spec) or any(h is None for h in obs.inputs.values()):
-            return None
-        return entry_key(fingerprint(obs), spec.outputs)
+            key = None
+        else:
+            key = entry_key(fingerprint(obs), spec.outputs)
+        self._keys[spec.name] = (obs, key)
+        return key
 
     def lookup(self, spec: TaskSpec, obs: Observation) -> Optional[Entry]:
         key = self.key(spec, obs)
