@@ -79,6 +79,9 @@ class DirBackend:
         except FileNotFoundError:
             return None
 
+    def read_many(self, rels: "list[str]") -> "list[Optional[bytes]]":
+        return [self.read(rel) for rel in rels]
+
     def write_atomic(self, rel: str, data: bytes) -> None:
         # Four system calls for a small file (entries are written one per task): no buffered file object.
         full = self._full(rel)
@@ -209,6 +212,23 @@ class FsspecBackend:
             return self.fs.cat_file(self._full(rel))
         except FileNotFoundError:
             return None
+
+    def read_many(self, rels: "list[str]") -> "list[Optional[bytes]]":
+        """Several objects at once (s3fs fetches them concurrently); None for each that is not there."""
+        if len(rels) <= 1:
+            return [self.read(rel) for rel in rels]
+        fulls = [self._full(rel) for rel in rels]
+        got = self.fs.cat(fulls, on_error="return")
+        out: "list[Optional[bytes]]" = []
+        for full in fulls:
+            data = got.get(full, got.get(self.fs._strip_protocol(full)))
+            if isinstance(data, FileNotFoundError) or data is None:
+                out.append(None)
+            elif isinstance(data, BaseException):
+                raise data
+            else:
+                out.append(data)
+        return out
 
     def write_atomic(self, rel: str, data: bytes) -> None:
         full = self._full(rel)

@@ -35,6 +35,9 @@ def run_path(run_id: str) -> str:
     return f"{ROOT}/runs/{run_id}.json"
 
 
+PACKS = f"{ROOT}/packs"
+
+
 # Files up to this size are kept inside their entry rather than as blobs of their own: creating a file
 # in the cache costs more than the trivial task that made it (most outputs of a big pipeline are small),
 # and deduplicating them saves nothing worth a second file.
@@ -71,13 +74,15 @@ class Entry(NamedTuple):
     produced: Produced
 
     def to_json(self) -> bytes:
-        doc = {
+        return json.dumps(self.to_doc(), sort_keys=True, separators=(",", ":")).encode()
+
+    def to_doc(self) -> dict:
+        return {
             "format": ENTRY_FORMAT, "key": self.key, "outputs": dict(self.outputs),
             "files": {p: [b.hash, b.size, b.executable] + ([] if b.data is None else [base64.b64encode(b.data).decode()])
                       for p, b in sorted(self.files.items())},
             "produced": self.produced._asdict(),
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @property
     def size(self) -> int:
@@ -96,6 +101,16 @@ class CorruptEntry(Exception):
 def parse_entry(data: bytes, key: str) -> Entry:
     try:
         doc = json.loads(data.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptEntry(f"unreadable entry ({type(exc).__name__}: {exc})") from None
+    return entry_of(doc, key)
+
+
+def entry_of(doc: object, key: str) -> Entry:
+    """The entry a JSON document (a file of its own, or one of a pack's) holds under `key`; CorruptEntry if none."""
+    try:
+        if not isinstance(doc, dict):
+            raise CorruptEntry("not an entry")
         if doc.get("format") != ENTRY_FORMAT or doc.get("key") != key:
             raise CorruptEntry(f"not an entry of format {ENTRY_FORMAT} for this key")
         files = {str(p): _blob(v) for p, v in doc["files"].items()}

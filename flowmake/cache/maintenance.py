@@ -17,7 +17,8 @@ import time
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from ..errors import FlowError
-from .entry import ROOT, CorruptEntry, parse_entry
+from .entry import PACKS, ROOT, CorruptEntry, Entry, blob_path, entry_of, parse_entry
+from .packs import index_keys, is_index, pack_of, read_pack
 
 if TYPE_CHECKING:  # names for type checkers only
     from .backends import DirBackend, FsspecBackend
@@ -51,9 +52,11 @@ def parse_age(text: str) -> float:
 
 
 class Listing(NamedTuple):
-    entries: Dict[str, Tuple[int, float]]  # path -> (size, mtime)
+    # path -> (size, mtime). An "entry" is what gc removes as a whole: an entry file, or a pack's index
+    # (packs.py) with the size of index and pack, and the index's time (a restore touches it).
+    entries: Dict[str, Tuple[int, float]]
     blobs: Dict[str, Tuple[int, float]]
-    temps: Dict[str, Tuple[int, float]]
+    temps: Dict[str, Tuple[int, float]]  # a killed writer's leftovers: temporary names, packs without an index
     runs: Dict[str, Tuple[int, float]]
 
 
@@ -62,12 +65,39 @@ def list_cache(backend: Backend) -> Listing:
     for kind, bucket in (("entries", out.entries), ("blobs", out.blobs), ("runs", out.runs)):
         for path, size, mtime in backend.listing(f"{ROOT}/{kind}"):
             (out.temps if ".tmp-" in path else bucket)[path] = (size, mtime)
+    packs: Dict[str, Tuple[int, float]] = {}
+    for path, size, mtime in backend.listing(PACKS):
+        (out.temps if ".tmp-" in path else packs)[path] = (size, mtime)
+    for path, (size, mtime) in packs.items():
+        if is_index(path):
+            out.entries[path] = (size + packs.get(pack_of(path), (0, 0.0))[0], mtime)
+        elif path.endswith(".pack") and path[: -len(".pack")] + ".idx" not in packs:
+            out.temps[path] = (size, mtime)
     return out
+
+
+def _remove(backend: Backend, path: str) -> None:
+    backend.delete(path)  # a pack's index first: no reader finds the pack after it
+    if is_index(path):
+        backend.delete(pack_of(path))
+
+
+def _pack_entries(backend: Backend, index: str) -> Optional[List[Entry]]:
+    """The entries of a pack; None for one that cannot be read (gc removes it)."""
+    try:
+        docs = read_pack(backend, index)
+        keys = index_keys(backend.read(index))
+        return [entry_of((docs or {}).get(k), k) for k in keys] if docs is not None else []
+    except CorruptEntry:
+        return None
 
 
 def stats(backend: Backend) -> dict:
     """Entries, blobs, bytes, and the hit rate of the most recent runs that used the cache."""
     listing = list_cache(backend)
+    count = 0
+    for path in listing.entries:
+        count += len(index_keys(backend.read(path))) if is_index(path) else 1
     runs: List[dict] = []
     for path in sorted(listing.runs)[-RECENT_RUNS:]:
         data = backend.read(path)
@@ -78,7 +108,7 @@ def stats(backend: Backend) -> dict:
     hits = sum(int(r.get("hits", 0)) for r in runs)
     looked = hits + sum(int(r.get("misses", 0)) for r in runs)
     return {
-        "url": backend.url, "entries": len(listing.entries), "blobs": len(listing.blobs),
+        "url": backend.url, "entries": count, "blobs": len(listing.blobs),
         "bytes": sum(s for s, _ in listing.blobs.values()) + sum(s for s, _ in listing.entries.values()),
         "recent_runs": len(runs), "hits": hits, "lookups": looked,
         "hit_rate": (hits / looked) if looked else None,
@@ -89,6 +119,11 @@ def stats(backend: Backend) -> dict:
 
 def _entry_blobs(backend: Backend, path: str) -> Optional[Set[str]]:
     """The blob paths an entry names; None for an entry that cannot be read (gc removes it)."""
+    if is_index(path):
+        entries = _pack_entries(backend, path)
+        if entries is None:
+            return None
+        return {blob_path(b.hash) for e in entries for b in e.blobs.values()}
     data = backend.read(path)
     if data is None:
         return set()
@@ -97,7 +132,7 @@ def _entry_blobs(backend: Backend, path: str) -> Optional[Set[str]]:
         entry = parse_entry(data, key)
     except CorruptEntry:
         return None
-    return {f"{ROOT}/blobs/{b.hash[:2]}/{b.hash}" for b in entry.blobs.values()}
+    return {blob_path(b.hash) for b in entry.blobs.values()}
 
 
 def gc(backend: Backend, *, max_size: Optional[int] = None, older_than: Optional[float] = None,
@@ -126,7 +161,7 @@ def gc(backend: Backend, *, max_size: Optional[int] = None, older_than: Optional
                 if refs[b] == 0:
                     total -= listing.blobs.get(b, (0, 0.0))[0]
     for path in doomed:
-        backend.delete(path)
+        _remove(backend, path)
     # Named by an entry now, including one a writer wrote since the listing: looked at again just before.
     live: Set[str] = set()
     for path in list_cache(backend).entries:

@@ -13,9 +13,10 @@ import os
 import time
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
-from .entry import CorruptEntry, Entry, entry_path, parse_entry, run_path
+from .entry import CorruptEntry, Entry, entry_of, entry_path, parse_entry, run_path
+from .packs import pack_index, read_pack
 from .guard import CacheTimeout, Guard, deadline_for
-from .transfer import Fault, collect_files, discard, place, stage, store
+from .transfer import Fault, collect_files, discard, place, prepare, stage, store, write_packed
 from .writer import Writer
 
 if TYPE_CHECKING:  # names for type checkers only
@@ -46,13 +47,18 @@ class CacheSession:
         self._guard = Guard()  # lookups and restores: the run waits for each
         # Stores: queued for a thread of their own and written in batches (writer.py); the run waits
         # for them only at its end.
-        self._writer = Writer(self._store_queued)
+        self._writer = Writer(self._prepare, lambda prepared: write_packed(self.backend, prepared))
         self._cancelled = False
         self._reported = 0  # stores of the writer already counted
         # The keys the cache holds, listed once when a run looks up many (LIST_AFTER): a miss then costs no
         # round trip to the cache. None until listed, or when the backend cannot list them cheaply.
         self._known: Optional[Set[str]] = None
         self._lookups = 0
+        self._packs: Optional[Dict[str, str]] = None  # key -> index of the newest pack holding it (packs.py)
+        self._pack_docs: Dict[str, Optional[Dict[str, object]]] = {}  # index -> its pack's entries, once read
+        self._in_pack: Dict[str, str] = {}  # key of an entry found in a pack -> that pack's index
+        self._repair: Set[str] = set()  # keys whose entry was damaged: stored again as files of their own
+        self._touched: Set[str] = set()
 
     def _call(self, timeout: float, fn: Callable[..., object], *args: object) -> object:
         try:
@@ -72,31 +78,47 @@ class CacheSession:
             self.warn(f"cache {self.url}: {why}; this run goes on without the cache")
 
     def lookup(self, key: str, task: str) -> Optional[Entry]:
-        """The entry stored under `key`, if the cache has a whole one."""
+        """The entry stored under `key`, if the cache has a whole one: its own file, else the newest pack's."""
         self._check_writer()
         if not self.reads or self.off is not None:
             return None
         self._lookups += 1
-        if self._lookups == LIST_AFTER:
-            try:
-                self._known = self._call(self.timeout, self.backend.entry_keys, LIST_MAX)  # type: ignore[assignment]
-            except _Off:
-                return None
-        if self._known is not None and key not in self._known:
-            self.counts["misses"] += 1
-            return None
         try:
-            data = self._call(self.timeout, self.backend.read, entry_path(key))
+            if self._packs is None:  # one listing and a read per pack, at the first lookup
+                self._packs = self._call(self.timeout, pack_index, self.backend)  # type: ignore[assignment]
+            if self._lookups == LIST_AFTER:
+                self._known = self._call(self.timeout, self.backend.entry_keys, LIST_MAX)  # type: ignore[assignment]
+            data = None
+            if self._known is None or key in self._known:
+                data = self._call(self.timeout, self.backend.read, entry_path(key))
+            if data is None:
+                index = (self._packs or {}).get(key)
+                if index is None:
+                    self.counts["misses"] += 1
+                    return None
+                return self._from_pack(key, task, index)
         except _Off:
-            return None
-        if data is None:
-            self.counts["misses"] += 1
             return None
         try:
             return parse_entry(data, key)  # type: ignore[arg-type]
         except CorruptEntry as exc:
             self._fault(key, task, str(exc))
             return None
+
+    def _from_pack(self, key: str, task: str, index: str) -> Optional[Entry]:
+        docs = self._pack_docs.get(index)
+        try:
+            if docs is None:
+                docs = self._pack_docs[index] = self._call(self.timeout, read_pack, self.backend, index)  # type: ignore
+            if docs is None:  # removed by a gc since it was listed
+                self.counts["misses"] += 1
+                return None
+            entry = entry_of(docs.get(key), key)
+        except CorruptEntry as exc:
+            self._fault(key, task, str(exc))
+            return None
+        self._in_pack[key] = index
+        return entry
 
     def restore(self, entry: Entry, root: str, task: str) -> bool:
         """Put the entry's outputs in place under `root`, each file checked; False (nothing changed) on a fault."""
@@ -123,14 +145,17 @@ class CacheSession:
             self._fault(entry.key, task, f"could not put its outputs in place: {exc}")
             return False
         self.counts["hits"] += 1
-        if self.writes:  # least recently used first, for gc
+        used = self._in_pack.get(entry.key) or entry_path(entry.key)
+        if self.writes and used not in self._touched:  # least recently used first, for gc (a pack: as a whole)
+            self._touched.add(used)
             try:
-                self._call(self.timeout, self.backend.touch, entry_path(entry.key))
+                self._call(self.timeout, self.backend.touch, used)
             except _Off:
                 pass
         return True
 
     def _fault(self, key: str, task: str, what: str) -> None:
+        self._repair.add(key)
         self.counts["faults"] += 1
         self.counts["misses"] += 1
         self.warn(f"cache entry {key[:16]} ({task}): {what}; the task runs, and its outputs replace the entry")
@@ -150,7 +175,7 @@ class CacheSession:
             return False
         entry = Entry(key, {o: h for o, h in outputs.items() if h is not None}, files, produced)
         if not wait:
-            self._writer.put((root, entry), entry.size)
+            self._writer.put((root, entry), entry.size, alone=key in self._repair)
             if self._known is not None:
                 self._known.add(key)
             return True
@@ -162,9 +187,10 @@ class CacheSession:
             self.counts["stored"] += 1
         return bool(stored)
 
-    def _store_queued(self, item: Tuple[str, Entry]) -> bool:
-        """On the writer's thread."""
-        return store(self.backend, item[0], item[1])
+    def _prepare(self, item: Tuple[str, Entry]) -> Optional[Tuple[str, Entry]]:
+        """On the writer's thread: the entry's blobs uploaded, its small files read in."""
+        prepared = prepare(self.backend, item[0], item[1])
+        return None if prepared is None else (item[0], prepared)
 
     def _check_writer(self) -> None:
         """Count the queued stores written so far; a writer that failed turns the cache off (one warning)."""

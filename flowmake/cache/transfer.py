@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, NamedTuple, Opt
 from ..errors import not_utf8
 from ..store.hashing import hash_bytes
 from .entry import INLINE_MAX, Blob, Entry, blob_path, entry_path, files_by_output, tree_hash
+from .packs import PACK_MIN, write_pack
 
 if TYPE_CHECKING:  # names for type checkers only
     from .backends import DirBackend, FsspecBackend
@@ -94,30 +95,57 @@ def _walk(base: str) -> List[Tuple[str, str]]:
 
 
 def store(backend: Backend, root: str, entry: Entry) -> bool:
-    """Upload the entry's blobs that are not there yet, then the entry; False when a file changed meanwhile.
+    """Upload the entry's blobs that are not there yet, then the entry; False when a file changed meanwhile."""
+    prepared = prepare(backend, root, entry)
+    return prepared is not None and write_loose(backend, root, prepared)
+
+
+def prepare(backend: Backend, root: str, entry: Entry) -> Optional[Entry]:
+    """Upload the blobs of an entry to store; the entry with its small files inside, or None if a file changed.
 
     Blobs first, entry last: a reader never finds an entry before all its
     blobs are whole. A blob already there is touched, so that a `gc` running
     meanwhile sees it as just used; and once the entry is written its blobs
-    are looked at again, in case a `gc` took one between the two.
+    are looked at again (`_look_again`), in case a `gc` took one between the two.
     """
     files = dict(entry.files)
     for path, blob in entry.files.items():
         if blob.size <= INLINE_MAX:
             data = _read_small(os.path.join(root, path), blob)
             if data is None:
-                return False
+                return None
             files[path] = blob._replace(data=data)
             continue
         name = blob_path(blob.hash)
         if not backend.keep(name) and not backend.upload(name, os.path.join(root, path), blob.hash):
-            return False
-    entry = entry._replace(files=files)
+            return None
+    return entry._replace(files=files)
+
+
+def write_loose(backend: Backend, root: str, entry: Entry) -> bool:
+    """Write a prepared entry as a file of its own."""
     backend.write_atomic(entry_path(entry.key), entry.to_json())
+    if not _look_again(backend, root, entry):
+        backend.delete(entry_path(entry.key))
+        return False
+    return True
+
+
+def write_packed(backend: Backend, prepared: List[Tuple[str, Entry]]) -> int:
+    """Write prepared entries (each with its project's root): as one pack (packs.py) when they are many;
+    how many were stored."""
+    if len(prepared) < PACK_MIN:
+        return sum(write_loose(backend, root, e) for root, e in prepared)
+    write_pack(backend, [e for _, e in prepared])
+    # A blob a gc took meanwhile and that cannot be uploaded again leaves its entry unrestorable: a reader
+    # then warns, runs the task and repairs the entry (an entry cannot be taken out of a written pack).
+    return sum(_look_again(backend, root, e) for root, e in prepared)
+
+
+def _look_again(backend: Backend, root: str, entry: Entry) -> bool:
     for path, blob in entry.blobs.items():
         name = blob_path(blob.hash)
         if not backend.exists(name) and not backend.upload(name, os.path.join(root, path), blob.hash):
-            backend.delete(entry_path(entry.key))
             return False
     return True
 

@@ -5,9 +5,11 @@ tasks a quarter of its CPU (a wake-up, a hand-off of the interpreter lock
 and a reply per task, for a few file writes): here the run only appends to
 a queue, and the thread is woken when a batch has gathered (or when the
 last wake-up is a while ago, so that the stores of slow tasks are not held
-back), then writes everything queued. The run waits for the rest at its end
-(`drain`), with a deadline; an error stops the writer and is reported there
-or at the next store, never raised on the run's side mid-task.
+back). It prepares each entry (uploads its blobs: transfer.prepare) as it
+comes, and writes what it prepared every FLUSH_EVERY seconds and at the
+end, together (a pack of many entries: packs.py). The run waits for the
+rest at its end (`drain`), with a deadline; an error stops the writer and
+is reported there or at the next store, never raised on the run's side.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 BATCH = 64  # stores queued before the thread is woken
 LATENCY = 0.05  # seconds: a store waits at most about this long for its batch to gather
+# Seconds between two writes of prepared entries: what a run killed half-way loses of its stores
+# (its outputs are stored again by the run after it), and few enough packs for a long run.
+FLUSH_EVERY = 10.0
 
 
 class Writer:
-    def __init__(self, store: Callable[[Any], bool]) -> None:
-        self._store = store
-        self._todo: Deque[Any] = collections.deque()
+    def __init__(self, prepare: Callable[[Any], Optional[Any]], flush: Callable[[List[Any]], int]) -> None:
+        self._prepare = prepare
+        self._flush = flush
+        self._todo: Deque[Tuple[Any, int, bool]] = collections.deque()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._woken = 0.0
@@ -35,8 +41,9 @@ class Writer:
         self._queued_bytes = 0  # by the run only
         self._done_bytes = 0  # by the thread only
 
-    def put(self, item: Any, size: int) -> None:
-        self._todo.append((item, size))  # a deque's append is atomic: no lock on the run's side
+    def put(self, item: Any, size: int, *, alone: bool = False) -> None:
+        """Queue a store; `alone`: written at once and by itself (a repair: an entry file of its own)."""
+        self._todo.append((item, size, alone))  # a deque's append is atomic: no lock on the run's side
         self._queued_bytes += size
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="flowmake-cache-writer", daemon=True)
@@ -59,22 +66,37 @@ class Writer:
         return self._queued_bytes - self._done_bytes
 
     def _serve(self) -> None:
-        while True:
-            # Stores left by a put that did not wake it are written within LATENCY all the same.
-            self._wake.wait(LATENCY if self._todo else None)
-            self._wake.clear()
-            while self._todo and not self.cancelled:
-                item, size = self._todo.popleft()
-                try:
-                    if self._store(item):
-                        self.stored += 1
+        batch: List[Any] = []
+        flushed = time.monotonic()
+        try:
+            while True:
+                if self._todo:  # left by a put that did not wake it: written within LATENCY all the same
+                    timeout: Optional[float] = LATENCY
+                elif batch:
+                    timeout = max(0.0, FLUSH_EVERY - (time.monotonic() - flushed))
+                else:
+                    timeout = None
+                self._wake.wait(timeout)
+                self._wake.clear()
+                while self._todo and not self.cancelled:
+                    item, size, alone = self._todo.popleft()
+                    prepared = self._prepare(item)
+                    if prepared is not None:
+                        if alone:
+                            self.stored += self._flush([prepared])
+                        else:
+                            batch.append(prepared)
                     self._done_bytes += size
-                except BaseException as exc:  # reported by the run (drain, or its next store)
-                    self.error = exc
-                    self._todo.clear()
+                if self.cancelled:
                     return
-            if self._closing or self.cancelled:
-                return
+                if batch and (self._closing or time.monotonic() - flushed >= FLUSH_EVERY):
+                    self.stored += self._flush(batch)
+                    batch, flushed = [], time.monotonic()
+                if self._closing:
+                    return
+        except BaseException as exc:  # reported by the run (drain, or its next store)
+            self.error = exc
+            self._todo.clear()
 
     def drain(self, timeout: float) -> bool:
         """Write what is queued and stop; False when that took longer than `timeout` (the thread is left behind)."""
@@ -89,4 +111,4 @@ class Writer:
         return True
 
 
-__all__: "List[str]" = ["Writer", "BATCH", "LATENCY"]
+__all__: "List[str]" = ["Writer", "BATCH", "LATENCY", "FLUSH_EVERY"]
