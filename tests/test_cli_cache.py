@@ -18,6 +18,7 @@ from conftest import FLOWMAKE, Project
 
 from flowmake.cache.backends import DirBackend
 from flowmake.cache.entry import blob_path, parse_entry
+from flowmake.cache.maintenance import entries_in, list_cache, stats
 from flowmake.store.hashing import hash_file
 
 PIPELINE = """\
@@ -216,8 +217,10 @@ def test_two_runs_writing_the_same_entries_at_once(tmp_path: Path, cache: Path) 
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     backend = DirBackend(str(cache))
-    entries = list(backend.listing("v1/entries"))
-    assert len(entries) == 30 and not list(cache.rglob("*.tmp-*"))
+    # Each run wrote its 30 entries as one pack (cache/packs.py): the same 30 keys, every entry whole.
+    assert stats(backend)["entries"] == 30 and not list(cache.rglob("*.tmp-*"))
+    units = list_cache(backend).entries
+    assert len(units) == 2 and all(len(entries_in(backend, p) or []) == 30 for p in units)
     third = clone(tmp_path, "third", many).json_run("--cache", str(cache))
     assert len(third.tasks_with("restored")) == 30 and notices(third) == []
 
@@ -237,9 +240,9 @@ def test_gc_under_a_concurrent_run(tmp_path: Path, cache: Path) -> None:
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     backend = DirBackend(str(cache))
-    for path, _size, _mtime in backend.listing("v1/entries"):
-        entry = parse_entry(backend.read(path), Path(path).stem)
-        assert all(backend.exists(blob_path(b.hash)) for b in entry.files.values()), path
+    for path in list_cache(backend).entries:  # entries of their own, and packs (cache/packs.py)
+        for entry in entries_in(backend, path) or []:
+            assert all(backend.exists(blob_path(b.hash)) for b in entry.blobs.values()), path
     # Whatever gc left is whole: a clone restores it or runs, never fails.
     other = clone(tmp_path, "b", many).json_run("--cache", str(cache))
     assert other.returncode == 0 and [m for m in notices(other) if "cache entry" in m] == []

@@ -82,12 +82,14 @@ def _remove(backend: Backend, path: str) -> None:
         backend.delete(pack_of(path))
 
 
-def _pack_entries(backend: Backend, index: str) -> Optional[List[Entry]]:
-    """The entries of a pack; None for one that cannot be read (gc removes it)."""
+def entries_in(backend: Backend, path: str) -> Optional[List[Entry]]:
+    """The entries of a listing's entry (one of its own, or a pack's); None for one that cannot be read."""
+    data = backend.read(path)
     try:
-        docs = read_pack(backend, index)
-        keys = index_keys(backend.read(index))
-        return [entry_of((docs or {}).get(k), k) for k in keys] if docs is not None else []
+        if not is_index(path):
+            return [] if data is None else [parse_entry(data, path.rsplit("/", 1)[-1][: -len(".json")])]
+        docs = read_pack(backend, path)
+        return [entry_of((docs or {}).get(k), k) for k in index_keys(data)] if docs is not None else []
     except CorruptEntry:
         return None
 
@@ -95,9 +97,9 @@ def _pack_entries(backend: Backend, index: str) -> Optional[List[Entry]]:
 def stats(backend: Backend) -> dict:
     """Entries, blobs, bytes, and the hit rate of the most recent runs that used the cache."""
     listing = list_cache(backend)
-    count = 0
+    keys: Set[str] = set()  # a key stored by two runs at once is in both their packs: one entry
     for path in listing.entries:
-        count += len(index_keys(backend.read(path))) if is_index(path) else 1
+        keys.update(index_keys(backend.read(path)) if is_index(path) else [path.rsplit("/", 1)[-1][:-5]])
     runs: List[dict] = []
     for path in sorted(listing.runs)[-RECENT_RUNS:]:
         data = backend.read(path)
@@ -108,7 +110,7 @@ def stats(backend: Backend) -> dict:
     hits = sum(int(r.get("hits", 0)) for r in runs)
     looked = hits + sum(int(r.get("misses", 0)) for r in runs)
     return {
-        "url": backend.url, "entries": count, "blobs": len(listing.blobs),
+        "url": backend.url, "entries": len(keys), "blobs": len(listing.blobs),
         "bytes": sum(s for s, _ in listing.blobs.values()) + sum(s for s, _ in listing.entries.values()),
         "recent_runs": len(runs), "hits": hits, "lookups": looked,
         "hit_rate": (hits / looked) if looked else None,
@@ -119,20 +121,10 @@ def stats(backend: Backend) -> dict:
 
 def _entry_blobs(backend: Backend, path: str) -> Optional[Set[str]]:
     """The blob paths an entry names; None for an entry that cannot be read (gc removes it)."""
-    if is_index(path):
-        entries = _pack_entries(backend, path)
-        if entries is None:
-            return None
-        return {blob_path(b.hash) for e in entries for b in e.blobs.values()}
-    data = backend.read(path)
-    if data is None:
-        return set()
-    key = path.rsplit("/", 1)[-1][: -len(".json")]
-    try:
-        entry = parse_entry(data, key)
-    except CorruptEntry:
+    entries = entries_in(backend, path)
+    if entries is None:
         return None
-    return {blob_path(b.hash) for b in entry.blobs.values()}
+    return {blob_path(b.hash) for e in entries for b in e.blobs.values()}
 
 
 def gc(backend: Backend, *, max_size: Optional[int] = None, older_than: Optional[float] = None,
