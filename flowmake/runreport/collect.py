@@ -29,8 +29,9 @@ DOCUMENT_VERSION = 1
 LOG_LIMIT = 64 * 1024  # characters of a task's log kept in the page (its end: where failures are)
 MAX_LINEAGE_OUTPUTS = 50  # final outputs traced back; a report of a 10,000-output run stays readable
 
-# What happened to a task in a run, worst first: a group of matrix variants shows its worst.
-STATUS_ORDER = ("failed", "interrupted", "skipped", "not run", "ran", "fresh")
+# What happened to a task in a run, worst first: a group of matrix variants shows its worst. A task
+# restored from the shared cache (docs/cache.md) did this run's work without running: after "ran".
+STATUS_ORDER = ("failed", "interrupted", "skipped", "not run", "ran", "restored", "fresh")
 
 
 @dataclass
@@ -304,15 +305,15 @@ def _log_text(root: Path, log: Optional[str]) -> Tuple[Optional[str], bool, bool
 
 
 def final_outputs(shape: RunShape, attempts: Sequence[AttemptRecord], statuses: Mapping[str, str]) -> List[str]:
-    """The run's end products: outputs of its succeeded or fresh tasks that no selected task depends on."""
+    """The run's end products: outputs of its succeeded, restored or fresh tasks that no selected task depends on."""
     recorded: Dict[str, List[str]] = {}
     for a in attempts:
-        if a.status == "ok":
+        if a.status in ("ok", "restored"):
             recorded[a.task] = list(a.outputs)
     consumers = {d for t in shape.tasks for d in shape.deps[t]}
     finals: Dict[str, None] = {}
     for name in shape.tasks:
-        if statuses.get(name) in ("ran", "fresh") and name not in consumers:
+        if statuses.get(name) in ("ran", "restored", "fresh") and name not in consumers:
             for out in recorded.get(name) or shape.declared_outputs.get(name, []):
                 finals[out] = None
     return list(finals)[:MAX_LINEAGE_OUTPUTS]

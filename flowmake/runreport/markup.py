@@ -6,7 +6,7 @@ import html
 from typing import Mapping, Sequence
 
 STATUS_CLASS = {"not run": "notrun", "did not finish": "did-not-finish"}
-STATUS_WORDS = ("ran", "fresh", "failed", "interrupted", "skipped", "not run")
+STATUS_WORDS = ("ran", "restored", "fresh", "failed", "interrupted", "skipped", "not run")
 
 
 def e(value: object) -> str:
