@@ -129,3 +129,34 @@ def test_two_clones_share_a_cache_on_s3_through_the_cli(endpoint: str, s3: str, 
     third = clone(tmp_path, "third")
     lost = third.json_run("--cache", "s3://no-such-bucket-here/x", env=env)
     assert lost.returncode == 0 and len(lost.ran) == 5 and len(notices(lost)) == 1, lost
+
+
+def test_a_run_of_many_tasks_stores_one_pack_on_s3_and_lookups_list_once(s3: str, tmp_path: Path) -> None:
+    from flowmake.cache.entry import Produced
+    from flowmake.store.hashing import FileHasher
+
+    root = tmp_path / "a"
+    (root / "out").mkdir(parents=True)
+    keys = []
+    for run in ("R1", "R2"):  # two runs: two packs, whose indexes a reader fetches at once
+        session = open_session(s3)
+        hasher = FileHasher(root, {})
+        for i in range(20):
+            (root / "out" / f"{i}.txt").write_text(f"task {i}\n")
+            out = f"out/{i}.txt"
+            keys.append(entry_key(f"{run}-f{i}", [out]))
+            assert session.store(keys[-1], str(root), {out: hasher.hash(out)}, hasher.hash,
+                                 Produced(run, "h", "u", 1.0, f"t{i}", "p", "v"), wait=False)
+        session.finish(run, host="h", project="p")
+    loose = store_outputs(open_session(s3), tmp_path / "a", ["out/0.txt"], fingerprint="loose")  # an entry of its own
+    backend = session.backend
+    assert sorted(p.rsplit(".", 1)[1] for p, _, _ in backend.listing("v1/packs")) == ["idx", "idx", "pack", "pack"]
+    assert stats(backend)["entries"] == 41
+    warnings: list = []
+    reader = open_session(s3, warnings)
+    for key in keys + [loose, entry_key("never stored", ["out/0.txt"])]:
+        reader.lookup(key, "t")
+    assert reader.counts["misses"] == 1 and warnings == [] and reader._listing is not None
+    entry = reader.lookup(keys[7], "t")
+    assert entry is not None and reader.restore(entry, str(tmp_path / "b"), "t")
+    assert (tmp_path / "b" / "out" / "7.txt").read_text() == "task 7\n"

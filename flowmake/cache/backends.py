@@ -52,6 +52,9 @@ def copy_hashing(src: BinaryIO, dst: BinaryIO) -> str:
 class DirBackend:
     """A cache in a directory: on this machine, or a shared mount every job sees."""
 
+    # A failed open is cheaper than listing a big cache: a run lists the entries once it has looked up this many.
+    list_after = 16
+
     def __init__(self, root: str) -> None:
         self.root = root
         self.url = root
@@ -182,6 +185,9 @@ class DirBackend:
 class FsspecBackend:
     """A cache at an fsspec URL (s3://bucket/prefix through s3fs, gs://, az://, ...)."""
 
+    # Each lookup is a request (milliseconds on S3); a listing returns a thousand keys a request.
+    list_after = 1
+
     def __init__(self, url: str, make_fs: Callable[[], Tuple[object, str]], protocol: str) -> None:
         self.url = url
         self._make_fs = make_fs
@@ -243,7 +249,14 @@ class FsspecBackend:
         return self.fs.exists(self._full(rel))
 
     def entry_keys(self, limit: int) -> Optional[Set[str]]:
-        return None  # looked up one by one
+        keys: Set[str] = set()
+        for path, _size, _mtime in self.listing(f"{ROOT}/entries"):
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(".json") and ".tmp-" not in name:
+                keys.add(name[: -len(".json")])
+                if len(keys) > limit:
+                    return None
+        return keys
 
     def touch(self, rel: str) -> bool:
         # Object stores cannot touch an object: write its bytes again (entries are small).

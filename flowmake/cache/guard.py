@@ -71,9 +71,33 @@ class Guard:
             self._calls.put(None)
 
 
+class Prefetch:
+    """fn(*args) on a daemon thread of its own, which nobody waits for: `result()` is its value once it is done.
+
+    For what only saves time when it comes (the listing of a cache's entries):
+    until then, or if it fails or never ends, the caller goes on without it.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._call = _Call(fn, args)
+        threading.Thread(target=self._run, name="flowmake-cache-prefetch", daemon=True).start()
+
+    def _run(self) -> None:
+        call = self._call
+        try:
+            call.result = call.fn(*call.args)
+        except Exception as exc:  # a listing that fails only costs the lookups it would have saved
+            call.error = exc
+        call.done.set()
+
+    def result(self) -> Any:
+        call = self._call
+        return call.result if call.done.is_set() and call.error is None else None
+
+
 def deadline_for(base: float, size: int) -> float:
     """The time a transfer of `size` bytes may take: the base timeout, plus a second per MB (1 MB/s at least)."""
     return base + size / 1_000_000
 
 
-__all__: "List[str]" = ["Guard", "CacheTimeout", "deadline_for"]
+__all__: "List[str]" = ["Guard", "CacheTimeout", "Prefetch", "deadline_for"]

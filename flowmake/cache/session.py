@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Set, 
 
 from .entry import CorruptEntry, Entry, entry_of, entry_path, parse_entry, run_path
 from .packs import pack_index, read_pack
-from .guard import CacheTimeout, Guard, deadline_for
+from .guard import CacheTimeout, Guard, Prefetch, deadline_for
 from .transfer import Fault, collect_files, discard, place, prepare, stage, store, write_packed
 from .writer import Writer
 
@@ -25,9 +25,7 @@ if TYPE_CHECKING:  # names for type checkers only
 
 MODES = ("readwrite", "read", "write")
 DEFAULT_TIMEOUT = 30.0  # seconds an operation on the cache may take (a transfer gets a second per MB more)
-# A run that looks up this many keys lists the cache's entries once instead (a few calls, not one per
-# key); a cache of more than LIST_MAX entries is not listed (that would cost more than the lookups).
-LIST_AFTER = 16
+# A cache of more than LIST_MAX entry files is not listed (that would cost more than the lookups it saves).
 LIST_MAX = 200_000
 
 
@@ -50,9 +48,10 @@ class CacheSession:
         self._writer = Writer(self._prepare, lambda prepared: write_packed(self.backend, prepared))
         self._cancelled = False
         self._reported = 0  # stores of the writer already counted
-        # The keys the cache holds, listed once when a run looks up many (LIST_AFTER): a miss then costs no
-        # round trip to the cache. None until listed, or when the backend cannot list them cheaply.
-        self._known: Optional[Set[str]] = None
+        # The keys of the cache's entry files, listed once on a thread of its own when a run looks up many
+        # (backend.list_after): then a miss costs no round trip. Until the listing is in, or if it fails,
+        # each lookup asks the cache.
+        self._listing: Optional[Prefetch] = None
         self._lookups = 0
         self._packs: Optional[Dict[str, str]] = None  # key -> index of the newest pack holding it (packs.py)
         self._pack_docs: Dict[str, Optional[Dict[str, object]]] = {}  # index -> its pack's entries, once read
@@ -84,12 +83,13 @@ class CacheSession:
             return None
         self._lookups += 1
         try:
-            if self._packs is None:  # one listing and a read per pack, at the first lookup
+            if self._packs is None:  # one listing and a read per pack (at once), at the first lookup
                 self._packs = self._call(self.timeout, pack_index, self.backend)  # type: ignore[assignment]
-            if self._lookups == LIST_AFTER:
-                self._known = self._call(self.timeout, self.backend.entry_keys, LIST_MAX)  # type: ignore[assignment]
+            if self._lookups == self.backend.list_after:
+                self._listing = Prefetch(self.backend.entry_keys, LIST_MAX)
+            known = self._listing.result() if self._listing is not None else None
             data = None
-            if self._known is None or key in self._known:
+            if known is None or key in known:
                 data = self._call(self.timeout, self.backend.read, entry_path(key))
             if data is None:
                 index = (self._packs or {}).get(key)
@@ -176,8 +176,6 @@ class CacheSession:
         entry = Entry(key, {o: h for o, h in outputs.items() if h is not None}, files, produced)
         if not wait:
             self._writer.put((root, entry), entry.size, alone=key in self._repair)
-            if self._known is not None:
-                self._known.add(key)
             return True
         try:
             stored = self._call(deadline_for(self.timeout, entry.size), store, self.backend, root, entry)
