@@ -140,3 +140,16 @@ def test_a_pack_is_collected_as_a_whole_least_recently_used_first(tmp_path: Path
     result = gc(backend, max_size=list_cache(backend).entries[str(owner.relative_to(cache))][0], now=time.time())
     assert result["removed_entries"] == 1 and owner.exists() and not other.exists()
     assert not other.with_suffix(".pack").exists() and owner.with_suffix(".pack").exists()
+
+
+def test_a_truncated_pack_is_a_fault_of_each_entry_looked_up_not_of_the_cache(tmp_path: Path) -> None:
+    cache, a = tmp_path / "cache", tmp_path / "a"
+    keys = _store_as_a_run(cache, a, _project(a, 20))
+    pack = next(p for p in _packs(cache) if p.suffix == ".pack")
+    pack.write_bytes(pack.read_bytes()[:100])
+    loose = _store_as_a_run(cache, a / "few", _project(a / "few", 2), prefix="few")
+    warnings: list = []
+    session = open_session(str(cache), warnings)
+    assert session.lookup(keys[0], "t0") is None and session.lookup(keys[1], "t1") is None
+    assert len(warnings) == 2 and keys[0][:16] in warnings[0] and "unreadable pack" in warnings[0]
+    assert session.off is None and session.lookup(loose[0], "few0") is not None

@@ -54,7 +54,8 @@ class CacheSession:
         self._listing: Optional[Prefetch] = None
         self._lookups = 0
         self._packs: Optional[Dict[str, str]] = None  # key -> index of the newest pack holding it (packs.py)
-        self._pack_docs: Dict[str, Optional[Dict[str, object]]] = {}  # index -> its pack's entries, once read
+        # index -> its pack's entries, once read (None: gone since it was listed; CorruptEntry: unreadable)
+        self._pack_docs: Dict[str, object] = {}
         self._in_pack: Dict[str, str] = {}  # key of an entry found in a pack -> that pack's index
         self._repair: Set[str] = set()  # keys whose entry was damaged: stored again as files of their own
         self._touched: Set[str] = set()
@@ -65,7 +66,7 @@ class CacheSession:
         except CacheTimeout:
             self._cancelled = True
             self._turn_off(f"did not answer within {timeout:g}s")
-        except Fault:
+        except (Fault, CorruptEntry):  # this entry's (or pack's) fault, not the cache's
             raise
         except Exception as exc:  # any failure of the backend (OSError, botocore's, fsspec's): the cache as a whole
             self._turn_off(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
@@ -106,10 +107,15 @@ class CacheSession:
             return None
 
     def _from_pack(self, key: str, task: str, index: str) -> Optional[Entry]:
-        docs = self._pack_docs.get(index)
         try:
-            if docs is None:
-                docs = self._pack_docs[index] = self._call(self.timeout, read_pack, self.backend, index)  # type: ignore
+            if index not in self._pack_docs:
+                try:
+                    self._pack_docs[index] = self._call(self.timeout, read_pack, self.backend, index)  # type: ignore
+                except CorruptEntry as exc:  # each of its keys is a fault, and is repaired as an entry of its own
+                    self._pack_docs[index] = exc
+            docs = self._pack_docs[index]
+            if isinstance(docs, CorruptEntry):
+                raise docs
             if docs is None:  # removed by a gc since it was listed
                 self.counts["misses"] += 1
                 return None
