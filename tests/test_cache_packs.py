@@ -53,7 +53,7 @@ def test_a_run_of_many_tasks_writes_one_pack_and_another_project_restores_from_i
     assert not (cache / "v1" / "entries").exists()  # no file per task
     assert stats(DirBackend(str(cache)))["entries"] == 40
     session = open_session(str(cache))
-    for key, out in zip(keys, outputs):  # more than LIST_AFTER lookups: the listing path too
+    for key, out in zip(keys, outputs):  # answered from the listing and the pack index
         entry = session.lookup(key, "t")
         assert entry is not None and session.restore(entry, str(b), "t")
         assert output_hashes(b, [out]) == output_hashes(a, [out])

@@ -52,9 +52,6 @@ def copy_hashing(src: BinaryIO, dst: BinaryIO) -> str:
 class DirBackend:
     """A cache in a directory: on this machine, or a shared mount every job sees."""
 
-    # A failed open is cheaper than listing a big cache: a run lists the entries once it has looked up this many.
-    list_after = 16
-
     def __init__(self, root: str) -> None:
         self.root = root
         self.url = root
@@ -184,9 +181,6 @@ class DirBackend:
 
 class FsspecBackend:
     """A cache at an fsspec URL (s3://bucket/prefix through s3fs, gs://, az://, ...)."""
-
-    # Each lookup is a request (milliseconds on S3); a listing returns a thousand keys a request.
-    list_after = 1
 
     def __init__(self, url: str, make_fs: Callable[[], Tuple[object, str]], protocol: str) -> None:
         self.url = url

@@ -48,11 +48,10 @@ class CacheSession:
         self._writer = Writer(self._prepare, lambda prepared: write_packed(self.backend, prepared))
         self._cancelled = False
         self._reported = 0  # stores of the writer already counted
-        # The keys of the cache's entry files, listed once on a thread of its own when a run looks up many
-        # (backend.list_after): then a miss costs no round trip. Until the listing is in, or if it fails,
-        # each lookup asks the cache.
+        # The keys of the cache's entry files, listed once, from the first lookup on, on a thread of their
+        # own: then a miss costs no round trip (a request on S3, a hand-off to the cache's thread and back
+        # in a directory). Until the listing is in, or if it fails or finds too many, each lookup asks.
         self._listing: Optional[Prefetch] = None
-        self._lookups = 0
         self._packs: Optional[Dict[str, str]] = None  # key -> index of the newest pack holding it (packs.py)
         # index -> its pack's entries, once read (None: gone since it was listed; CorruptEntry: unreadable)
         self._pack_docs: Dict[str, object] = {}
@@ -82,11 +81,9 @@ class CacheSession:
         self._check_writer()
         if not self.reads or self.off is not None:
             return None
-        self._lookups += 1
         try:
             if self._packs is None:  # one listing and a read per pack (at once), at the first lookup
                 self._packs = self._call(self.timeout, pack_index, self.backend)  # type: ignore[assignment]
-            if self._lookups == self.backend.list_after:
                 self._listing = Prefetch(self.backend.entry_keys, LIST_MAX)
             known = self._listing.result() if self._listing is not None else None
             data = None

@@ -19,8 +19,12 @@ import threading
 import time
 from typing import Any, Callable, Deque, List, Optional, Tuple
 
-BATCH = 64  # stores queued before the thread is woken
-LATENCY = 0.05  # seconds: a store waits at most about this long for its batch to gather
+# The thread is woken when this many stores, or this many bytes to upload, are queued, or LATENCY
+# seconds after it was last woken: each wake-up costs both threads a hand-off of the interpreter lock,
+# and a run of trivial tasks has little to gain from entries prepared early (they are written together).
+BATCH = 256
+BATCH_BYTES = 1 << 20
+LATENCY = 1.0
 # Seconds between two writes of prepared entries: what a run killed half-way loses of its stores
 # (its outputs are stored again by the run after it), and few enough packs for a long run.
 FLUSH_EVERY = 10.0
@@ -34,6 +38,7 @@ class Writer:
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._woken = 0.0
+        self._woken_bytes = 0
         self._closing = False
         self.cancelled = False  # set by the run when it gives up waiting: the thread stops at its next store
         self.error: Optional[BaseException] = None
@@ -49,8 +54,9 @@ class Writer:
             self._thread = threading.Thread(target=self._serve, name="flowmake-cache-writer", daemon=True)
             self._thread.start()
         now = time.monotonic()
-        if len(self._todo) >= BATCH or now - self._woken > LATENCY:
-            self._woken = now
+        if (len(self._todo) >= BATCH or self.bytes_left - self._woken_bytes >= BATCH_BYTES
+                or now - self._woken > LATENCY or alone):
+            self._woken, self._woken_bytes = now, self.bytes_left
             self._wake.set()
 
     @property
