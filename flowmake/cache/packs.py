@@ -40,7 +40,7 @@ def write_pack(backend: Backend, entries: Sequence[Entry]) -> str:
     """Write the entries as one pack; the path of its index."""
     base = f"{PACKS}/{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(6).hex()}"
     doc = {"format": PACK_FORMAT, "entries": {e.key: e.to_doc() for e in entries}}
-    backend.write_atomic(base + ".pack", json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    backend.write_atomic(base + ".pack", json.dumps(doc, separators=(",", ":")).encode())  # unsorted: half the time
     backend.write_atomic(base + ".idx", "".join(e.key + "\n" for e in entries).encode())
     return base + ".idx"
 
