@@ -106,6 +106,8 @@ class SharedCache:
 
     def store(self, spec: TaskSpec, obs: Observation, outputs: Mapping[str, Optional[str]]) -> None:
         """After a successful run of the task: keep its outputs under its key."""
+        if not self.session.writes:
+            return
         key = self.key(spec, obs)
         if key is None or self._hasher is None:
             return
