@@ -90,8 +90,11 @@ class Prefetch:
             call.error = exc
         call.done.set()
 
-    def result(self) -> Any:
+    def result(self, wait: float = 0.0) -> Any:
+        """Its value if it is done (within `wait` seconds), else None."""
         call = self._call
+        if wait > 0:
+            call.done.wait(wait)
         return call.result if call.done.is_set() and call.error is None else None
 
 

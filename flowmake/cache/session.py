@@ -27,6 +27,7 @@ MODES = ("readwrite", "read", "write")
 DEFAULT_TIMEOUT = 30.0  # seconds an operation on the cache may take (a transfer gets a second per MB more)
 # A cache of more than LIST_MAX entry files is not listed (that would cost more than the lookups it saves).
 LIST_MAX = 200_000
+LIST_WAIT = 0.05  # seconds the first lookup waits for that listing (one request on S3, for a small cache)
 
 
 class CacheSession:
@@ -85,6 +86,7 @@ class CacheSession:
             if self._packs is None:  # one listing and a read per pack (at once), at the first lookup
                 self._packs = self._call(self.timeout, pack_index, self.backend)  # type: ignore[assignment]
                 self._listing = Prefetch(self.backend.entry_keys, LIST_MAX)
+                self._listing.result(wait=LIST_WAIT)  # a small cache is listed at once: no lookup goes out
             known = self._listing.result() if self._listing is not None else None
             data = None
             if known is None or key in known:
