@@ -3,13 +3,14 @@
 A store per task handed to a thread one at a time cost a run of trivial
 tasks a quarter of its CPU (a wake-up, a hand-off of the interpreter lock
 and a reply per task, for a few file writes): here the run only appends to
-a queue, and the thread is woken when a batch has gathered (or when the
-last wake-up is a while ago, so that the stores of slow tasks are not held
-back). It prepares each entry (uploads its blobs: transfer.prepare) as it
-comes, and writes what it prepared every FLUSH_EVERY seconds and at the
-end, together (a pack of many entries: packs.py). The run waits for the
-rest at its end (`drain`), with a deadline; an error stops the writer and
-is reported there or at the next store, never raised on the run's side.
+a queue. The thread wakes by itself every FLUSH_EVERY seconds (and at the
+end of the run), or when the run has queued a megabyte of files to upload
+(big files go up while the run goes on); it prepares each queued entry
+(uploads its blobs, reads its small files: transfer.prepare) and writes
+what it prepared together (a pack of many entries: packs.py). The run
+waits for the rest at its end (`drain`), with a deadline; an error stops
+the writer and is reported there or at the next store, never raised on
+the run's side.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import threading
 import time
 from typing import Any, Callable, Deque, List, Optional, Tuple
 
-# The thread is woken when this many stores, or this many bytes to upload, are queued, or LATENCY
-# seconds after it was last woken: each wake-up costs both threads a hand-off of the interpreter lock,
-# and a run of trivial tasks has little to gain from entries prepared early (they are written together).
-BATCH = 256
+# The run wakes the thread only when this many bytes to upload are queued (big files are uploaded while
+# the run goes on), or for a repair; else the thread wakes by itself every FLUSH_EVERY seconds, and at
+# the end. A wake-up costs both threads a hand-off of the interpreter lock, and entries prepared early
+# gain nothing: they are written together.
 BATCH_BYTES = 1 << 20
-LATENCY = 1.0
 # Seconds between two writes of prepared entries: what a run killed half-way loses of its stores
 # (its outputs are stored again by the run after it), and few enough packs for a long run.
 FLUSH_EVERY = 10.0
@@ -37,7 +37,6 @@ class Writer:
         self._todo: Deque[Tuple[Any, int, bool]] = collections.deque()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._woken = 0.0
         self._woken_bytes = 0
         self._closing = False
         self.cancelled = False  # set by the run when it gives up waiting: the thread stops at its next store
@@ -53,10 +52,8 @@ class Writer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="flowmake-cache-writer", daemon=True)
             self._thread.start()
-        now = time.monotonic()
-        if (len(self._todo) >= BATCH or self.bytes_left - self._woken_bytes >= BATCH_BYTES
-                or now - self._woken > LATENCY or alone):
-            self._woken, self._woken_bytes = now, self.bytes_left
+        if alone or self.bytes_left - self._woken_bytes >= BATCH_BYTES:
+            self._woken_bytes = self.bytes_left
             self._wake.set()
 
     @property
@@ -76,12 +73,8 @@ class Writer:
         flushed = time.monotonic()
         try:
             while True:
-                if self._todo:  # left by a put that did not wake it: written within LATENCY all the same
-                    timeout: Optional[float] = LATENCY
-                elif batch:
-                    timeout = max(0.0, FLUSH_EVERY - (time.monotonic() - flushed))
-                else:
-                    timeout = None
+                # Stores queued without a wake-up are prepared and written at the next flush all the same.
+                timeout = max(0.0, FLUSH_EVERY - (time.monotonic() - flushed)) if self._todo or batch else None
                 self._wake.wait(timeout)
                 self._wake.clear()
                 while self._todo and not self.cancelled:
@@ -117,4 +110,4 @@ class Writer:
         return True
 
 
-__all__: "List[str]" = ["Writer", "BATCH", "LATENCY", "FLUSH_EVERY"]
+__all__: "List[str]" = ["Writer", "BATCH_BYTES", "FLUSH_EVERY"]
