@@ -34,6 +34,7 @@ from flowmake.events import (
 )
 from flowmake.model import Reason, ReasonKind
 from flowmake.report import make_reporter, use_color
+from flowmake.report.board import Board, MoreRow, TaskRow, layout
 from flowmake.report.common import clean_line, format_clock, format_duration
 from flowmake.report.tree import TreeReporter
 
@@ -480,6 +481,45 @@ def test_tree_handles_10000_events_without_rendering() -> None:
     reporter.close()
     assert len(calls) == 1
 
+
+
+class _Counting(list):  # type: ignore[type-arg]
+    """board.entries that counts how many of its items a frame reads."""
+
+    reads = 0
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        _Counting.reads += 1
+        return super().__getitem__(index)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for item in super().__iter__():
+            _Counting.reads += 1
+            yield item
+
+
+@pytest.mark.parametrize("failed_every", [0, 3])
+def test_a_frame_of_100000_tasks_reads_only_what_it_shows(failed_every: int) -> None:
+    """Each redraw costs O(rows shown), not O(tasks): no step walks every task or group to size itself."""
+    n = 50_000
+    names = [f"t{i}" for i in range(n)] + [f"m:{i}" for i in range(n)]  # 50,000 one-task groups and a matrix
+    board = Board()
+    board.plan("big", tuple(planned(name) for name in names), 0.0)
+    for name in names[::failed_every] if failed_every else ():
+        board.finished(TaskFinished(RUN, T0, name, TaskState.FAILED, 0.1, exit_code=1), 1.0)
+    for name in ("t7", "m:9"):
+        board.started(TaskStarted(RUN, T0, name, (), None), 1.0)
+    board.entries = _Counting(board.entries)
+    _Counting.reads = 0
+    rows = layout(board, 40)
+    assert len(rows) <= 40
+    shown = [r.task.name for r in rows if isinstance(r, TaskRow)]
+    assert shown[:2] == ["t7", "m:9"]  # running first
+    assert len(shown) == (2 if not failed_every else 40 - 1)  # with failures: as many as fit, then the count
+    more = rows[-1]
+    # Without failures the matrix shows as its group's line (counting all its tasks) over its running one.
+    assert isinstance(more, MoreRow) and more.hidden == (2 * n - len(shown) if failed_every else n - 1)
+    assert _Counting.reads <= 2 * 40, f"a frame read {_Counting.reads} entries"
 
 # --- common --------------------------------------------------------------------
 

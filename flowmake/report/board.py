@@ -1,20 +1,24 @@
 """The live view's model: every task's phase, and which rows fit on screen.
 
 `Board` folds events into per-task and per-group state in O(1) per event, so a
-run of 10,000 events costs nothing until something is drawn. `layout()` then
+run of 100,000 events costs nothing until something is drawn. `layout()` then
 picks the rows for a screen of a given height, collapsing in steps so that
 the view never scrolls: first every task; then calm groups (all done, fresh
 or pending) as one summary line each; then all calm groups as one "… N more
 tasks" line; finally a flat list of the tasks that matter most. Running,
 waiting and failed tasks stay visible in every step but the last, which
-shows as many of them as fit. Nothing here draws or imports rich, so the
-collapsing rules are tested as data; tree.py turns rows into a rich Tree.
+shows as many of them as fit. Each step's size is known, or bounded, without
+walking every task, so a frame costs O(what is shown) however large the run.
+Nothing here draws or imports rich, so the collapsing rules are tested as
+data; tree.py turns rows into a rich Tree.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import chain, islice
+from operator import attrgetter
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..events import (
@@ -37,37 +41,47 @@ from .common import (
 # Names longer than this do not widen their group's name column further.
 MAX_NAME_WIDTH = 32
 # Phases shown before others in the last-resort flat list: what is happening now.
-_LIVE_FIRST = (TaskState.RUNNING, TaskState.RETRYING, TaskState.WAITING, TaskState.INTERRUPTED)
+_LIVE_FIRST = frozenset({TaskState.RUNNING, TaskState.RETRYING, TaskState.WAITING, TaskState.INTERRUPTED})
+_group_of = attrgetter("group")
 
 
-@dataclass
 class TaskView:
-    name: str
-    group: str
-    phase: TaskState = TaskState.PENDING
-    reasons: Tuple[Reason, ...] = ()
-    started: Optional[float] = None  # clock reading when it started
-    ended: Optional[float] = None  # clock reading when it stopped running
-    duration: float = 0.0
-    line: str = ""  # latest output line, cleaned
-    detail: str = ""  # failure or skip text, worded once when it finishes
-    waiting_for: Tuple[str, ...] = ()
-    attempt: int = 1
-    worker: str = ""  # the cluster worker running it (task_placed), if an executor said
+    """One task as shown. Slots: a run of 100,000 tasks holds 100,000 of these."""
+
+    __slots__ = ("name", "group", "index", "phase", "reasons", "started", "ended", "duration", "line", "detail",
+                 "waiting_for", "attempt", "worker")
+
+    def __init__(self, name: str, group: str, index: int, reasons: Tuple[Reason, ...] = ()) -> None:
+        self.name = name
+        self.group = group
+        self.index = index  # of its entry in Board.entries: itself, or its group
+        self.phase = TaskState.PENDING
+        self.reasons = reasons
+        self.started: Optional[float] = None  # clock reading when it started
+        self.ended: Optional[float] = None  # clock reading when it stopped running
+        self.duration = 0.0
+        self.line = ""  # latest output line, cleaned
+        self.detail = ""  # failure or skip text, worded once when it finishes
+        self.waiting_for: Tuple[str, ...] = ()
+        self.attempt = 1
+        self.worker = ""  # the cluster worker running it (task_placed), if an executor said
 
 
-@dataclass
 class GroupView:
-    name: str
-    index: int
-    tasks: List[str] = field(default_factory=list)
-    counts: Counter[TaskState] = field(default_factory=Counter)  # TaskState -> number of its tasks
-    notable: Dict[str, None] = field(default_factory=dict)  # ordered set of task names
-    name_width: int = 0
+    """A group of two or more tasks (a matrix); a task alone in its group is its own entry."""
 
-    @property
-    def single(self) -> bool:
-        return len(self.tasks) == 1
+    __slots__ = ("name", "index", "tasks", "counts", "notable", "name_width")
+
+    def __init__(self, name: str, index: int) -> None:
+        self.name = name
+        self.index = index
+        self.tasks: List[str] = []
+        self.counts: Dict[TaskState, int] = dict.fromkeys(TaskState, 0)  # TaskState -> number of its tasks
+        self.notable: Dict[str, None] = {}  # ordered set of task names
+        self.name_width = 0
+
+
+Entry = Union[TaskView, GroupView]  # one per group, in plan order: what the tree lists under its root
 
 
 class Board:
@@ -76,10 +90,13 @@ class Board:
     def __init__(self) -> None:
         self.flow_name = ""
         self.tasks: Dict[str, TaskView] = {}
-        self.groups: Dict[str, GroupView] = {}
-        self.totals: Counter[TaskState] = Counter()
-        self.active: Dict[str, None] = {}  # groups holding a notable task
-        self.notable: Dict[str, None] = {}  # notable tasks, in the order they became so
+        self.groups: Dict[str, GroupView] = {}  # groups of two or more tasks
+        self.entries: List[Entry] = []
+        self.totals: Dict[TaskState, int] = dict.fromkeys(TaskState, 0)
+        self.active: Dict[int, None] = {}  # indices of entries holding a notable task
+        # Notable tasks, in the order they became so: live ones (shown first) and failed ones.
+        self.live: Dict[str, None] = {}
+        self.failed: Dict[str, None] = {}
         self.started_at: Optional[float] = None
         self.duration: Optional[float] = None  # the run's own figure, once finished
         self.notices: List[str] = []
@@ -93,11 +110,21 @@ class Board:
     def plan(self, name: str, tasks: Sequence[PlannedTask], now: float) -> None:
         self.flow_name = name
         self.started_at = now
+        sizes = Counter(map(_group_of, tasks))
+        tasks_by_name, entries, groups = self.tasks, self.entries, self.groups
+        width = 0
         for planned in tasks:
-            view = self._add(planned.name, planned.group)
-            view.reasons = planned.reasons if planned.will_run else ()
-        singles = [g.name_width for g in self.groups.values() if g.single]
-        self.single_width = max(singles, default=0)
+            reasons = planned.reasons if planned.will_run else ()
+            group = planned.group
+            if sizes[group] == 1:  # the common case at 100,000 tasks: kept to one object
+                view = tasks_by_name[planned.name] = TaskView(planned.name, group, len(entries), reasons)
+                entries.append(view)
+                width = max(width, len(planned.name))
+            else:
+                self._add_to_group(planned.name, group).reasons = reasons
+        self.full_rows = len(self.tasks) + len(groups)
+        self.totals[TaskState.PENDING] = len(self.tasks)
+        self.single_width = min(width, MAX_NAME_WIDTH)
 
     def started(self, event: TaskStarted, now: float) -> None:
         view = self._get(event.task)
@@ -143,7 +170,7 @@ class Board:
         """Freeze the clock; whatever still runs was cut short by the run ending."""
         self.duration = event.duration
         self.stopping = None
-        for name in list(self.notable):
+        for name in list(self.live):
             view = self.tasks[name]
             if view.phase in (TaskState.RUNNING, TaskState.WAITING, TaskState.RETRYING):
                 view.ended = now
@@ -165,45 +192,58 @@ class Board:
 
     # --- bookkeeping -----------------------------------------------------------
 
-    def _add(self, name: str, group_name: str) -> TaskView:
+    def _add_to_group(self, name: str, group_name: str) -> TaskView:
         group = self.groups.get(group_name)
         if group is None:
-            group = self.groups[group_name] = GroupView(group_name, len(self.groups))
-        # A group's first task is one row; the second adds two, as the group's
-        # own line appears above them; every further one adds one.
-        self.full_rows += 2 if len(group.tasks) == 1 else 1
+            group = self.groups[group_name] = GroupView(group_name, len(self.entries))
+            self.entries.append(group)
         group.tasks.append(name)
         group.name_width = max(group.name_width, min(len(name), MAX_NAME_WIDTH))
-        view = self.tasks[name] = TaskView(name, group_name)
+        view = self.tasks[name] = TaskView(name, group_name, group.index)
         group.counts[TaskState.PENDING] += 1
-        self.totals[TaskState.PENDING] += 1
         return view
 
     def _get(self, name: str) -> TaskView:
-        # Tolerate a task missing from the plan rather than crash the display.
+        # Tolerate a task missing from the plan rather than crash the display: its own entry.
         view = self.tasks.get(name)
         if view is None:
-            view = self._add(name, name)
-            self.single_width = max(self.single_width, self.groups[view.group].name_width)
+            view = self.tasks[name] = TaskView(name, name, len(self.entries))
+            self.entries.append(view)
+            self.full_rows += 1
+            self.totals[TaskState.PENDING] += 1
+            self.single_width = max(self.single_width, min(len(name), MAX_NAME_WIDTH))
         return view
 
     def _set(self, view: TaskView, phase: TaskState) -> None:
-        group = self.groups[view.group]
-        group.counts[view.phase] -= 1
-        self.totals[view.phase] -= 1
-        group.counts[phase] += 1
-        self.totals[phase] += 1
-        view.phase = phase
-        if phase in NOTABLE:
-            group.notable[view.name] = None
-            self.notable.pop(view.name, None)  # re-inserted: order of latest change
-            self.notable[view.name] = None
-            self.active[group.name] = None
+        totals = self.totals
+        totals[view.phase] -= 1
+        totals[phase] += 1
+        entry = self.entries[view.index]
+        name = view.name
+        self.live.pop(name, None)  # re-inserted below: order of latest change
+        self.failed.pop(name, None)
+        if entry is view:
+            view.phase = phase
+            if phase in NOTABLE:
+                self.active[view.index] = None
+            else:
+                self.active.pop(view.index, None)
         else:
-            group.notable.pop(view.name, None)
-            self.notable.pop(view.name, None)
-            if not group.notable:
-                self.active.pop(group.name, None)
+            assert isinstance(entry, GroupView)
+            entry.counts[view.phase] -= 1
+            entry.counts[phase] += 1
+            view.phase = phase
+            if phase in NOTABLE:
+                entry.notable[name] = None
+                self.active[entry.index] = None
+            else:
+                entry.notable.pop(name, None)
+                if not entry.notable:
+                    self.active.pop(entry.index, None)
+        if phase in _LIVE_FIRST:
+            self.live[name] = None
+        elif phase in NOTABLE:
+            self.failed[name] = None
 
 
 # --- layout ------------------------------------------------------------------
@@ -247,9 +287,9 @@ def layout(board: Board, budget: int) -> List[Row]:
         return rows
     if board.full_rows <= budget:
         rows.extend(_every_task(board))
-    elif _calm_groups_rows(board) <= budget:
+    elif _calm_groups_rows(board, budget) <= budget:
         rows.extend(_calm_groups_folded(board))
-    elif _active_groups_rows(board) <= budget:
+    elif _active_groups_rows(board, budget) <= budget:
         rows.extend(_active_groups_only(board))
     else:
         rows.extend(_flat(board, budget))
@@ -257,64 +297,71 @@ def layout(board: Board, budget: int) -> List[Row]:
 
 
 def _every_task(board: Board) -> Iterator[Row]:
-    for group in board.groups.values():
-        if group.single:
-            yield TaskRow(board.tasks[group.tasks[0]], 0, board.single_width)
+    for entry in board.entries:
+        if isinstance(entry, TaskView):
+            yield TaskRow(entry, 0, board.single_width)
             continue
-        yield GroupRow(group)
-        for name in group.tasks:
-            yield TaskRow(board.tasks[name], 1, group.name_width)
+        yield GroupRow(entry)
+        for name in entry.tasks:
+            yield TaskRow(board.tasks[name], 1, entry.name_width)
 
 
-def _group_rows(board: Board, group: GroupView) -> Iterator[Row]:
-    """A group as one line, its notable tasks below it."""
-    if group.single:
-        yield TaskRow(board.tasks[group.tasks[0]], 0, board.single_width)
+def _entry_rows(board: Board, entry: Entry) -> Iterator[Row]:
+    """A group as one line, its notable tasks below it; a task alone in its group as its own line."""
+    if isinstance(entry, TaskView):
+        yield TaskRow(entry, 0, board.single_width)
         return
-    yield GroupRow(group)
-    for name in group.notable:
-        yield TaskRow(board.tasks[name], 1, group.name_width)
+    yield GroupRow(entry)
+    for name in entry.notable:
+        yield TaskRow(board.tasks[name], 1, entry.name_width)
 
 
-def _rows_of(group: GroupView) -> int:
-    return 1 if group.single else 1 + len(group.notable)
+def _rows_of(entry: Entry) -> int:
+    return 1 if isinstance(entry, TaskView) else 1 + len(entry.notable)
 
 
-def _calm_groups_rows(board: Board) -> int:
-    return len(board.groups) + sum(len(board.groups[g].notable) for g in board.active if not board.groups[g].single)
+def _calm_groups_rows(board: Board, budget: int) -> int:
+    """Rows of the calm-groups step, or some number above `budget` once it is sure not to fit."""
+    rows = len(board.entries)
+    for index in board.active:
+        if rows > budget:
+            break
+        rows += _rows_of(board.entries[index]) - 1
+    return rows
 
 
 def _calm_groups_folded(board: Board) -> Iterator[Row]:
-    for group in board.groups.values():
-        yield from _group_rows(board, group)
+    for entry in board.entries:
+        yield from _entry_rows(board, entry)
 
 
-def _active(board: Board) -> List[GroupView]:
-    return sorted((board.groups[g] for g in board.active), key=lambda g: g.index)
-
-
-def _active_groups_rows(board: Board) -> int:
-    active = _active(board)
-    more = 1 if len(active) < len(board.groups) else 0
-    return sum(_rows_of(g) for g in active) + more
+def _active_groups_rows(board: Board, budget: int) -> int:
+    """Rows of the active-groups step, or some number above `budget` once it is sure not to fit."""
+    if len(board.active) > budget:  # each active entry takes a line at least
+        return len(board.active)
+    rows = 1 if len(board.active) < len(board.entries) else 0
+    return rows + sum(_rows_of(board.entries[i]) for i in board.active)
 
 
 def _active_groups_only(board: Board) -> Iterator[Row]:
-    active = _active(board)
-    hidden: Counter[TaskState] = Counter(board.totals)
-    for group in active:
-        yield from _group_rows(board, group)
-        hidden.subtract(group.counts)
+    hidden = dict(board.totals)
+    for index in sorted(board.active):
+        entry = board.entries[index]
+        yield from _entry_rows(board, entry)
+        if isinstance(entry, TaskView):
+            hidden[entry.phase] -= 1
+        else:
+            for phase, n in entry.counts.items():
+                hidden[phase] -= n
     yield from _more_row(hidden)
 
 
 def _flat(board: Board, budget: int) -> Iterator[Row]:
     """Last resort: the tasks that matter most, without group lines, then a count of the rest."""
-    first = [n for n in board.notable if board.tasks[n].phase in _LIVE_FIRST]
-    later = [n for n in board.notable if board.tasks[n].phase not in _LIVE_FIRST]
-    ordered = first + later
-    shown = ordered if len(ordered) + 1 <= budget else ordered[: budget - 1]
-    hidden: Counter[TaskState] = Counter(board.totals)
+    notable = len(board.live) + len(board.failed)
+    # Live tasks first, then failed ones: read only as many as are shown.
+    shown = list(islice(chain(board.live, board.failed), notable if notable + 1 <= budget else budget - 1))
+    hidden = dict(board.totals)
     width = min(max((len(n) for n in shown), default=0), MAX_NAME_WIDTH)
     for name in shown:
         view = board.tasks[name]
@@ -323,7 +370,7 @@ def _flat(board: Board, budget: int) -> Iterator[Row]:
     yield from _more_row(hidden)
 
 
-def _more_row(hidden: Counter[TaskState]) -> Iterator[Row]:
+def _more_row(hidden: Dict[TaskState, int]) -> Iterator[Row]:
     counts = {phase: n for phase, n in hidden.items() if n > 0}
     total = sum(counts.values())
     if total:
