@@ -199,6 +199,7 @@ def test_records_is_used_only_where_a_no_op_imports_it(tmp_path: Path) -> None:
     _imported_by(tmp_path, "run", "--progress", "plain")  # the first run: everything runs, not counted
     paid = _imported_by(tmp_path, "run", "--progress", "plain")  # the fast path, hooks and all
     paid |= _imported_by(tmp_path, "run", "--progress", "json")
+    paid |= _imported_by(tmp_path, "run", "--progress", "tree")  # a terminal's no-op: one line, no rich (report/front.py)
     paid |= _imported_by(tmp_path, "--version")
     paid |= _imported_by(tmp_path, "__complete", "bash", "run", "")
     users = {name for name, path in module_files() if "flowmake.records" in imports_of(path)}

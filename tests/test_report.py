@@ -521,6 +521,75 @@ def test_a_frame_of_100000_tasks_reads_only_what_it_shows(failed_every: int) -> 
     assert isinstance(more, MoreRow) and more.hidden == (2 * n - len(shown) if failed_every else n - 1)
     assert _Counting.reads <= 2 * 40, f"a frame read {_Counting.reads} entries"
 
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _calm_run(extra: Sequence[Event] = ()) -> List[Event]:
+    tasks = (planned("a", will_run=False), planned("b", will_run=False))
+    return [RunStarted(RUN, T0, "f", (), tasks, 2), Notice(RUN, T0, "state database was unreadable; moved aside"),
+            TaskFinished(RUN, T0, "a", TaskState.FRESH), *extra, TaskFinished(RUN, T0, "b", TaskState.FRESH),
+            RunFinished(RUN, T0 + 1, RunResult.SUCCESS, {"fresh": 2}, 0.02)]
+
+
+def _outputs(events: Sequence[Event], *, color: bool, front: bool) -> tuple:
+    """(stdout, stderr) of the tree mode for `events`: through make_reporter (the front), or the tree itself."""
+    from flowmake.report import _tree
+
+    out, err = _Tty(), io.StringIO()
+    reporter = (make_reporter("tree", out=out, err=err, color=color) if front
+                else _tree(out=out, err=err, color=color, verbose=False, prefixed=False))
+    for event in events:
+        reporter.handle(event)
+    reporter.close()
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("color", [True, False])
+def test_a_calm_run_in_tree_mode_prints_what_the_tree_prints_without_building_it(color: bool) -> None:
+    events = _calm_run()
+    shown = _outputs(events, color=color, front=True)
+    assert shown == _outputs(events, color=color, front=False)
+    assert shown[0].endswith("✓ nothing to do: 2 tasks fresh (0.02s)" + ("\x1b[0m\n" if color else "\n"))
+    assert shown[1] == "warning: state database was unreadable; moved aside\n"
+
+
+@pytest.mark.parametrize("extra", [
+    TaskLines(RUN, T0, "a", ("a line", "another")),
+    TaskFinished(RUN, T0, "a", TaskState.FAILED, 0.2, exit_code=1, log="a.log", tail=("boom",)),
+    TaskStarted(RUN, T0, "a", (NEVER,), None),
+])
+def test_anything_unexpected_in_a_calm_run_hands_over_to_the_tree(extra: Event) -> None:
+    events = _calm_run([extra])
+    assert _outputs(events, color=False, front=True) == _outputs(events, color=False, front=False)
+
+
+def test_a_run_with_work_and_a_dry_run_go_to_the_tree() -> None:
+    for started in (RunStarted(RUN, T0, "f", (), (planned("a"),), 1),
+                    RunStarted(RUN, T0, "f", (), (planned("a", will_run=False),), 1, dry_run=True)):
+        reporter = make_reporter("tree", out=_Tty(), err=io.StringIO(), color=False)
+        reporter.handle(started)
+        assert isinstance(reporter.inner, TreeReporter)  # type: ignore[attr-defined]
+        reporter.close()
+
+
+def test_a_calm_run_in_tree_mode_does_not_import_rich() -> None:
+    code = (
+        "import io, sys\n"
+        "from flowmake.events import PlannedTask, RunStarted, TaskFinished, TaskState, RunFinished, RunResult\n"
+        "from flowmake.report import make_reporter\n"
+        "r = make_reporter('tree', out=io.StringIO(), err=io.StringIO(), color=True)\n"
+        "r.handle(RunStarted('r', 0.0, 'f', (), (PlannedTask('a', 'a', False),), 1))\n"
+        "r.handle(TaskFinished('r', 0.0, 'a', TaskState.FRESH))\n"
+        "r.handle(RunFinished('r', 0.0, RunResult.SUCCESS, {'fresh': 1}, 0.01))\n"
+        "r.close()\n"
+        "print('rich' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
 # --- common --------------------------------------------------------------------
 
 

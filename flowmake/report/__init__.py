@@ -73,7 +73,11 @@ def make_reporter(
         return PlainReporter(out=out, err=err, color=colored, quiet=quiet, verbose=verbose,
                              prefixed=output == "prefixed")
     if mode == "tree":
-        return _tree(out=out, err=err, color=colored, verbose=verbose, prefixed=output == "prefixed")
+        from .front import TreeFront
+
+        # rich is imported only once the run turns out to need the tree (front.py).
+        return TreeFront(lambda: _tree(out=out, err=err, color=colored, verbose=verbose, prefixed=output == "prefixed"),
+                         out=out, err=err, color=colored, verbose=verbose)
     raise ValueError(f"unknown progress mode {mode!r} (expected one of: {', '.join(MODES)})")
 
 
