@@ -58,6 +58,8 @@ SCENARIOS = ("full-j1", "full-j2", "first", "noop", "touch", "change1")
 # Whole-graph builds for make/ninja: fewer reps at 10k. "first" rebuilds
 # (untimed) before each timed run, so it costs as much.
 HEAVY = ("full-j1", "full-j2", "first", "touch")
+# Sizes above which a tool is skipped unless --tool-max says otherwise.
+DEFAULT_CAPS = {"task": 10_000}
 SCENARIO_HELP = {
     "full-j1": "full build from clean, -j1",
     "full-j2": "full build from clean, -j2",
@@ -191,8 +193,8 @@ class Tool:
         return self.argv("--version")
 
 
-def ensure_peers_venv(python: str, log: Path) -> Tuple[Optional[Path], List[str]]:
-    """Create benchmarks/.peers-venv if missing and pip-install what it lacks.
+def ensure_peers_venv(python: str, log: Path, tools: Sequence[str] = tuple(PEER_PACKAGES)) -> Tuple[Optional[Path], List[str]]:
+    """Create benchmarks/.peers-venv if missing and pip-install what it lacks of `tools`' packages.
 
     Returns the venv's bin directory (None if there is none) and notes.
     """
@@ -203,7 +205,7 @@ def ensure_peers_venv(python: str, log: Path) -> Tuple[Optional[Path], List[str]
         done = subprocess.run([python, "-m", "venv", str(PEERS_VENV)], capture_output=True, text=True)
         if done.returncode != 0:
             return None, [f"could not create {PEERS_VENV}: {done.stderr.strip()[-300:]}"]
-    wanted = [(pkg, bindir / exe) for exe, pkg in PEER_PACKAGES.items()]
+    wanted = [(pkg, bindir / exe) for exe, pkg in PEER_PACKAGES.items() if exe in tools]
     for pkg in EXTRA_PACKAGES:
         probe = subprocess.run([str(bindir / "python"), "-c", f"import {pkg}"], capture_output=True)
         if probe.returncode != 0:
@@ -301,6 +303,11 @@ class Results:
     ran: Dict[Tuple[str, int], Tuple[int, bool]] = field(default_factory=dict)  # flowmake: tasks run, exit ok
     tasks_time: Dict[Tuple[str, int], float] = field(default_factory=dict)  # affected commands run serially
     scenario_rss: Dict[Tuple[str, int, str, str], int] = field(default_factory=dict)  # --big: per scenario, max KB
+    missing: Dict[Tuple[str, int, str], str] = field(default_factory=dict)  # (shape, n, tool) -> why it has no figures
+    big_sizes: Tuple[int, ...] = ()  # the sizes --big added (big.py's targets read them)
+
+    def why_missing(self, shape: str, n: int, tool: str) -> str:
+        return self.missing.get((shape, n, tool), "not measured at this size")
 
     def add(self, shape: str, n: int, scenario: str, tool: str, m: Measurement) -> None:
         self.times.setdefault((shape, n, scenario, tool), []).append(m.seconds)
@@ -331,8 +338,9 @@ class Bench:
     def say(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    def exec(self, project: Project, argv: List[str], rss: bool = False) -> Measurement:
-        return run_measured(argv, project.root, self.env, self.log, self.args.timeout, rss=rss and self.gnu_time)
+    def exec(self, project: Project, argv: List[str], rss: bool = False, heavy: bool = False) -> Measurement:
+        timeout = max(self.args.timeout, self.args.build_timeout) if heavy else self.args.timeout
+        return run_measured(argv, project.root, self.env, self.log, timeout, rss=rss and self.gnu_time)
 
     def reps_for(self, n: int, scenario: str) -> int:
         if n >= 10_000 and scenario in HEAVY and self.args.heavy_reps:
@@ -362,12 +370,13 @@ class Bench:
                 if project is None:
                     continue
                 prepare(project, rep)
-                m = self.exec(project, command(project), rss=name in HEAVY or rss_each)
+                m = self.exec(project, command(project), rss=name in HEAVY or rss_each, heavy=name in HEAVY)
                 if not m.ok:
-                    why = f"timed out after {self.args.timeout:.0f} s" if m.timed_out else f"exit {m.returncode}"
+                    why = f"timed out after {m.seconds:.0f} s" if m.timed_out else f"exit {m.returncode}"
                     tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
                     last = tail[-1] if tail else ""
                     self.results.notes.append(f"{tool} {shape} {n} {name}: {why} ({last[:160]}); dropped at this size")
+                    self.results.missing.setdefault((shape, n, tool), f"dropped at this size: {name} {why}")
                     self.say(f"  {tool} {name} FAILED ({why}):\n    " + "\n    ".join(tail))
                     del projects[tool]
                     continue
@@ -394,8 +403,11 @@ class Bench:
         base = self.work / f"{shape}-{n}"
         projects: Dict[str, Project] = {}
         for tool in self.tools:
-            if tool.name == "snakemake" and n > self.args.snakemake_max:
-                note = f"snakemake skipped at {shape} {n} (above --snakemake-max {self.args.snakemake_max})"
+            cap = self.args.caps.get(tool.name)
+            if cap is not None and n > cap:
+                flag = "--snakemake-max" if tool.name == "snakemake" else f"--tool-max {tool.name}={cap}"
+                self.results.missing[(shape, n, tool.name)] = f"skipped above {cap} tasks ({flag})"
+                note = f"{tool.name} skipped at {shape} {n} (above {flag})"
                 if note not in self.results.notes:
                     self.results.notes.append(note)
                 continue
@@ -436,12 +448,12 @@ class Bench:
         def rebuild(p: Project, rep: int) -> None:
             if rep:  # the first rep follows the last full build above
                 p.clean()
-                self.exec(p, p.tool.build(2))
+                self.exec(p, p.tool.build(2), heavy=True)
 
         self.scenario(shape, n, "first", projects, lambda p: p.tool.build(2), rebuild, 0)
         time.sleep(RACY_SETTLE_S)
         self.scenario(shape, n, "noop", projects, lambda p: p.tool.build(2), nothing, 1)
-        if n < big_suite.BIG_SIZES[0]:  # above, make and ninja would rebuild everything, for minutes each
+        if n < min(self.results.big_sizes, default=n + 1):  # above, make and ninja would rebuild everything, for minutes each
             self.scenario(shape, n, "touch", projects, lambda p: p.tool.build(2), touch, heavy_warmup)
         # The touch runs leave every source hashed within the racy window of its
         # new mtime: an edit then is timed together with re-reading them all
@@ -585,7 +597,7 @@ def targets(results: Results) -> List[str]:
         for peer, factor in (("make", 2.0), ("doit", 0.1), ("snakemake", 0.1), ("task", 0.1)):
             other = med(shape, big, "noop", peer)
             if other is None:
-                verdict(None, f"no-op {shape} {big}: flowmake <= {factor}x {peer} ({peer} not measured at this size)")
+                verdict(None, f"no-op {shape} {big}: flowmake <= {factor}x {peer} ({peer} {results.why_missing(shape, big, peer)})")
             else:
                 verdict(fm <= factor * other,
                         f"no-op {shape} {big}: flowmake {fmt_seconds(fm)} <= {factor}x {peer} {fmt_seconds(other)}"
@@ -648,6 +660,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="repetitions of full builds and touch runs at N >= 10000 (default 1; 0 = --big-reps)")
     parser.add_argument("--j1-max", type=int, default=1000, help="skip full -j1 builds above this size (default 1000)")
     parser.add_argument("--snakemake-max", type=int, default=1000, help="skip snakemake above this size (default 1000)")
+    parser.add_argument("--tool-max", default="",
+                        help="skip a tool above a size: TOOL=N[,TOOL=N], over the defaults task=10000 (go-task took"
+                             " 12 s and 1.4 GB for a no-op at 10,000) and snakemake=--snakemake-max; doit, make and"
+                             " ninja run at every size unless capped here")
+    parser.add_argument("--build-timeout", type=float, default=1800,
+                        help="timeout of a whole build (full, first, touch) in seconds, if above --timeout (default 1800)")
     parser.add_argument("--timeout", type=float, default=600, help="per-command timeout in seconds (default 600)")
     parser.add_argument("--input-size", type=int, default=generate.DEFAULT_INPUT_SIZE, help="bytes per source file")
     parser.add_argument("--work", type=Path, help="work directory (default: a new temporary one, removed afterwards)")
@@ -658,11 +676,20 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON here")
     parser.add_argument("--quick", action="store_true", help="fast sanity run: sizes 100, layered, 2 reps")
     parser.add_argument("--big", action="store_true",
-                        help="issue 16: add 50,000 and 100,000 tasks, and the load/edit/status scenarios from 10,000 up"
-                             " (benchmarks/big.py; takes hours with every peer)")
+                        help="issue 16: add --big-sizes, and the load/edit/status scenarios from 10,000 up and at those"
+                             " sizes (benchmarks/big.py; takes hours with every peer)")
+    parser.add_argument("--big-sizes", default=",".join(map(str, big_suite.BIG_SIZES)),
+                        help="sizes --big adds (default 50000,100000); e.g. 2000 for a quick check of the big suite")
     args = parser.parse_args(argv)
+    args.caps = {**DEFAULT_CAPS, "snakemake": args.snakemake_max}
+    for item in filter(None, args.tool_max.split(",")):
+        tool, _, cap = item.partition("=")
+        if tool not in generate.TOOLS or not cap.isdigit():
+            parser.error(f"--tool-max: expected TOOL=N with TOOL one of {', '.join(generate.TOOLS)}, got {item!r}")
+        args.caps[tool] = int(cap)
+    args.big_size_list = tuple(int(n) for n in args.big_sizes.split(",") if n) if args.big else ()
     if args.big:
-        args.sizes = ",".join(dict.fromkeys([*args.sizes.split(","), *map(str, big_suite.BIG_SIZES)]))
+        args.sizes = ",".join(dict.fromkeys([*args.sizes.split(","), *map(str, args.big_size_list)]))
     if args.quick:
         args.sizes, args.shapes, args.reps, args.big_reps, args.heavy_reps = "100", "layered", 2, 2, 2
     return args
@@ -687,7 +714,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     notes: List[str] = []
     bindir: Optional[Path] = None
     if any(t in PEER_PACKAGES for t in selected):
-        bindir, notes = ensure_peers_venv(sys.executable, work / "pip.log")
+        bindir, notes = ensure_peers_venv(sys.executable, work / "pip.log", selected)
     tools = discover_tools(selected, bindir, args.flowmake)
     env = dict(os.environ)
     if bindir is not None:
@@ -704,6 +731,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             notes.append(f"{tool.name} skipped: {tool.note}")
     bench = Bench(args, tools, env, work)
     bench.results.notes.extend(notes)
+    bench.results.big_sizes = args.big_size_list
     started = time.perf_counter()
     try:
         if not args.no_startup and bench.tools:
@@ -711,6 +739,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for shape in shapes:
             for n in sizes:
                 bench.size(shape, n)
+                if not args.keep and n >= 10_000:  # 100,000 layered tasks leave ~1.9 GB of outputs per tool
+                    shutil.rmtree(work / f"{shape}-{n}", ignore_errors=True)
         reads_line: Optional[str] = None
         if args.noop_reads and "layered" in shapes:
             import noop_reads

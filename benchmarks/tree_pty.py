@@ -33,7 +33,7 @@ import termios
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -118,6 +118,16 @@ def fmt_bytes(value: float) -> str:
     return f"{value:.1f}MB"
 
 
+def pty_env(base: Mapping[str, str]) -> Dict[str, str]:
+    """The environment of the timed builds (also run.py --big's, through big.py)."""
+    env = dict(base)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # users run with .pyc caches
+    for name in ("NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR"):
+        env.pop(name, None)  # the tree must size and colour itself from the pty
+    env["TERM"] = "xterm-256color"
+    return env
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=10000, help="tasks in the layered project (default 10000)")
@@ -138,11 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     args = parse_args(argv)
     flowmake = find_flowmake(args.flowmake)
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # users run with .pyc caches
-    for name in ("NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR"):
-        env.pop(name, None)  # the tree must size and colour itself from the pty
-    env["TERM"] = "xterm-256color"
+    env = pty_env(os.environ)
     work = args.work or Path(tempfile.mkdtemp(prefix="flowmake-tree-pty-"))
     work.mkdir(parents=True, exist_ok=True)
     root = work / f"layered-{args.tasks}"

@@ -84,3 +84,37 @@ def test_every_peer_gets_a_build_file(tmp_path: Path) -> None:
         text = (tmp_path / tool / name).read_text()
         assert "19" in text, tool  # the last task is in every build file
         assert len(list((tmp_path / tool / "src").iterdir())) == N // generate.LAYERS
+
+
+def _load(name: str) -> ModuleType:
+    """A benchmarks/ module by its own name (run.py imports its siblings so)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import importlib
+
+    return importlib.import_module(name)
+
+
+def test_big_targets_name_the_tree_target_and_why_a_peer_has_no_figures() -> None:
+    run = _load("run")
+    args = run.parse_args(["--big", "--sizes", "1000", "--big-sizes", "2000", "--tool-max", "doit=1000"])
+    assert args.sizes == "1000,2000" and args.caps == {"task": 10_000, "snakemake": 1000, "doit": 1000}
+    results = run.Results(big_sizes=(2000,))
+    for scenario, seconds in (("noop", 0.05), ("full-tree", 10.4), ("full-json", 10.0), ("full-plain", 9.9),
+                              ("cpu-tree", 8.0), ("cpu-json", 8.2), ("cpu-plain", 7.9)):
+        results.times[("layered", 2000, scenario, "flowmake")] = [seconds]
+    results.missing[("layered", 2000, "doit")] = "skipped above 1000 tasks (--tool-max doit=1000)"
+    lines = run.targets(results)
+    assert any(line.startswith("PASS  tree layered 2000:") and "ratio 1.040" in line for line in lines), lines
+    assert any(line.startswith("PASS  plain layered 2000:") for line in lines), lines
+    assert any(line.startswith("SKIP") and "doit skipped above 1000 tasks" in line for line in lines), lines
+    results.times[("layered", 2000, "full-tree", "flowmake")] = [11.5]
+    assert any(line.startswith("FAIL  tree layered 2000:") for line in run.targets(results))
+
+
+def test_without_the_tree_builds_the_tree_target_says_where_it_comes_from() -> None:
+    run = _load("run")
+    results = run.Results(big_sizes=(100_000,))
+    results.times[("layered", 100_000, "noop", "flowmake")] = [0.4]
+    line = next(line for line in run.targets(results) if " tree layered " in line)
+    assert line.startswith("SKIP") and "tree_pty.py --tasks 100000" in line
