@@ -30,6 +30,7 @@ from flowmake.events import (
     TaskPlaced,
     TaskStarted,
     TaskState,
+    TasksFresh,
     TaskWaiting,
 )
 from flowmake.model import Reason, ReasonKind
@@ -564,6 +565,24 @@ def test_a_calm_run_in_tree_mode_prints_what_the_tree_prints_without_building_it
 def test_anything_unexpected_in_a_calm_run_hands_over_to_the_tree(extra: Event) -> None:
     events = _calm_run([extra])
     assert _outputs(events, color=False, front=True) == _outputs(events, color=False, front=False)
+
+
+def test_a_calm_run_takes_its_fresh_tasks_as_one_event_and_still_hands_over_to_the_tree() -> None:
+    bulk = TasksFresh(RUN, T0, ("a", "b"))
+    started, finished = _calm_run()[0], _calm_run()[-1]
+    failed = TaskFinished(RUN, T0, "c", TaskState.FAILED, 0.2, exit_code=1, log="c.log", tail=("boom",))
+    for events in ([started, bulk, finished], [started, bulk, failed, finished]):
+        out, err = _Tty(), io.StringIO()
+        front = make_reporter("tree", out=out, err=err, color=False)
+        assert not getattr(front, "takes_tasks_fresh")  # before RunStarted: the run may need the tree
+        for event in events:
+            if event is bulk:
+                assert getattr(front, "takes_tasks_fresh")
+            front.handle(event)
+        front.close()
+        each = [e for event in events for e in (event.each() if event is bulk else [event])]  # type: ignore[union-attr]
+        assert (out.getvalue(), err.getvalue()) == _outputs(each, color=False, front=False)
+    assert not getattr(front, "takes_tasks_fresh")  # handed over: the tree takes task_finished events
 
 
 def test_a_run_with_work_and_a_dry_run_go_to_the_tree() -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from ..events import Notice, RunFinished, RunResult, RunStarted, TaskFinished, TaskState
+from ..events import Notice, RunFinished, RunResult, RunStarted, TaskFinished, TasksFresh, TaskState
 from ..records import TYPE_CHECKING
 from .common import summary_text
 
 if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
-    from typing import Callable, Optional, TextIO
+    from typing import Callable, List, Optional, TextIO
 
     from ..events import Event
     from . import Reporter
@@ -52,6 +52,12 @@ class TreeFront:
         self.verbose = verbose
         self.inner: Optional[Reporter] = None
         self._started: Optional[RunStarted] = None  # a calm run's RunStarted, replayed on hand-over
+        self._fresh: List[TasksFresh] = []  # and its fresh tasks
+
+    @property
+    def takes_tasks_fresh(self) -> bool:
+        """A calm run's fresh tasks as one event (cli/guard.py): only its summary line counts them."""
+        return self.inner is None and self._started is not None
 
     def handle(self, event: Event) -> None:
         if self.inner is not None:
@@ -63,6 +69,8 @@ class TreeFront:
                 self._hand_over(event)
         elif event.__class__ is TaskFinished and event.status is TaskState.FRESH:  # type: ignore[union-attr]
             pass  # counted in the summary line, as the tree counts them
+        elif event.__class__ is TasksFresh:
+            self._fresh.append(event)  # type: ignore[arg-type]
         elif event.__class__ is Notice:
             self.err.write(f"{event.level}: {event.message}\n")  # type: ignore[union-attr]
             self.err.flush()
@@ -85,6 +93,9 @@ class TreeFront:
         inner = self.inner = self._build()
         if self._started is not None:
             inner.handle(self._started)
+        for bulk in self._fresh:
+            for finished in bulk.each():
+                inner.handle(finished)
         inner.handle(event)
 
     def _summary(self, event: RunFinished) -> None:
