@@ -285,18 +285,21 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
 
     flowfile, graph = project.flowfile, project.graph
     shown = resolve_targets(flowfile, graph, names) if names else tuple(graph.order)
+    selection = closure(graph, shown)
     state = open_state(project)
     try:
         hasher = FileHasher(project.root, state.stat_cache())
-        pv = preview(flowfile, graph, closure(graph, shown), traces=state.traces(), hasher=hasher,
-                     forced=lambda name: False, environ=os.environ, always_blocks=False)
+        proven = _proven_fresh(project, state.identity, selection)
+        pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher, forced=lambda name: False,
+                     environ=os.environ, always_blocks=False, proven_fresh=proven)
         _save_quietly(project, state, hasher)
     finally:
         state.close()
     wanted = set(shown)
-    rows = [p for p in pv.planned if p.name in wanted]
+    rows = pv.planned if len(wanted) == len(selection) else [p for p in pv.planned if p.name in wanted]
     # Tasks that run on every run are not work left undone: never part of the gate.
-    always = {p.name for p in rows if always_runs(flowfile.tasks[p.name])}
+    # (A task proven fresh is none: a snapshot never holds one.)
+    always = {p.name for p in rows if p.name not in proven and always_runs(flowfile.tasks[p.name])}
     counts = plan_counts(p for p in rows if p.name not in always)
     if as_json:
         payload = [_status_json(p, TaskState.ALWAYS if p.name in always else p.state) for p in rows]
@@ -304,6 +307,19 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
     else:
         _status_text(rows, always, counts, detailed=bool(names), out=out)
     return 1 if exit_code and (counts["stale"] or counts["blocked"]) else 0
+
+
+def _proven_fresh(project: Project, state_identity: str, selection: Sequence[str]) -> Mapping[str, str]:
+    """What the last run's snapshot still proves fresh, as a run would plan from it (engine/proof.py):
+    status then decides only the cone below what changed since, as that run would."""
+    from ..engine.snapshot import shortcuts_off
+
+    if shortcuts_off():
+        return {}
+    from ..engine.proof import proven_fresh
+
+    return proven_fresh(project.flowfile, project.graph, selection, state_identity=state_identity, target_names=(),
+                        environ=os.environ, any_targets=True)[0]
 
 
 def _status_text(rows: Sequence, always: set, counts: Mapping[str, int], *, detailed: bool, out: TextIO) -> None:

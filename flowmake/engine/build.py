@@ -243,7 +243,7 @@ class Build:
         opts = self.options
         order = self.tally.order
         self.recorder.leave_snapshot(
-            flowfile=self.flowfile, selection=self.selection, hasher=self.hasher, cone=cone,
+            flowfile=self.flowfile, graph=self.graph, selection=self.selection, hasher=self.hasher, cone=cone,
             task_rows=lambda: [(p.name, p.group, p.deps) for p in map(planned.__getitem__, order)],
             forced=opts.always_make or bool(opts.forced), target_names=opts.target_names, roots=opts.roots,
             notices=opts.notices)

@@ -5,12 +5,24 @@ stats of every file its tasks read and wrote. The next run trusts it for
 every task none of whose files changed stat since: it plans only the cone
 below the changed files, and the fast path (cli/fastpath.py) skips planning
 altogether when nothing changed.
+
+The snapshot also keeps each task's spec digest (`spec_digests`: all of its
+spec that its decision depends on besides its trace and its files' contents,
+and its dependencies). After an edit of the Flowfile that changes what it
+means, the proof still holds for a task whose digest is the same and none of
+whose files changed: only the tasks specified otherwise, those the snapshot
+does not know (added, renamed) and the cone below them are planned. Global
+settings reach the digests through the specs they resolve into (the flow's
+shell, env and env_inputs are each task's own after loading); the env_inputs'
+values, the flowmake version and the state database are checked for all.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
+
+from blake3 import blake3
 
 from .. import __version__
 from ..store.hashing import hash_file, source_hash
@@ -24,31 +36,44 @@ if TYPE_CHECKING:  # names for type checkers only
     from ..store.hashing import FileHasher, StatEntry
     from .graph import Graph
 
-    Cone = Tuple[snapshots.Snapshot, Set[str]]  # the snapshot planned from, and the tasks it left to plan
+
+class Cone(NamedTuple):
+    """What proven_fresh planned from: the snapshot, and the tasks it left to plan."""
+
+    snapshot: snapshots.Snapshot
+    planned: Set[str]
+    # Each selected task's spec digest now, when the Flowfile's documents are not the snapshot's
+    # (else the snapshot's hold as they are); and whether its rows are the selection's, as they are.
+    specs: Optional[Dict[str, bytes]]
+    same_rows: bool
 
 
 def proven_fresh(flowfile: Flowfile, graph: Graph, selection: Sequence[str], *, state_identity: str,
                  target_names: Sequence[str], environ: Mapping[str, str],
-                 prescan: Optional[snapshots.Prescan] = None) -> Tuple[Dict[str, str], Optional[Cone]]:
+                 prescan: Optional[snapshots.Prescan] = None, any_targets: bool = False
+                 ) -> Tuple[Dict[str, str], Optional[Cone]]:
     """Selected tasks that the last run's snapshot still proves fresh, with their groups; and its cone.
 
-    Its proof holds for every task none of whose files has changed stat
-    since or is a suspect, and that no task with such a file feeds:
-    planning need only look at the cone below the changed files (one edit
-    in 10,000 tasks plans a handful, not 10,000), and no other task's
-    spec need even be read (loadcache.PagedTasks). Forced runs take no proof.
+    Its proof holds for every task it knows with the same spec digest, none
+    of whose files has changed stat since or is a suspect, and that no other
+    task feeds: planning need only look at the cone below the changed files
+    and specs (one edit in 10,000 tasks plans a handful), and while the
+    Flowfile's documents are the same no other task's spec need even be read
+    (loadcache.PagedTasks). Forced runs take no proof. `any_targets`
+    (status): the snapshot may be of a run with other targets, whose
+    selection, deps-closed as any, vouches for the tasks it holds.
     """
     directory = state_dir(flowfile.root)
     snap = prescan.snapshot_if_current(directory) if prescan is not None else None
     if snap is None:
         snap = snapshots.read(directory)
     if (snap is None or snap.state_identity != state_identity
-            or (snap.flowfile_hash != flowfile.source_hash
-                and (not flowfile.document_hash or snap.flowfile_document != flowfile.document_hash))
             or not snapshots.applies(snap, version=__version__, flowfile=str(flowfile.path),
-                                     targets=target_names, environ=environ)
-            or {task[0] for task in snap.tasks} != set(selection)):
+                                     targets=snap.targets if any_targets else target_names, environ=environ)):
         return {}, None
+    same_document = (snap.flowfile_hash == flowfile.source_hash
+                     or (bool(flowfile.document_hash) and snap.flowfile_document == flowfile.document_hash))
+    unknown, specs = _unknown(flowfile, graph, selection, snap, same_document)
     root_fd = os.open(flowfile.root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         changed = prescan.changed(snap.files, root_fd) if prescan is not None else None
@@ -62,29 +87,70 @@ def proven_fresh(flowfile: Flowfile, graph: Graph, selection: Sequence[str], *, 
     readers, producers = graph.readers, graph.producers
     touched = {name for path in changed for name in readers.get(path, ())}
     touched.update(producers[path] for path in changed if path in producers)
-    touched.intersection_update(selection)
+    touched.update(unknown)
+    selected = set(selection)
+    touched.intersection_update(selected)
     cone = downstream(graph, touched).union(touched)
-    return {name: group for name, group, *_ in snap.tasks if name not in cone}, (snap, cone)
+    proven = {name: group for name, group, *_ in snap.tasks if name not in cone and name in selected}
+    same_rows = specs is None and not unknown and len(selected) == len(snap.tasks)  # then they are the same tasks
+    return proven, Cone(snap, cone, specs, same_rows)
 
 
-def leave_snapshot(flowfile: Flowfile, selection: Sequence[str], *, hasher: FileHasher, state_identity: str,
-                   task_rows: Callable[[], Sequence[Tuple[str, str, Tuple[str, ...]]]], cone: Optional[Cone], forced: bool,
-                   environ: Mapping[str, str], target_names: Sequence[str], roots: Sequence[str],
-                   notices: Sequence[str]) -> None:
+def _unknown(flowfile: Flowfile, graph: Graph, selection: Sequence[str], snap: snapshots.Snapshot,
+             same_document: bool) -> Tuple[Set[str], Optional[Dict[str, bytes]]]:
+    """Selected tasks the snapshot cannot vouch for whatever their files say: tasks it does not hold, or
+    (when the Flowfile's documents changed) holds with another spec digest; and the digests now, if computed."""
+    rows = snap.tasks
+    if same_document:
+        known = {row[0] for row in rows}
+        return {name for name in selection if name not in known}, None
+    size, old = snapshots.SPEC_DIGEST, snap.specs
+    before = {row[0]: old[size * i:size * i + size] for i, row in enumerate(rows)}
+    now = spec_digests(flowfile.tasks, graph.deps, selection)
+    return {name for name, digest in now.items() if before.get(name) != digest}, now
+
+
+def spec_digests(tasks: Mapping[str, TaskSpec], deps: Mapping[str, Sequence[str]],
+                 names: Iterable[str]) -> Dict[str, bytes]:
+    """Each task's spec digest: what its decision (plan.decide, on what preview.observe sees) and its
+    row in the plan depend on besides its trace and its files' contents.
+
+    The command with its shell (the command hash), env and env_inputs (the
+    env hashes), the inputs and outputs as declared (what is hashed, and
+    whether it has files at all), `always` and `wait_for` (whether it runs
+    anyway), its secrets (what a snapshot may hold), its group and its
+    dependencies (an edge added or removed, a producer renamed). Its help,
+    line, retries, timeout and the like change nothing a fresh task shows.
+    """
+    out = {}
+    size = snapshots.SPEC_DIGEST
+    for name in names:
+        s = tasks[name]
+        key = (s.name, s.group, s.command, s.shell, s.inputs, s.outputs, s.env, s.env_inputs, s.always,
+               s.wait_for, s.secrets, tuple(deps[name]))
+        # repr: unambiguous for these strings, tuples, bools and None, and ~2 us a task.
+        out[name] = blake3(repr(key).encode("utf-8", "surrogatepass")).digest(size)
+    return out
+
+
+def leave_snapshot(flowfile: Flowfile, graph: Graph, selection: Sequence[str], *, hasher: FileHasher,
+                   state_identity: str, task_rows: Callable[[], Sequence[Tuple[str, str, Tuple[str, ...]]]],
+                   cone: Optional[Cone], forced: bool, environ: Mapping[str, str], target_names: Sequence[str],
+                   roots: Sequence[str], notices: Sequence[str]) -> None:
     """Every task is fresh now: leave the proof that lets the next run skip planning.
 
     `task_rows`: (name, group, deps) of the selected tasks in the order they
-    finished, asked for only when there is no `cone` (what proven_fresh
-    planned from, whose rows hold as they are).
+    finished, asked for unless the `cone` (what proven_fresh planned from)
+    has rows that hold as they are.
     """
     tasks = flowfile.tasks
-    if cone is not None:
-        # Planned from the previous snapshot, which this Flowfile and selection
-        # were allowed: outside the cone every file kept its stat and its record,
-        # and its task rows and env_inputs hashes (checked against this
+    if cone is not None and cone.same_rows:
+        # Planned from the previous snapshot of these documents and selection:
+        # outside the cone every file kept its stat and its record, and its
+        # task rows, spec digests and env_inputs hashes (checked against this
         # environment) hold as they are.
-        previous, planned = cone
-        env_inputs, rows = dict(previous.env_inputs), tuple(previous.tasks)
+        previous, planned = cone.snapshot, cone.planned
+        env_inputs, rows, specs = dict(previous.env_inputs), tuple(previous.tasks), previous.specs
         cone_files = [p for name in selection if name in planned
                       for p in (*tasks[name].inputs, *tasks[name].outputs)]
         collected = collect_files(cone_files, hasher.entry)
@@ -93,15 +159,19 @@ def leave_snapshot(flowfile: Flowfile, selection: Sequence[str], *, hasher: File
             # ones that change next, and the no-op path stops at the first change.
             collected = (collected[0].plus(previous.files.without(set(cone_files))), collected[1])
     else:
-        specs = [tasks[name] for name in selection]
-        env_inputs = {n: env_input_hash(n, environ) for spec in specs for n in spec.env_inputs}
-        rows = tuple(task_rows())
-        if not snapshot_allowed(specs, forced=forced, uses_globs=flowfile.uses_globs):
+        chosen = [tasks[name] for name in selection]
+        if not snapshot_allowed(chosen, forced=forced, uses_globs=flowfile.uses_globs):
             return
         if flowfile.has_secrets:
             return  # its hook commands would be copied under .flowmake, where no secret may be
-        collected = collect_files((p for spec in specs for p in (*spec.inputs, *spec.outputs)),
-                                            hasher.entry)
+        env_inputs = {n: env_input_hash(n, environ) for spec in chosen for n in spec.env_inputs}
+        rows = tuple(task_rows())
+        digests = cone.specs if cone is not None and cone.specs is not None else None
+        if digests is None:
+            digests = spec_digests(tasks, graph.deps, selection)
+        specs = b"".join(digests[row[0]] for row in rows)
+        collected = (_files_of(chosen, hasher, graph, cone) if cone is not None
+                     else collect_files((p for spec in chosen for p in (*spec.inputs, *spec.outputs)), hasher.entry))
     path = str(flowfile.path)
     ff_stat = snapshots.stat_key(path)
     if collected is None or ff_stat is None or not hasher.clock_is_past(path):
@@ -121,8 +191,31 @@ def leave_snapshot(flowfile: Flowfile, selection: Sequence[str], *, hasher: File
         tasks=rows, files=collected[0], suspects=collected[1],
         hooks=(hooks.on_failure, hooks.on_success, hooks.webhook), shell=flowfile.shell, version=__version__,
         state_identity=state_identity, includes=includes, notices=tuple(notices),
-        flowfile_document=flowfile.document_hash,
+        flowfile_document=flowfile.document_hash, specs=specs,
     ))
+
+
+def _files_of(chosen: Sequence[TaskSpec], hasher: FileHasher, graph: Graph, cone: Cone
+              ) -> Optional[Tuple[snapshots.Files, Tuple[str, ...]]]:
+    """The stats of the chosen tasks' files, after a cone planned across an edit of the Flowfile.
+
+    The planned tasks' files from their records now, first (see above); the
+    others' as the previous snapshot has them (they kept their stats), less
+    the files no selected task reads or writes any more (a task removed):
+    one of those changing would otherwise keep the no-op path off for good.
+    """
+    planned = cone.planned
+    cone_files = [p for spec in chosen if spec.name in planned for p in (*spec.inputs, *spec.outputs)]
+    collected = collect_files(cone_files, hasher.entry)
+    if collected is None:
+        return None
+    selected = {spec.name for spec in chosen}
+    readers, producers = graph.readers, graph.producers
+    previous = cone.snapshot.files
+    drop = set(cone_files)
+    drop.update(path for path in previous.paths
+                if producers.get(path) not in selected and not any(r in selected for r in readers.get(path, ())))
+    return collected[0].plus(previous.without(drop)), collected[1]
 
 
 # -- what a snapshot may hold (the module docstring of snapshot.py says why) ---

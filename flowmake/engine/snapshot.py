@@ -52,7 +52,9 @@ NO_SHORTCUTS = "FLOWMAKE_NO_SHORTCUTS"
 def shortcuts_off(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(NO_SHORTCUTS, "") not in ("", "0")
 
-_FORMAT = 7  # 4: the included files' stats; 5: ctimes in the stats; 6: the warnings a no-op repeats; 7: the documents' hash
+# 4: the included files' stats; 5: ctimes in the stats; 6: the warnings a no-op repeats; 7: the documents' hash;
+# 8: each task's spec digest
+_FORMAT = 8
 _PER = 3  # numbers per path in Files.stats
 
 
@@ -108,6 +110,13 @@ class Snapshot(NamedTuple):
     notices: Tuple[str, ...] = ()  # warnings about the Flowfile the run gave, which a no-op repeats
     # Flowfile.document_hash: the proof still holds after an edit of comments or layout (proof.py).
     flowfile_document: str = ""
+    # proof.spec_digest of each task in `tasks`, in that order (SPEC_DIGEST bytes each): after an edit of
+    # the Flowfile, the proof still holds for every task whose spec is the same (proof.py). Kept as one
+    # bytes object, which marshal reads as one copy: the no-op path never looks at it.
+    specs: bytes = b""
+
+
+SPEC_DIGEST = 16
 
 
 def path_in(state_dir: str | Path) -> str:
@@ -127,7 +136,7 @@ def write(state_dir: str | Path, snap: Snapshot) -> None:
         dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks,
         "\0".join(files.paths), array("q", files.stats).tobytes(), array("Q", files.inodes).tobytes(),
         snap.suspects, snap.hooks, snap.shell, snap.state_identity, snap.includes, tuple(snap.notices),
-        snap.flowfile_document,
+        snap.flowfile_document, snap.specs,
     )
     target = path_in(state_dir)
     tmp = f"{target}.tmp-{os.getpid()}"
@@ -140,17 +149,19 @@ def read(state_dir: str | Path) -> Optional[Snapshot]:
     try:
         with open(path_in(state_dir), "rb") as f:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)
-        if not isinstance(data, tuple) or len(data) != 21 or data[0] != _FORMAT:
+        if not isinstance(data, tuple) or len(data) != 22 or data[0] != _FORMAT:
             return None
         (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, paths, stats,
-         inodes, suspects, hooks, shell, identity, includes, notices, document) = data
+         inodes, suspects, hooks, shell, identity, includes, notices, document, specs) = data
         files = Files(paths.split("\0") if paths else [], array("q", stats), array("Q", inodes))
     except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
     if len(files.stats) != _PER * len(files.paths) or len(files.inodes) != len(files.paths):
         return None
+    if not isinstance(specs, bytes) or len(specs) != SPEC_DIGEST * len(tasks):
+        return None
     return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, suspects,
-                    hooks, shell, version, identity, includes, notices, document)
+                    hooks, shell, version, identity, includes, notices, document, specs)
 
 
 def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[str],
