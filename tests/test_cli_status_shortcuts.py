@@ -1,0 +1,137 @@
+"""`status` answers from the last run's snapshot, and says exactly what the full preview says.
+
+With the shortcuts, status takes every task the snapshot still proves fresh
+as fresh without deciding it, and previews only the cone below what changed
+(engine/proof.py), as a run plans. Two copies of each project are built the
+same way, one with the shortcuts (leaving the snapshot) and one with
+FLOWMAKE_NO_SHORTCUTS=1 (never one), edited the same way, and asked the
+same questions: text, `--json`, targets (the detailed text) and
+`--exit-code` must answer alike, byte for byte.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import pytest
+from conftest import SHORTCUTS_OFF, Project
+from test_cli_agreement import FLOWFILE as CHAIN
+
+pytestmark = pytest.mark.skipif(SHORTCUTS_OFF, reason="compares status with and without the shortcuts")
+
+# A matrix, a group of variants, and a task outside the default targets.
+MATRIX = """
+[flow]
+name = "matrix"
+default = ["list"]
+
+[tasks.extract]
+matrix = { site = ["a", "b", "c"] }
+inputs = ["src/{site}.txt"]
+outputs = ["build/{site}.csv"]
+run = "cp {inputs[0]} {outputs[0]}"
+
+[tasks.list]
+inputs = ["build/a.csv", "build/b.csv", "build/c.csv"]
+outputs = ["build/all.csv"]
+run = "cat {inputs} > {outputs[0]}"
+
+[tasks.extra]
+inputs = ["src/s.txt"]
+outputs = ["build/extra.txt"]
+run = "cp src/s.txt build/extra.txt"
+"""
+
+PROJECTS: Dict[str, str] = {"chain": CHAIN, "matrix": MATRIX}
+SOURCES = {"src/a.txt": "abc\n", "src/s.txt": "side\n", "src/b.txt": "b\n", "src/c.txt": "c\n"}
+NO_SHORTCUTS = {"FLOWMAKE_NO_SHORTCUTS": "1"}
+
+
+def _output(p: Project) -> str:
+    return next(rel for rel in ("build/a.out", "build/a.csv", "build/s.out") if p.exists(rel))
+
+
+def _command_edit(p: Project) -> None:
+    text = p.read("Flowfile.toml")
+    p.flowfile(text.replace("cp src/s.txt", "cp -p src/s.txt", 1) if "cp src/s.txt" in text else text)
+
+
+EDITS: Dict[str, Callable[[Project], None]] = {
+    "nothing": lambda p: None,
+    "one source": lambda p: p.write("src/a.txt", "changed\n"),
+    "a source rewritten as it was": lambda p: p.write("src/a.txt", "abc\n"),
+    "an output deleted": lambda p: p.path(_output(p)).unlink(),
+    "an output modified by hand": lambda p: p.write(_output(p), "tampered\n"),
+    "a source gone": lambda p: p.path("src/s.txt").unlink(),
+    "a comment in the Flowfile": lambda p: p.flowfile("# a comment\n" + p.read("Flowfile.toml")),
+    "a command": _command_edit,
+    "a task added": lambda p: p.flowfile(p.read("Flowfile.toml") + (
+        '\n[tasks.added]\ninputs = ["src/a.txt"]\noutputs = ["build/added.txt"]\nrun = "cp src/a.txt build/added.txt"\n')),
+    "the shell": lambda p: p.flowfile(p.read("Flowfile.toml").replace("[flow]\n", '[flow]\nshell = ["bash", "-c"]\n', 1)),
+}
+
+
+def _built(root: Path, flowfile: str, env: Dict[str, str], *targets: str) -> Project:
+    root.mkdir()
+    project = Project(root)
+    project.flowfile(flowfile)
+    for rel, text in SOURCES.items():
+        project.write(rel, text)
+    for _ in range(2):  # the second, all fresh, leaves the snapshot (with the shortcuts)
+        result = project.json_run(*targets, env=env)
+        assert result.returncode == 0, result
+    return project
+
+
+def _answers(project: Project, env: Dict[str, str], *, every_way: bool = True) -> List[Tuple[str, int, str, str]]:
+    """What status says, asked every way (or two): (question, exit code, stdout, stderr)."""
+    names = sorted({line.split()[1] for line in project.run("status", env=env).lines[:-1]})
+    questions = [("status",), ("status", "--json", "--exit-code")]
+    if names and every_way:  # none when the Flowfile no longer loads (a source gone): then both say why, alike
+        questions += [("status", "--exit-code", *names), ("status", "--json", names[0])]
+    out = []
+    for question in questions:
+        result = project.run(*question, env=env)
+        root = str(project.root)  # the copies' errors name their own directories
+        out.append((" ".join(question), result.returncode, result.stdout.replace(root, "ROOT"),
+                    result.stderr.replace(root, "ROOT")))
+    return out
+
+
+# Every edit on the chain; a few on the matrix, and with a snapshot of other targets than status shows.
+CASES = [("chain", edit, ()) for edit in EDITS]
+CASES += [("matrix", edit, ()) for edit in ("an output deleted", "a task added")]
+CASES += [("chain", edit, ("side",)) for edit in ("one source", "a command")]
+
+
+@pytest.mark.parametrize("name,edit,targets", CASES, ids=[f"{n}-{e}-{t or 'default'}" for n, e, t in CASES])
+def test_status_says_the_same_with_and_without_the_shortcuts(tmp_path: Path, name: str, edit: str,
+                                                             targets: Tuple[str, ...]) -> None:
+    fast = _built(tmp_path / "fast", PROJECTS[name], {}, *targets)
+    full = _built(tmp_path / "full", PROJECTS[name], NO_SHORTCUTS, *targets)
+    try:
+        assert fast.exists(".flowmake/noop.snapshot") and not full.exists(".flowmake/noop.snapshot")
+        EDITS[edit](fast)
+        EDITS[edit](full)
+        assert _answers(fast, {}) == _answers(full, NO_SHORTCUTS)
+        # And after a run from there, which plans from the snapshot's cone (and leaves the next one).
+        ran_fast, ran_full = fast.json_run(*targets), full.json_run(*targets, env=NO_SHORTCUTS)
+        assert ran_fast.returncode == ran_full.returncode
+        assert _answers(fast, {}, every_way=False) == _answers(full, NO_SHORTCUTS, every_way=False)
+    finally:
+        fast.cleanup()
+        full.cleanup()
+
+
+def test_status_of_a_project_never_built_and_after_clean(tmp_path: Path) -> None:
+    fast = _built(tmp_path / "fast", CHAIN, {})
+    full = _built(tmp_path / "full", CHAIN, NO_SHORTCUTS)
+    try:
+        for project, env in ((fast, {}), (full, NO_SHORTCUTS)):
+            assert project.run("clean", "up", env=env).returncode == 0
+        assert not fast.exists(".flowmake/noop.snapshot")
+        assert _answers(fast, {}) == _answers(full, NO_SHORTCUTS)
+    finally:
+        fast.cleanup()
+        full.cleanup()
