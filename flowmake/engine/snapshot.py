@@ -17,7 +17,8 @@ the full planner would find every task fresh again: the no-op fast path
 A run that cannot take that path still uses it (proof.py): a task none of
 whose files changed stat or is a suspect, and that no such task feeds, is
 proven fresh by the same argument, so only the cone below the changed files
-is planned. That is what makes edit-run-edit-run cheap on a big graph.
+is planned. That is what makes edit-run-edit-run cheap on a big graph; each
+task's spec digest keeps it so across an edit of the Flowfile (proof.py).
 
 Anything it cannot vouch for by stats alone keeps it from being written:
 globs (a new file could match), directory inputs or outputs, `always`
