@@ -57,6 +57,7 @@ def _command_edit(p: Project) -> None:
     p.flowfile(text.replace("cp src/s.txt", "cp -p src/s.txt", 1) if "cp src/s.txt" in text else text)
 
 
+ADDED = '\n[tasks.added]\ninputs = ["src/a.txt"]\noutputs = ["build/added.txt"]\nrun = "cp src/a.txt build/added.txt"\n'
 EDITS: Dict[str, Callable[[Project], None]] = {
     "nothing": lambda p: None,
     "one source": lambda p: p.write("src/a.txt", "changed\n"),
@@ -66,9 +67,8 @@ EDITS: Dict[str, Callable[[Project], None]] = {
     "a source gone": lambda p: p.path("src/s.txt").unlink(),
     "a comment in the Flowfile": lambda p: p.flowfile("# a comment\n" + p.read("Flowfile.toml")),
     "a command": _command_edit,
-    "a task added": lambda p: p.flowfile(p.read("Flowfile.toml") + (
-        '\n[tasks.added]\ninputs = ["src/a.txt"]\noutputs = ["build/added.txt"]\nrun = "cp src/a.txt build/added.txt"\n')),
-    "the shell": lambda p: p.flowfile(p.read("Flowfile.toml").replace("[flow]\n", '[flow]\nshell = ["bash", "-c"]\n', 1)),
+    "a task added": lambda p: p.flowfile(p.read("Flowfile.toml") + ADDED),
+    "the shell": lambda p: p.flowfile(p.read("Flowfile.toml").replace("[flow]\n", '[flow]\nshell = "bash -c"\n', 1)),
 }
 
 

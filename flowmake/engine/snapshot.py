@@ -17,8 +17,7 @@ the full planner would find every task fresh again: the no-op fast path
 A run that cannot take that path still uses it (proof.py): a task none of
 whose files changed stat or is a suspect, and that no such task feeds, is
 proven fresh by the same argument, so only the cone below the changed files
-is planned. That is what makes edit-run-edit-run cheap on a big graph; each
-task's spec digest keeps it so across an edit of the Flowfile (proof.py).
+is planned (across a Flowfile edit too, by each task's spec digest): cheap edit-run-edit-run on a big graph.
 
 Anything it cannot vouch for by stats alone keeps it from being written:
 globs (a new file could match), directory inputs or outputs, `always`
@@ -53,10 +52,9 @@ NO_SHORTCUTS = "FLOWMAKE_NO_SHORTCUTS"
 def shortcuts_off(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(NO_SHORTCUTS, "") not in ("", "0")
 
-# 4: the included files' stats; 5: ctimes in the stats; 6: the warnings a no-op repeats; 7: the documents' hash;
-# 8: each task's spec digest
-_FORMAT = 8
+_FORMAT = 8  # 5: ctimes in the stats; 6: the warnings a no-op repeats; 7: the documents' hash; 8: spec digests
 _PER = 3  # numbers per path in Files.stats
+SPEC_DIGEST = 16  # bytes per task in Snapshot.specs
 
 
 class Files(NamedTuple):
@@ -111,13 +109,8 @@ class Snapshot(NamedTuple):
     notices: Tuple[str, ...] = ()  # warnings about the Flowfile the run gave, which a no-op repeats
     # Flowfile.document_hash: the proof still holds after an edit of comments or layout (proof.py).
     flowfile_document: str = ""
-    # proof.spec_digest of each task in `tasks`, in that order (SPEC_DIGEST bytes each): after an edit of
-    # the Flowfile, the proof still holds for every task whose spec is the same (proof.py). Kept as one
-    # bytes object, which marshal reads as one copy: the no-op path never looks at it.
+    # proof.spec_digests of `tasks`, in order, SPEC_DIGEST bytes each: one bytes object (marshal reads one copy).
     specs: bytes = b""
-
-
-SPEC_DIGEST = 16
 
 
 def path_in(state_dir: str | Path) -> str:
