@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,6 +89,18 @@ def test_fast_path_run_is_recorded_and_the_chain_stays_intact(project: Project, 
     runs = json.loads(project.run("log", "--json").stdout)
     assert runs[0]["id"] == events[0]["run_id"] and runs[0]["result"] == "success"
     assert project.run("audit", "verify").returncode == 0
+
+
+def test_a_terminal_no_op_is_served_by_the_fast_path_with_the_trees_own_line(project: Project, capsys) -> None:
+    # The tree's front (report/front.py) answers a calm run without rich: the no-op path needs no tree of its own.
+    fresh_project(project)
+    code = try_noop(["-C", str(project.root), "run", "--progress", "tree"])
+    fast = capsys.readouterr().out
+    assert code == 0
+    full = project.run("run", "--progress", "tree", env={"FLOWMAKE_NO_SHORTCUTS": "1"})
+    assert full.returncode == 0, full
+    duration = re.compile(r"\(\d+\.\d+s\)")
+    assert duration.sub("(T)", fast) == duration.sub("(T)", full.stdout) == "\u2713 nothing to do: 2 tasks fresh (T)\n"
 
 
 def test_the_fast_path_fires_the_on_success_hook(project: Project, capsys) -> None:

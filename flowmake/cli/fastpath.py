@@ -218,8 +218,6 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[prescans.Prescan]],
     if _cache_url_to_check(args.cache or os.environ.get("FLOWMAKE_CACHE") or ""):
         return None  # the full path says when its scheme is unknown or its extra missing (exit 2)
     mode = progress_mode(args.progress)
-    if mode == "tree" and not args.quiet:
-        return None  # the live tree is for people; its few ms don't matter there
     if args.directory is not None:
         try:
             os.chdir(args.directory)
