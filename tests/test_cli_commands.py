@@ -352,10 +352,10 @@ def strip_ansi(text: str) -> str:
 
 
 def run_in_pty(project: Project, *args: str, env: Optional[Mapping[str, Optional[str]]] = None,
-               timeout: float = 30.0) -> Tuple[int, str]:
-    """Run flowmake with stdin, stdout and stderr on a 120x40 pseudo-terminal."""
+               timeout: float = 30.0, rows: int = 40, cols: int = 120) -> Tuple[int, str]:
+    """Run flowmake with stdin, stdout and stderr on a pseudo-terminal of `rows` x `cols` (120x40)."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     full_env = project.env({"TERM": "xterm-256color", **(env or {})})
     proc = subprocess.Popen(FLOWMAKE + list(args), cwd=str(project.root), env=full_env,
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)

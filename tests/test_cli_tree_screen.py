@@ -9,18 +9,11 @@ last one, fit in the terminal's height, however many tasks the run has.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import select
-import struct
-import subprocess
-import termios
-import time
-from typing import List, Tuple
+from typing import Tuple
 
-from conftest import FLOWMAKE, Project
-from test_cli_commands import strip_ansi
+from conftest import Project
+from test_cli_commands import run_in_pty, strip_ansi
 
 ROWS, COLS = 12, 80
 SINGLES, VARIANTS = 150, 120
@@ -43,34 +36,8 @@ def many_tasks(project: Project, failing: int = 0) -> None:
 
 
 def run_on_small_pty(project: Project, *args: str, timeout: float = 120.0) -> Tuple[int, str]:
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
-    env = project.env({"TERM": "xterm-256color", "NO_COLOR": None, "COLUMNS": None, "LINES": None})
-    proc = subprocess.Popen(FLOWMAKE + list(args), cwd=str(project.root), env=env,
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    chunks: List[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: every writer closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        else:
-            proc.kill()
-            raise AssertionError(f"flowmake under a pty did not finish in {timeout}s")
-        proc.wait(timeout=10)
-    finally:
-        os.close(master)
-    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+    env = {"NO_COLOR": None, "COLUMNS": None, "LINES": None}
+    return run_in_pty(project, *args, env=env, timeout=timeout, rows=ROWS, cols=COLS)
 
 
 def replay(screen: str, rows: int) -> Tuple[int, int, int]:

@@ -17,7 +17,7 @@ from ..model import Reason
 from ..records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
-    from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+    from typing import Dict, Iterable, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 # Shown instead of the rest of a long list; enough to recognise the run.
 MAX_LISTED = 5
@@ -78,6 +78,15 @@ RESULT_WORDS: Mapping[RunResult, str] = {
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def flush_streams(*streams: TextIO) -> None:
+    """Flush what a reporter wrote; a closed pipe at exit must not hide the run's result."""
+    for stream in streams:
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def plural(n: int, word: str) -> str:

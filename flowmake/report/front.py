@@ -18,7 +18,7 @@ from operator import attrgetter
 
 from ..events import Notice, RunFinished, RunResult, RunStarted, TaskFinished, TasksFresh, TaskState
 from ..records import TYPE_CHECKING
-from .common import summary_text
+from .common import flush_streams, summary_text
 
 if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     from typing import Callable, List, Optional, TextIO
@@ -83,11 +83,7 @@ class TreeFront:
         if self.inner is not None:
             self.inner.close()
             return
-        for stream in (self.out, self.err):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass  # a closed pipe at exit must not hide the run's result
+        flush_streams(self.out, self.err)
 
     def _hand_over(self, event: Event) -> None:
         inner = self.inner = self._build()

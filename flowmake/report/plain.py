@@ -35,6 +35,7 @@ from .common import (
     command_lines,
     dry_run_summary,
     failure_detail,
+    flush_streams,
     format_duration,
     groups_of,
     interrupted_detail,
@@ -121,11 +122,7 @@ class PlainReporter:
             self._line("on", "cyan", event.task, event.worker)  # a cluster's worker (docs/scaling.md)
 
     def close(self) -> None:
-        for stream in (self.out, self.err):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass  # a closed pipe at exit must not hide the run's result
+        flush_streams(self.out, self.err)
 
     # --- events ------------------------------------------------------------
 
