@@ -53,7 +53,8 @@ FLOWFILE = """
     matrix = { study = "{studies}" }
     inputs = ["raw/{study}.csv"]
     outputs = ["build/{study}.csv"]
-    run = "cp {inputs} {outputs}; seq 10050; touch late.txt"
+    # The pause keeps it running past the output throttle, so a task_output is sent even on a busy machine.
+    run = "cp {inputs} {outputs}; seq 10050; sleep 0.5; touch late.txt"
 
     [tasks.sensor]
     wait_for = ["late.txt"]
