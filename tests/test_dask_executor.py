@@ -323,10 +323,18 @@ def test_a_worker_killed_mid_task_fails_that_attempt_and_the_retry_runs_elsewher
     proc = project.popen("run", "--progress", "json", "--executor", "dask", "--scheduler-address", fragile.address)
     shell, worker_pid = map(int, wait_for_file(project.path("pids.txt"), timeout=30, proc=proc).split())
     victim = next(name for name, p in fragile.workers.items() if p.pid == worker_pid)
+    # Killed once the run has said where the task runs (its task_placed), as a user watching it would
+    # see: before that the run cannot yet name the worker that died.
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if json.loads(line)["event"] == "task_placed":
+            break
     fragile.kill(victim)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    events = [json.loads(line) for line in out.splitlines()]
+    events = [json.loads(line) for line in [*seen, *out.splitlines()]]
     ends = [e for e in events if e["event"] == "task_finished"]
     assert ends[0]["status"] == "failed" and ends[0]["will_retry"]
     assert f"worker {fragile.addresses[victim]} died" in ends[0]["message"]
