@@ -19,10 +19,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -122,6 +123,28 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _pycache: Path) -
 
 
 # -- results -------------------------------------------------------------------
+
+
+def rest_of_output(proc: subprocess.Popen, timeout: float = 60.0) -> Tuple[str, str]:
+    """`proc.communicate()` for a process whose stdout the test already read lines from.
+
+    communicate() reads the pipes' file descriptors directly, so lines that
+    readline() or iteration had already buffered would be lost (a task_finished,
+    say); this reads through the same buffered streams, each on a thread.
+    """
+    got: Dict[str, str] = {}
+
+    def drain(name: str, stream: Any) -> None:
+        got[name] = stream.read()
+
+    threads = [threading.Thread(target=drain, args=(name, stream), daemon=True)
+               for name, stream in (("out", proc.stdout), ("err", proc.stderr)) if stream is not None]
+    for thread in threads:
+        thread.start()
+    proc.wait(timeout=timeout)
+    for thread in threads:
+        thread.join(timeout=10)
+    return got.get("out", ""), got.get("err", "")
 
 
 @dataclass

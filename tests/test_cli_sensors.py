@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any, Dict, List
 
-from conftest import Project, Result, pid_alive, wait_for
+from conftest import Project, Result, pid_alive, rest_of_output, wait_for
 
 
 def read_until_waiting(proc, task: str) -> List[str]:
@@ -26,13 +26,13 @@ def read_until_waiting(proc, task: str) -> List[str]:
         event = json.loads(line)
         if event["event"] == "task_waiting" and event["task"] == task:
             return seen
-    out, err = proc.communicate(timeout=60)
+    out, err = rest_of_output(proc)
     raise AssertionError(f"flowmake ended ({proc.returncode}) without waiting for {task}\n"
                          f"--- stdout ---\n{''.join(seen)}{out}\n--- stderr ---\n{err}")
 
 
 def finish(proc, seen: List[str]) -> Result:
-    out, err = proc.communicate(timeout=60)
+    out, err = rest_of_output(proc)
     return Result(list(proc.args[3:]), proc.returncode, "".join(seen) + out, err)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
-from conftest import Project, pid_alive, wait_for, wait_for_file
+from conftest import Project, pid_alive, rest_of_output, wait_for, wait_for_file
 
 pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'flowmake[dask]')")
 
@@ -248,7 +248,7 @@ def test_jobs_follow_the_workers_that_join_during_a_run(cluster: Cluster, projec
         # Every task waits for `go`: a third one starts only if the run took the new thread.
         wait_for(lambda: len(list(project.root.glob("started.*"))) == 3, timeout=30, what="a third task")
         project.write("go")
-        out, err = proc.communicate(timeout=60)
+        out, err = rest_of_output(proc)
     finally:
         cluster.kill("w2")
     assert proc.returncode == 0, err
@@ -332,7 +332,7 @@ def test_a_worker_killed_mid_task_fails_that_attempt_and_the_retry_runs_elsewher
         if json.loads(line)["event"] == "task_placed":
             break
     fragile.kill(victim)
-    out, err = proc.communicate(timeout=60)
+    out, err = rest_of_output(proc)
     assert proc.returncode == 0, err
     events = [json.loads(line) for line in [*seen, *out.splitlines()]]
     ends = [e for e in events if e["event"] == "task_finished"]
