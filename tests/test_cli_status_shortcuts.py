@@ -17,31 +17,18 @@ from typing import Callable, Dict, List, Tuple
 import pytest
 from conftest import SHORTCUTS_OFF, Project
 from test_cli_agreement import FLOWFILE as CHAIN
+from test_cli_shortcuts_equivalence import MATRIX as EQUIVALENCE_MATRIX
 
 pytestmark = pytest.mark.skipif(SHORTCUTS_OFF, reason="compares status with and without the shortcuts")
 
-# A matrix, a group of variants, and a task outside the default targets.
-MATRIX = """
-[flow]
-name = "matrix"
-default = ["list"]
-
-[tasks.extract]
-matrix = { site = ["a", "b", "c"] }
-inputs = ["src/{site}.txt"]
-outputs = ["build/{site}.csv"]
-run = "cp {inputs[0]} {outputs[0]}"
-
-[tasks.list]
-inputs = ["build/a.csv", "build/b.csv", "build/c.csv"]
-outputs = ["build/all.csv"]
-run = "cat {inputs} > {outputs[0]}"
-
+# The equivalence test's matrix, with default targets and a task outside them.
+MATRIX = EQUIVALENCE_MATRIX.replace('name = "matrix"\n', 'name = "matrix"\ndefault = ["list"]\n', 1) + """
 [tasks.extra]
 inputs = ["src/s.txt"]
 outputs = ["build/extra.txt"]
 run = "cp src/s.txt build/extra.txt"
 """
+assert 'default = ["list"]' in MATRIX
 
 PROJECTS: Dict[str, str] = {"chain": CHAIN, "matrix": MATRIX}
 SOURCES = {"src/a.txt": "abc\n", "src/s.txt": "side\n", "src/b.txt": "b\n", "src/c.txt": "c\n"}
