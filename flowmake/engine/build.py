@@ -14,17 +14,20 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Mapping, NamedTuple, Optional, Sequence, Tuple
+from itertools import filterfalse
+from operator import itemgetter
+from typing import (TYPE_CHECKING, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 from .. import __version__
 from ..errors import EXIT_OK, EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED
-from ..events import Notice, RunFinished, RunResult, RunStarted
+from ..events import Notice, PlannedTask, RunFinished, RunResult, RunStarted
 from ..model import RunRecord
 from ..store.identity import current_user, host_name, new_run_id
 from .loop import Loop
-from .plan import decide
+from .plan import PROVEN, decide
 from .preview import Preview, observe, preview
-from .proof import proven_fresh
+from .proof import proven_of, snapshot_cone
 from .recorder import Recorder
 from .secrets import shown_command
 from .signals import Signals
@@ -32,7 +35,7 @@ from .snapshot import shortcuts_off
 from .tally import Tally
 
 if TYPE_CHECKING:  # names for type checkers only
-    from ..events import Event, PlannedTask
+    from ..events import Event
     from ..model import Observation
     from ..executors.protocol import Executor
     from ..model import Flowfile
@@ -45,6 +48,7 @@ if TYPE_CHECKING:  # names for type checkers only
 
     Emit = Callable[[Event], None]
 
+_first = itemgetter(0)
 _EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_SIGTERM,
                     int(signal.SIGHUP): EXIT_SIGHUP}
 
@@ -147,14 +151,21 @@ class Build:
         ended = self.recorder.end_orphans(self.executor.end_orphans)
         if ended is not None:
             self.emit(Notice(self.run_id, time.time(), ended))
-        proven, cone = self._proof()
-        pv = self._preview(proven)
+        cone = self._cone()
+        if cone is not None and cone.same_rows:
+            pv, fresh, order = self._plan_cone(cone)
+        else:
+            proven, cone = self._proven(cone)
+            pv = self._preview(proven)
+            fresh, order = self._split_proven(proven)
         self._announce(pv, dry_run=False)
         opts = self.options
         self.recorder.begin(RunRecord(self.run_id, started, current_user(), host_name(), __version__,
                                       self.flowfile.source_hash, opts.argv, opts.roots, trigger=opts.trigger))
         self.observations = pv.observations
-        loop = Loop(self, pv.decisions, pv.observations, self._finish_proven(proven))
+        if fresh:
+            self.tally.fresh(fresh)  # before any task starts
+        loop = Loop(self, pv.decisions, pv.observations, order)
         try:
             loop.run()
         finally:
@@ -169,7 +180,7 @@ class Build:
             result = RunResult.FAILED
         self._finish(result, started_monotonic=t0)
         if result is RunResult.SUCCESS and not loop.untraced and not shortcuts_off(self.environ):
-            self._leave_snapshot(cone, pv.by_name())
+            self._leave_snapshot(cone, pv)
         if result is RunResult.INTERRUPTED:
             return _exit_for_signal(self.signals.first or signal.SIGINT)
         return EXIT_TASK_FAILED if result is RunResult.FAILED else EXIT_OK
@@ -184,14 +195,48 @@ class Build:
 
     def _proof(self) -> Tuple[Dict[str, str], Optional[Cone]]:
         """Tasks the last run's snapshot still proves fresh (proof.proven_fresh); none for a forced run."""
+        return self._proven(self._cone())
+
+    def _cone(self) -> Optional[Cone]:
+        """The last run's snapshot's cone (proof.snapshot_cone); None for a forced run."""
         opts = self.options
         if opts.always_make or opts.forced or shortcuts_off(self.environ):
-            return {}, None
-        return proven_fresh(self.flowfile, self.graph, self.selection, state_identity=self.state.identity,
-                            target_names=opts.target_names, environ=self.environ, prescan=self._prescan)
+            return None
+        return snapshot_cone(self.flowfile, self.graph, self.selection, state_identity=self.state.identity,
+                             target_names=opts.target_names, environ=self.environ, prescan=self._prescan)
 
-    def _preview(self, proven: Mapping[str, str]) -> Preview:
-        return preview(self.flowfile, self.graph, self.selection, traces=self.traces, hasher=self.hasher,
+    def _proven(self, cone: Optional[Cone]) -> Tuple[Dict[str, str], Optional[Cone]]:
+        """The selected tasks the cone leaves proven fresh, with their groups."""
+        return ({} if cone is None else proven_of(cone, self.selection)), cone
+
+    def _plan_cone(self, cone: Cone) -> Tuple[Preview, Sequence[str], Sequence[str]]:
+        """The plan when the snapshot's rows are the selection's (Cone.same_rows): only the cone previewed.
+
+        Every other selected task is proven fresh with its row as the snapshot
+        holds it (its group and deps, which the same documents and selection
+        make the graph's), so nothing is looked up per task but by C loops:
+        one changed source in 100,000 tasks plans its cone, not the graph.
+        Returns the preview of the whole selection, the proven tasks and the
+        cone's, each in the selection's order.
+        """
+        planned = cone.planned
+        rows = cone.snapshot.tasks
+        row_of = dict(zip(map(_first, rows), rows))
+        selection = self.selection
+        order = list(filter(planned.__contains__, selection))
+        fresh = list(filterfalse(planned.__contains__, selection))
+        pv = self._preview({}, order)
+        mine = {p.name: p._replace(deps=tuple(row_of[p.name][2])) for p in pv.planned}
+        decision = decide(None, None, PROVEN)
+        new, will_run, none = tuple.__new__, decision.will_run, decision.blocked_by
+        # In the selection's order, as a full preview gives them.
+        pv.planned = [mine.get(name) or new(PlannedTask, (name, row[1], will_run, none, none, tuple(row[2])))
+                      for name, row in zip(selection, map(row_of.__getitem__, selection))]
+        return pv, fresh, order
+
+    def _preview(self, proven: Mapping[str, str], selection: Optional[Sequence[str]] = None) -> Preview:
+        return preview(self.flowfile, self.graph, self.selection if selection is None else selection,
+                       traces=self.traces, hasher=self.hasher,
                        forced=self.forced, environ=self.environ, check_interrupt=self._check_interrupt,
                        proven_fresh=proven, cache=self.cache)
 
@@ -218,17 +263,17 @@ class Build:
         return {p.name: shown_command(tasks[p.name], self.environ) for p in pv.planned
                 if (p.will_run or p.blocked_by) and tasks[p.name].command is not None}
 
-    def _finish_proven(self, proven: Mapping[str, str]) -> Sequence[str]:
-        """Finish the tasks proven fresh, before any task starts; the rest of the selection, to schedule.
+    def _split_proven(self, proven: Mapping[str, str]) -> Tuple[Sequence[str], Sequence[str]]:
+        """The selected tasks proven fresh, to finish before any task starts; the rest, to schedule.
 
         Proven fresh and fed by nothing that may change: out of the schedule,
         where the cone's tasks take them as finished (one edit in 10,000
         tasks schedules a few).
         """
         if not proven:
-            return self.selection
-        self.tally.fresh([name for name in self.selection if name in proven])
-        return [name for name in self.selection if name not in proven]
+            return (), self.selection
+        return (list(filter(proven.__contains__, self.selection)),
+                list(filterfalse(proven.__contains__, self.selection)))
 
     def _finish(self, result: RunResult, *, started_monotonic: Optional[float]) -> None:
         finished = time.time()
@@ -239,12 +284,17 @@ class Build:
             self.emit(Notice(self.run_id, time.time(), warning))
         self.emit(RunFinished(self.run_id, finished, result, dict(tally.counts), duration, tuple(tally.failed)))
 
-    def _leave_snapshot(self, cone: Optional[Cone], planned: Mapping[str, PlannedTask]) -> None:
+    def _leave_snapshot(self, cone: Optional[Cone], pv: Preview) -> None:
         opts = self.options
         order = self.tally.order
+
+        def task_rows() -> List[Tuple[str, str, Tuple[str, ...]]]:
+            planned = pv.by_name()  # asked for only when the snapshot's rows do not hold as they are
+            return [(p.name, p.group, p.deps) for p in map(planned.__getitem__, order)]
+
         self.recorder.leave_snapshot(
             flowfile=self.flowfile, graph=self.graph, selection=self.selection, hasher=self.hasher, cone=cone,
-            task_rows=lambda: [(p.name, p.group, p.deps) for p in map(planned.__getitem__, order)],
+            task_rows=task_rows,
             forced=opts.always_make or bool(opts.forced), target_names=opts.target_names, roots=opts.roots,
             notices=opts.notices)
 

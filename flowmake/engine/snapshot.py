@@ -33,6 +33,7 @@ from __future__ import annotations
 import marshal
 import os
 from array import array
+from itertools import compress
 
 from ..records import TYPE_CHECKING, NamedTuple
 
@@ -65,7 +66,8 @@ class Files(NamedTuple):
     inodes: Sequence[int]  # unsigned 64-bit
 
     def without(self, leave_out: Set[str]) -> "Files":
-        drop = [i for i, path in enumerate(self.paths) if path in leave_out]
+        # C loops: a comprehension over 200,000 paths took ~25 ms of an edit's run.
+        drop = list(compress(range(len(self.paths)), map(leave_out.__contains__, self.paths)))
         paths, stats, inodes = list(self.paths), array("q", self.stats), array("Q", self.inodes)
         if len(drop) <= 64:
             # The usual edit leaves out a few: delete those in place (C copies)
