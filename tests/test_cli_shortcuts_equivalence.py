@@ -41,8 +41,28 @@ outputs = ["build/all.csv"]
 run = "cat {inputs} > {outputs[0]}"
 """
 
-PROJECTS: Dict[str, str] = {"chain": CHAIN, "matrix": MATRIX}
+# Over 256 tasks and sources: the load cache keeps its graph and the checked paths in buckets
+# (load/pages.py), and the cone's plan takes the proven tasks' rows from the snapshot (Build._plan_cone).
+WIDE_NAMES = ["a", "b", "c", "s"] + [f"w{i}" for i in range(300)]
+WIDE = f"""
+[flow]
+name = "wide"
+
+[tasks.copy]
+matrix = {{ site = {WIDE_NAMES!r} }}
+inputs = ["src/{{site}}.txt"]
+outputs = ["build/{{site}}.csv"]
+run = "cp {{inputs[0]}} {{outputs[0]}}"
+
+[tasks.list]
+inputs = ["build/a.csv", "build/w7.csv"]
+outputs = ["build/all.csv"]
+run = "cat {{inputs}} > {{outputs[0]}}"
+""".replace("'", '"')
+
+PROJECTS: Dict[str, str] = {"chain": CHAIN, "matrix": MATRIX, "wide": WIDE}
 SOURCES = {"src/a.txt": "abc\n", "src/s.txt": "side\n", "src/b.txt": "b\n", "src/c.txt": "c\n"}
+EXTRA_SOURCES = {"wide": {f"src/{name}.txt": f"{name}\n" for name in WIDE_NAMES[4:]}}
 EDITS: Dict[str, Callable[[Project], None]] = {
     "no-op": lambda p: None,
     "one source": lambda p: p.write("src/a.txt", "changed\n"),
@@ -80,11 +100,11 @@ def _stream(project: Project, env: Dict[str, str]) -> List[str]:
     return _normalized(result.events, result.run_id)
 
 
-def _built(root: Path, flowfile: str, env: Dict[str, str]) -> Project:
+def _built(root: Path, name: str, env: Dict[str, str]) -> Project:
     root.mkdir()
     project = Project(root)
-    project.flowfile(flowfile)
-    for rel, text in SOURCES.items():
+    project.flowfile(PROJECTS[name])
+    for rel, text in {**SOURCES, **EXTRA_SOURCES.get(name, {})}.items():
         project.write(rel, text)
     assert project.json_run(env=env).returncode == 0
     assert project.json_run(env=env).returncode == 0  # all fresh: leaves the snapshot (with shortcuts)
@@ -94,8 +114,8 @@ def _built(root: Path, flowfile: str, env: Dict[str, str]) -> Project:
 @pytest.mark.parametrize("edit", list(EDITS))
 @pytest.mark.parametrize("name", list(PROJECTS))
 def test_the_fast_and_the_full_path_send_the_same_events(tmp_path: Path, name: str, edit: str) -> None:
-    fast = _built(tmp_path / "fast", PROJECTS[name], {})
-    full = _built(tmp_path / "full", PROJECTS[name], NO_SHORTCUTS)
+    fast = _built(tmp_path / "fast", name, {})
+    full = _built(tmp_path / "full", name, NO_SHORTCUTS)
     try:
         assert fast.exists(".flowmake/noop.snapshot") and not full.exists(".flowmake/noop.snapshot")
         EDITS[edit](fast)

@@ -189,10 +189,21 @@ def cached_stamps(root: Path) -> dict:
     return pickle.loads((root / ".flowmake" / loadcache.CACHE_NAME).read_bytes())[4]
 
 
+@pytest.fixture(params=[False, True], ids=["whole", "paged"])
+def small_pages(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """With `paged`, every dict of four entries or more is cached in buckets of four (load/pages.py)."""
+    if request.param:
+        from flowmake.load import pages
+
+        monkeypatch.setattr(pages, "PAGED_FROM", 4)
+        monkeypatch.setattr(pages, "BUCKET", 4)
+    return request.param
+
+
 @pytest.mark.parametrize("aged", [True, False], ids=["dir-stamped", "dir-too-recent"])
 @pytest.mark.parametrize("change", ["delete", "replace_with_dir", "dangling_symlink", "symlink_to_file"])
 def test_a_source_directory_vouches_for_its_files_until_its_entries_change(
-        tmp_path: Path, counted: List[Path], change: str, aged: bool) -> None:
+        tmp_path: Path, counted: List[Path], change: str, aged: bool, small_pages: bool) -> None:
     path = many_sources(tmp_path, aged=aged)
     src = tmp_path / "src"
     load(path)
@@ -243,3 +254,19 @@ def test_paged_tasks_keep_order_and_unpickle_only_the_page_looked_up(monkeypatch
     with pytest.raises(KeyError):
         paged["nope"]
     assert dict(paged) == tasks and list(paged.values()) == list(tasks.values())
+
+
+def test_the_cached_graph_is_the_graph_of_the_flowfile_in_buckets(tmp_path: Path, counted: List[Path],
+                                                                   small_pages: bool) -> None:
+    from flowmake.load.pages import PagedDict
+
+    path = many_sources(tmp_path, aged=True)
+    first = loadcache.load_cached(path, path.parent / ".flowmake", build_graph)[1]
+    flowfile, graph = loadcache.load_cached(path, path.parent / ".flowmake", build_graph)
+    assert len(counted) == 1
+    assert (type(graph.readers) is PagedDict) is small_pages
+    # Looked up one entry at a time (as a run's cone does), then whole.
+    assert graph.readers.get("src/s3.txt") == first.readers["src/s3.txt"] and graph.readers.get("nope") is None
+    assert graph.dependents["t5"] == first.dependents["t5"] and "t19" in graph.deps
+    assert graph == first == build_graph(flowfile)
+    assert list(graph.deps) == list(first.deps) and list(graph.producers.items()) == list(first.producers.items())

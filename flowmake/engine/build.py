@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from itertools import filterfalse
+from itertools import compress, filterfalse, repeat
 from operator import itemgetter
 from typing import (TYPE_CHECKING, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequence,
                     Tuple)
@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # names for type checkers only
 
     Emit = Callable[[Event], None]
 
-_first = itemgetter(0)
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 _EXIT_FOR_SIGNAL = {int(signal.SIGINT): EXIT_SIGINT, int(signal.SIGTERM): EXIT_SIGTERM,
                     int(signal.SIGHUP): EXIT_SIGHUP}
 
@@ -226,12 +226,16 @@ class Build:
         order = list(filter(planned.__contains__, selection))
         fresh = list(filterfalse(planned.__contains__, selection))
         pv = self._preview({}, order)
-        mine = {p.name: p._replace(deps=tuple(row_of[p.name][2])) for p in pv.planned}
+        cone_rows = {p.name: p._replace(deps=tuple(row_of[p.name][2])) for p in pv.planned}
         decision = decide(None, None, PROVEN)
-        new, will_run, none = tuple.__new__, decision.will_run, decision.blocked_by
-        # In the selection's order, as a full preview gives them.
-        pv.planned = [mine.get(name) or new(PlannedTask, (name, row[1], will_run, none, none, tuple(row[2])))
-                      for name, row in zip(selection, map(row_of.__getitem__, selection))]
+        # In the selection's order, as a full preview gives them; built by C loops (map, zip, tuple.__new__).
+        rows_now = list(map(row_of.__getitem__, selection))
+        plan = list(map(tuple.__new__, repeat(PlannedTask), zip(
+            selection, map(_second, rows_now), repeat(decision.will_run), repeat(decision.blocked_by),
+            repeat(decision.reasons), map(tuple, map(_third, rows_now)))))
+        for i in compress(range(len(selection)), map(planned.__contains__, selection)):
+            plan[i] = cone_rows[selection[i]]
+        pv.planned = plan
         return pv, fresh, order
 
     def _preview(self, proven: Mapping[str, str], selection: Optional[Sequence[str]] = None) -> Preview:

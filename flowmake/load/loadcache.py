@@ -53,9 +53,10 @@ if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
     T = TypeVar("T")
 
 CACHE_NAME = "flowfile.cache"
-_FORMAT = 14  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers;
+_FORMAT = 15  # 4, 5: the model's records, then the graph, became NamedTuples; 6, 7: paged tasks, graph.readers;
 # 8, 9: matrix_globs, includes; 10: directory stamps with the ctime; 11: Flowfile.output; 12: Flowfile.junit_xml;
-# 13: Flowfile.schedules; 14: the graph pickled apart, lines after a comment edit, Flowfile.document_hash
+# 13: Flowfile.schedules; 14: the graph pickled apart, lines after a comment edit, Flowfile.document_hash;
+# 15: the graph's maps and the checked paths in buckets (pages.py)
 _PAGE = 64  # task specs unpickled together: a cone spread over a layered graph touches a page per few tasks
 
 
@@ -84,8 +85,14 @@ def load_cached(path: Path, state_dir: Path, derive: Callable[[Flowfile], T]) ->
         # under .flowmake may hold one: such Flowfiles are loaded afresh each time.
         return flowfile, derived
     if state_dir.is_dir():  # never create .flowmake just to cache
-        paged = flowfile._replace(tasks=PagedTasks.pack(flowfile.tasks))
-        _store(cache, paged, pickle.dumps(derived, protocol=pickle.HIGHEST_PROTOCOL), (grouped, stamps, globs))
+        from .pages import paged, paged_fields
+
+        paged_flowfile = flowfile._replace(tasks=PagedTasks.pack(flowfile.tasks))
+        # The graph's maps and the checked paths by directory, in buckets (pages.py): a run after one
+        # change looks up a few entries of each, and a directory's stamp vouches for all its paths.
+        kept = paged_fields(derived) if hasattr(derived, "_fields") else derived
+        _store(cache, paged_flowfile, pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL),
+               ({directory: paged(in_dir) for directory, in_dir in grouped.items()}, stamps, globs))
     return flowfile, derived
 
 
@@ -177,7 +184,7 @@ class PagedTasks(abc.Mapping):
 
     def _position(self) -> Dict[str, int]:
         if self._index is None:
-            self._index = {name: i for i, name in enumerate(self._names)}
+            self._index = dict(zip(self._names, range(len(self._names))))  # C loops: ~4x a comprehension
         return self._index
 
     def __getitem__(self, name: str) -> TaskSpec:
