@@ -28,6 +28,7 @@ FLOORS = {
     "history": 6, "runreport": 6,  # readers of the recorded runs
     "unattended": 6,  # schedules and watch: drive runs through a function the CLI passes in
     "cli": 7, "__main__": 7,
+    "daemon": 7,  # the resident watcher: runs the fast path's no-op for a client (cli/fastpath.py)
 }
 # Pure modules: no flowmake import beyond the shared leaves, and no I/O library.
 PURE = {"engine.schedule", "engine.plan", "engine.graph", "executors.shellfree", "executors.messages", "masking",
@@ -41,6 +42,7 @@ ONLY_IN = {
     "rich": {"report", "history"},
     "fsspec": {"cache.backends"},
     "s3fs": {"cache.backends"},
+    "inotify_simple": {"daemon.watches"},
 }
 
 

@@ -19,7 +19,7 @@ import typer
 
 from .. import __version__
 from ..errors import EXIT_USAGE, UsageError
-from . import history_app, schedule_app
+from . import daemon_app, history_app, schedule_app
 from .guard import exit_code_of
 from .invocation import guarded, invocation, load_project
 from .shorthand import HELP as SHORTHAND_HELP
@@ -225,6 +225,7 @@ for command in (history_app.log, history_app.lineage, history_app.report, schedu
     app.command(epilog=SHORTHAND_HELP)(command)
 app.add_typer(history_app.audit_app, name="audit")
 app.add_typer(schedule_app.schedule_app, name="schedule")
+app.add_typer(daemon_app.daemon_app, name="daemon")
 
 
 cache_app = typer.Typer(help="The shared output cache (docs/cache.md): what it holds, and trimming it.",

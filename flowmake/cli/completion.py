@@ -54,8 +54,13 @@ OPTIONS: Dict[str, Tuple[str, ...]] = {
     "cache": (),
     "cache stats": ("--cache", "--json"),
     "cache gc": ("--max-size", "--older-than", "--cache", "--json"),
+    "daemon": (),
+    "daemon start": ("--idle-exit",),
+    "daemon status": (),
+    "daemon stop": (),
 }
-SUBCOMMANDS = {"audit": ("verify", "export"), "schedule": ("list", "run", "fire", "export"), "cache": ("stats", "gc")}
+SUBCOMMANDS = {"audit": ("verify", "export"), "schedule": ("list", "run", "fire", "export"), "cache": ("stats", "gc"),
+               "daemon": ("start", "status", "stop")}
 COMMANDS = tuple(sorted(c for c in OPTIONS if " " not in c))
 # Options whose value is one of a few words; the others that take a value complete files (the shell's default).
 VALUES: Dict[Tuple[str, str], Tuple[str, ...]] = {

@@ -228,6 +228,9 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[prescans.Prescan]],
         return None
     root = os.path.dirname(flowfile)
     state_dir = os.path.join(root, STATE_DIR)
+    code = _ask_daemon(state_dir, argv, typed, flowfile)
+    if code is not None:
+        return code
     if snapshots.stat_key(snapshots.path_in(state_dir)) is None:
         return None  # nothing proven: not even worth the lock
     from ..errors import LockHeldError
@@ -279,6 +282,17 @@ def _try_noop(argv: Sequence[str], hand_over: Optional[List[prescans.Prescan]],
         lock.release()
         if scan is not None:
             scan.close()
+
+
+def _ask_daemon(state_dir: str, argv: Sequence[str], typed: Optional[Sequence[str]], flowfile: str) -> Optional[int]:
+    """The resident watcher's answer (docs/daemon.md) when one runs here; one stat of its socket when none does."""
+    try:
+        os.stat(os.path.join(state_dir, "daemon.sock"))  # daemon/client.py SOCKET_NAME
+    except OSError:
+        return None
+    from ..daemon.client import ask_run
+
+    return ask_run(os.path.join(state_dir, "daemon.sock"), argv, argv if typed is None else typed, flowfile)
 
 
 def _unchanged(snap: snapshots.Snapshot, root: str, scan: Optional[prescans.Prescan]) -> bool:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
 
 # Every command of cli.py (tests/test_cli_shorthand.py keeps the two in step).
 COMMANDS = frozenset({"run", "status", "list", "graph", "clean", "check", "init", "log", "lineage", "report", "audit",
-                      "schedule", "watch", "schema", "completion", "cache"})
+                      "schedule", "watch", "schema", "completion", "cache", "daemon"})
 # Words the top level answers itself, never targets.
 _TOP_LEVEL = frozenset({"-h", "--help", "--version", "--install-completion"})
 _GLOBAL_WITH_VALUE = ("-f", "--file", "-C", "--directory")
