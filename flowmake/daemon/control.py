@@ -23,7 +23,7 @@ def available() -> None:
         raise UsageError("flowmake daemon needs Linux (it watches files with inotify)",
                          hint="without it, `flowmake run` answers a no-op on its own")
     try:
-        import inotify_simple  # noqa: F401
+        from . import watches  # noqa: F401  (it imports inotify_simple)
     except ImportError:
         raise UsageError("flowmake daemon needs the 'daemon' extra (inotify_simple)",
                          hint="pip install 'flowmake[daemon]'") from None
