@@ -41,8 +41,9 @@ def project(file: Optional[Path], directory: Optional[Path]):
 def start(file: Optional[Path], directory: Optional[Path], idle: Optional[float]) -> int:
     available()
     flowfile, root = project(file, directory)
-    state_dir = os.path.join(root, STATE_DIR)
-    os.makedirs(state_dir, exist_ok=True)
+    from ..store.state import ensure_state_dir
+
+    state_dir = str(ensure_state_dir(Path(root)))  # with its .gitignore, as a run makes it
     running = ask(socket_path(state_dir), "status", timeout=2.0)
     if running is not None and running[0] == "status":
         print(f"flowmake daemon already running for {root} (pid {running[1]['pid']})")

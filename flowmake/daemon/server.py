@@ -23,6 +23,7 @@ import time
 from .. import __version__
 from ..engine.snapshot import SNAPSHOT_NAME
 from ..layout import STATE_DIR
+from ..store.state import close_kept_open, keep_open_until_exit
 from .answer import answer_run
 from .client import SOCKET_NAME, read_message, send_message, socket_path
 from .proof import Proof
@@ -129,6 +130,8 @@ class Server:
             self.last_request = time.monotonic()
             send_message(conn, self._reply(request, fds))
         finally:
+            # The run's connection, closed only now: closing checkpoints the WAL (fsyncs) the client need not wait for.
+            close_kept_open()
             for fd in fds:
                 try:
                     os.close(fd)  # answer_run closed those it used; the rest are closed here
@@ -194,6 +197,7 @@ def main(argv) -> int:
         print("flowmake daemon: another daemon already watches this project", file=sys.stderr)
         return 1
     gc.disable()
+    keep_open_until_exit()  # State.close leaves the connection to close_kept_open, after the reply
     _warm()
     server = Server(root, flowfile, idle)
 
