@@ -23,7 +23,7 @@ import time
 from .. import __version__
 from ..engine.snapshot import SNAPSHOT_NAME
 from ..layout import STATE_DIR
-from ..store.state import close_kept_open, keep_open_until_exit
+from ..store import state as states
 from .answer import answer_run
 from .client import SOCKET_NAME, read_message, send_message, socket_path
 from .proof import Proof
@@ -131,7 +131,7 @@ class Server:
             send_message(conn, self._reply(request, fds))
         finally:
             # The run's connection, closed only now: closing checkpoints the WAL (fsyncs) the client need not wait for.
-            close_kept_open()
+            _close_kept_open()
             for fd in fds:
                 try:
                     os.close(fd)  # answer_run closed those it used; the rest are closed here
@@ -179,6 +179,13 @@ class Server:
         self.watches.close()
 
 
+def _close_kept_open() -> None:
+    """The connections State.close kept open (keep_open_until_exit) for a process that ends at once: this one does not."""
+    kept = states._kept_open
+    while kept:
+        kept.pop().close()
+
+
 def _warm() -> None:
     """Import now what a no-op run imports as it goes (cli/fastpath.py's _NoopRun), not in the first request."""
     from ..engine import plan, recorder, tally  # noqa: F401
@@ -197,7 +204,7 @@ def main(argv) -> int:
         print("flowmake daemon: another daemon already watches this project", file=sys.stderr)
         return 1
     gc.disable()
-    keep_open_until_exit()  # State.close leaves the connection to close_kept_open, after the reply
+    states.keep_open_until_exit()  # State.close leaves the connection to _close_kept_open, after the reply
     _warm()
     server = Server(root, flowfile, idle)
 

@@ -76,12 +76,6 @@ def keep_open_until_exit() -> None:
     _keep_open_until_exit = True
 
 
-def close_kept_open() -> None:
-    """Close the connections State.close left open: the daemon, once its client has its answer (docs/daemon.md)."""
-    while _kept_open:
-        _kept_open.pop().close()
-
-
 class State:
     def __init__(self, conn: sqlite3.Connection, identity: str, path: str | Path, *,
                  heal: Optional[Callable[[str], None]] = None) -> None:
