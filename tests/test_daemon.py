@@ -250,3 +250,23 @@ def test_without_the_extra_the_daemon_says_what_is_missing(project: Project, tmp
     result = project.run("daemon", "start", env={"PYTHONPATH": str(blocker)})
     assert result.returncode == 2
     assert "daemon" in result.stderr and "pip install" in result.stderr and "Traceback" not in result.stderr
+
+
+_PROBE = ("import json, sys\nfrom flowmake.__main__ import main\nmain(sys.argv[2:])\n"
+          "open(sys.argv[1], 'w').write(json.dumps(sorted(m for m in sys.modules if m.startswith('flowmake.'))))\n")
+
+
+def test_without_a_daemon_the_no_op_imports_nothing_of_it(project: Project, tmp_path: Path) -> None:
+    # The client's cost when no daemon runs: one stat of the socket's path, no import.
+    import subprocess
+
+    project.flowfile(PIPELINE)
+    project.write("data/raw/src.txt", "one\n")
+    assert project.json_run().returncode == 0
+    settle(project)
+    out = tmp_path / "imported.json"
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(out), "run", "--progress", "plain"], cwd=project.root,
+                          capture_output=True, text=True, timeout=60, env=project.env())
+    assert done.returncode == 0 and "nothing to do" in done.stdout, done
+    imported = json.loads(out.read_text())
+    assert "flowmake.cli.fastpath" in imported and not [m for m in imported if m.startswith("flowmake.daemon")]

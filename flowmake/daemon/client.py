@@ -47,7 +47,7 @@ def _exchange(path: str, request, *, fds, timeout: float = REPLY_TIMEOUT):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        sock.connect(path)
+        connect(sock, path)
         message = len(payload).to_bytes(4, "little") + payload
         if fds:
             sent = socket.send_fds(sock, [message], list(fds))
@@ -60,6 +60,20 @@ def _exchange(path: str, request, *, fds, timeout: float = REPLY_TIMEOUT):
         return None
     finally:
         sock.close()
+
+
+def connect(sock: socket.socket, path: str, bind: bool = False) -> None:
+    """Connect (or bind) to `path`; by its name from inside its directory when it is longer than
+    a socket address holds (108 bytes on Linux): deep project directories are common."""
+    if len(os.fsencode(path)) < 100:
+        (sock.bind if bind else sock.connect)(path)
+        return
+    here = os.getcwd()
+    os.chdir(os.path.dirname(path))
+    try:
+        (sock.bind if bind else sock.connect)(os.path.basename(path))
+    finally:
+        os.chdir(here)
 
 
 def read_message(sock: socket.socket, first: bytes = b"") -> bytes:

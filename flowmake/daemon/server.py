@@ -25,7 +25,7 @@ from ..engine.snapshot import SNAPSHOT_NAME
 from ..layout import STATE_DIR
 from ..store import state as states
 from .answer import answer_run
-from .client import SOCKET_NAME, read_message, send_message, socket_path
+from .client import SOCKET_NAME, connect, read_message, send_message, socket_path
 from .proof import Proof
 from .watches import Watches
 
@@ -56,7 +56,7 @@ class Server:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)  # the socket: this user's alone (and SO_PEERCRED checks who connects)
         try:
-            listener.bind(tmp)
+            connect(listener, tmp, bind=True)
         finally:
             os.umask(old)
         listener.listen(16)
