@@ -54,7 +54,7 @@ EXTRA_PACKAGES = ("xxhash", "blake3")  # for hash_throughput.py, not timed here
 # first, so that they time the same thing on any file system.
 RACY_SETTLE_S = 2.1
 GNU_TIME = "/usr/bin/time"
-SCENARIOS = ("full-j1", "full-j2", "first", "noop", "touch", "change1")
+SCENARIOS = ("full-j1", "full-j2", "first", "noop", "noop-daemon", "touch", "change1")
 # Whole-graph builds for make/ninja: fewer reps at 10k. "first" rebuilds
 # (untimed) before each timed run, so it costs as much.
 HEAVY = ("full-j1", "full-j2", "first", "touch")
@@ -65,6 +65,7 @@ SCENARIO_HELP = {
     "full-j2": "full build from clean, -j2",
     "first": "the first run right after a full build, nothing changed, -j2",
     "noop": "nothing to do, -j2",
+    "noop-daemon": "nothing to do, -j2, answered by `flowmake daemon` (flowmake only; docs/daemon.md)",
     "touch": "every source touched, contents unchanged, -j2",
     "change1": "one leaf source edited, -j1",
     "version": "`--version` (startup)",
@@ -453,6 +454,7 @@ class Bench:
         self.scenario(shape, n, "first", projects, lambda p: p.tool.build(2), rebuild, 0)
         time.sleep(RACY_SETTLE_S)
         self.scenario(shape, n, "noop", projects, lambda p: p.tool.build(2), nothing, 1)
+        self.daemon_noop(shape, n, projects)
         if n < min(self.results.big_sizes or big_suite.BIG_SIZES):  # above, make and ninja rebuild everything, for minutes each
             self.scenario(shape, n, "touch", projects, lambda p: p.tool.build(2), touch, heavy_warmup)
         # The touch runs leave every source hashed within the racy window of its
@@ -468,6 +470,21 @@ class Bench:
             self.results.tasks_time[(shape, n)] = self.tasks_time(projects["flowmake"], affected)
         if self.args.big:
             big_suite.run_scenarios(self, shape, n, projects)
+
+    def daemon_noop(self, shape: str, n: int, projects: Dict[str, Project]) -> None:
+        """The no-op answered by the resident watcher (docs/daemon.md): started after the build, stopped after."""
+        project = projects.get("flowmake")
+        if project is None:
+            return
+        started = self.exec(project, project.tool.argv("daemon", "start", "--idle-exit", "30m"))
+        if not started.ok:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:]
+            self.results.notes.append(f"flowmake {shape} {n} noop-daemon: the daemon did not start ({''.join(tail)[:160]})")
+            return
+        try:
+            self.scenario(shape, n, "noop-daemon", {"flowmake": project}, lambda p: p.tool.build(2), lambda p, r: None, 1)
+        finally:
+            self.exec(project, project.tool.argv("daemon", "stop"))
 
     def check_change(self, shape: str, n: int, project: Project) -> None:
         """One more edit, run with --progress json: exactly the affected tasks must run."""
@@ -609,6 +626,14 @@ def targets(results: Results) -> List[str]:
         else:
             verdict(large / small <= 11, f"no-op {shape} growth: flowmake noop(10000)/noop(1000) = "
                     f"{fmt_seconds(large)} / {fmt_seconds(small)} = {large / small:.1f} <= 11")  # fmt: skip
+    for shape in ("layered", "wide"):  # issue 16 target 4 through the resident watcher (docs/daemon.md)
+        for n in sorted({k[1] for k in results.times if k[0] == shape and k[2] == "noop-daemon" and k[1] >= 10_000} | {10_000}):
+            fm, mk = med(shape, n, "noop-daemon", "flowmake"), med(shape, n, "noop", "make")
+            if fm is None or mk is None:
+                verdict(None, f"no-op {shape} {n} through the daemon <= 1.0x make: not measured")
+            else:
+                verdict(fm <= mk, f"no-op {shape} {n} through the daemon: flowmake {fmt_seconds(fm)} <= 1.0x make "
+                        f"{fmt_seconds(mk)} (ratio {fm / mk:.2f})")  # fmt: skip
     for (shape, n), (ran, ok) in sorted(results.ran.items()):
         expected = results.affected[(shape, n)]
         verdict(ok and ran == expected, f"one change {shape} {n}: flowmake ran {ran} tasks, exactly the {expected} affected")
