@@ -270,3 +270,21 @@ def test_without_a_daemon_the_no_op_imports_nothing_of_it(project: Project, tmp_
     assert done.returncode == 0 and "nothing to do" in done.stdout, done
     imported = json.loads(out.read_text())
     assert "flowmake.cli.fastpath" in imported and not [m for m in imported if m.startswith("flowmake.daemon")]
+
+
+def test_events_lost_in_a_queue_overflow_are_never_missed(daemon: Project) -> None:
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 100_000:
+        pytest.skip("the kernel's inotify queue is too long to fill here")
+    pid = status(daemon)["pid"]
+    os.kill(pid, signal.SIGSTOP)  # it reads nothing while the queue fills
+    try:
+        noise = [daemon.write(f"data/raw/noise{i}") for i in range(2)]
+        for i in range(limit + 100):  # each a distinct event: the kernel merges only identical neighbours
+            os.utime(noise[i % 2], ns=(i, i))
+        daemon.write("data/raw/src.txt", "lost\n")  # its event no longer fits in the queue
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    result = daemon.json_run()
+    assert sorted(result.ran) == ["extract", "tidy"], result
+    assert daemon.read("build/deep/b.txt") == "LOST\nhello\n"

@@ -26,8 +26,11 @@ from ..store.lock import ProjectLock
 DECLINE = ("decline", "")
 
 
-def answer_run(proof, request, fds) -> tuple:
-    """The reply to a run request: ("done", exit code) or ("decline", why)."""
+def answer_run(proof, request, fds, still_asked=lambda: True) -> tuple:
+    """The reply to a run request: ("done", exit code) or ("decline", why).
+
+    `still_asked`: whether the client still waits (it gives up after a timeout and runs on its own).
+    """
     (_, version, argv, typed, cwd, flowfile, environ, encodings) = request
     if len(fds) != 2:
         return ("decline", "the client's streams did not arrive")
@@ -39,7 +42,7 @@ def answer_run(proof, request, fds) -> tuple:
         _replace_environ(environ)
         os.chdir(cwd)
         outcome = []
-        code = exit_code_of(lambda: _noop(proof, argv, typed, flowfile, outcome))
+        code = exit_code_of(lambda: _noop(proof, argv, typed, flowfile, outcome, still_asked))
         return ("done", code) if code is not None else ("decline", outcome[0] if outcome else "")
     finally:
         for stream in streams:
@@ -58,7 +61,7 @@ def _replace_environ(environ) -> None:
     os.environ.update(environ)
 
 
-def _noop(proof, argv, typed, flowfile: str, outcome: list):
+def _noop(proof, argv, typed, flowfile: str, outcome: list, still_asked):
     args = fastpath.parse(argv, typed=typed)
     why = _unsuitable(args)
     if why:
@@ -81,6 +84,9 @@ def _noop(proof, argv, typed, flowfile: str, outcome: list):
         if not snapshots.applies(snap, version=__version__, flowfile=flowfile, targets=args.targets,
                                  environ=os.environ):
             outcome.append("the snapshot is for other targets or env_inputs values")
+            return None
+        if not still_asked():
+            outcome.append("the client gave up waiting")  # and runs on its own: not twice
             return None
         run = fastpath._NoopRun.prepare(snap, args, mode, proof.root, False)
         if run is None:

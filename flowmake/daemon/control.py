@@ -51,7 +51,8 @@ def start(file: Optional[Path], directory: Optional[Path], idle: Optional[float]
     if idle is None:
         idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE)
     log = os.path.join(state_dir, "daemon.log")
-    pid = _spawn([sys.executable, "-m", "flowmake.daemon", root, flowfile, repr(idle)], log, root)
+    # In UTF-8 mode, as every flowmake run is (__main__._in_utf8_mode): paths decode as its clients' do.
+    pid = _spawn([sys.executable, "-X", "utf8", "-m", "flowmake.daemon", root, flowfile, repr(idle)], log, root)
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         reply = ask(socket_path(state_dir), "status", timeout=2.0)

@@ -128,7 +128,7 @@ class Server:
 
             request = marshal.loads(read_message(conn, first))
             self.last_request = time.monotonic()
-            send_message(conn, self._reply(request, fds))
+            send_message(conn, self._reply(request, fds, conn))
         finally:
             # The run's connection, closed only now: closing checkpoints the WAL (fsyncs) the client need not wait for.
             _close_kept_open()
@@ -138,7 +138,7 @@ class Server:
                 except OSError:
                     pass
 
-    def _reply(self, request, fds) -> tuple:
+    def _reply(self, request, fds, conn: socket.socket) -> tuple:
         if not isinstance(request, tuple) or len(request) < 2:
             return ("decline", "unreadable request")
         command, version = request[0], request[1]
@@ -152,7 +152,7 @@ class Server:
             return ("stopping", os.getpid())
         if command == "run" and len(request) == 8:
             self.requests += 1
-            reply = answer_run(self.proof, request, list(fds))
+            reply = answer_run(self.proof, request, list(fds), still_asked=lambda: _waiting(conn))
             fds.clear()  # answer_run owns them now
             if reply[0] == "done":
                 self.answered += 1
@@ -177,6 +177,18 @@ class Server:
             pass
         self.listener.close()
         self.watches.close()
+
+
+def _waiting(conn: socket.socket) -> bool:
+    """Whether the client is still there: it sends nothing more, so anything readable is its end."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN | select.POLLHUP)
+    if not poller.poll(0):
+        return True
+    try:
+        return conn.recv(1, socket.MSG_PEEK) != b""  # readable: does not block
+    except OSError:
+        return False
 
 
 def _close_kept_open() -> None:

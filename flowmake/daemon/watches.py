@@ -89,12 +89,11 @@ class Watches:
                 parent = up
         for rel in extra_dirs:
             wanted.setdefault(rel, set())
-        for rel in sorted(wanted, key=lambda d: d.count("/") + (d != "")):  # parents before children
-            wd = self.dirs.get(rel)
-            if wd is None:
-                self._add_dir(rel, wanted[rel])
-            else:
-                self.names[wd].update(wanted[rel])
+        # Parents before children; every one added again, even if watched: the kernel gives the same watch
+        # for the same directory, and a new one for a directory that replaced it (its old watch's end may
+        # have been lost in a queue overflow).
+        for rel in sorted(wanted, key=lambda d: d.count("/") + (d != "")):
+            self._add_dir(rel, wanted[rel])
 
     def watch_file(self, rel: str) -> None:
         """A watch of the file's own inode (a file with other hard links)."""
