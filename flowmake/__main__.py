@@ -38,6 +38,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     typed = args
     args = expand(typed)  # `flowmake TARGET`, `flowmake -n`: `run`; `status -C dir`: `-C dir status`
+    if "status" in args:
+        # A well-formed `status` needs no typer either, and overlaps its stat scan with loading.
+        from .cli.statuscmd import try_status
+
+        code = try_status(args)
+        if code is not None:
+            if argv is None:
+                _leave(code)
+            return code
     if not args or args[0] in ("run", "-f", "--file", "-C", "--directory") or args[0].startswith("--file=") \
             or args[0].startswith("--directory="):
         code = _run(args, typed=typed, process_ends=argv is None)

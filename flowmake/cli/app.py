@@ -131,7 +131,7 @@ def status(
     exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when anything is stale or blocked (for CI gates)."),
 ) -> int:
     """Each task: fresh, stale (with reasons) or blocked behind a stale task."""
-    from .commands import show_status
+    from .statuscmd import show_status
 
     return show_status(load_project(), targets or [], as_json=as_json, exit_code=exit_code)
 

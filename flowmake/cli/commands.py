@@ -9,7 +9,6 @@ argument parsing, and so tests can call commands directly.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING, List, Mapping, NamedTuple, Optional, Sequence,
 from .. import removal
 from ..engine.graph import Graph, build_graph, closure, default_targets, resolve_targets
 from ..errors import LockHeldError, UsageError
-from ..events import TaskState
 from ..model import Flowfile
 from .guard import survive_closed_pipe
 
@@ -33,10 +31,15 @@ class Project(NamedTuple):
 
     @classmethod
     def load(cls, *, file: Optional[Path], directory: Optional[Path]) -> "Project":
-        from ..engine.snapshot import shortcuts_off
         from ..layout import find_flowfile
 
-        path = find_flowfile(_enter(directory), file)
+        return cls.at(find_flowfile(_enter(directory), file))
+
+    @classmethod
+    def at(cls, path: Path) -> "Project":
+        """The project of this Flowfile (found by layout.find_flowfile), loaded."""
+        from ..engine.snapshot import shortcuts_off
+
         if shortcuts_off():
             from ..load.flowfile import load
 
@@ -273,79 +276,7 @@ def run_parsed(args: RunArgs, *, prescan: Optional[Prescan] = None) -> int:
                      scheduler_address=args.scheduler_address, cache=args.cache, cache_mode=args.cache_mode)
 
 
-# -- status --------------------------------------------------------------------
-
-
-def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_code: bool,
-                out: TextIO = sys.stdout) -> int:
-    from ..engine.plan import always_runs
-    from ..engine.preview import preview
-    from ..events import plan_counts
-    from ..store.hashing import FileHasher
-
-    flowfile, graph = project.flowfile, project.graph
-    shown = resolve_targets(flowfile, graph, names) if names else tuple(graph.order)
-    selection = closure(graph, shown)
-    state = open_state(project)
-    try:
-        hasher = FileHasher(project.root, state.stat_cache())
-        proven = _proven_fresh(project, state.identity, selection)
-        pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher, forced=lambda name: False,
-                     environ=os.environ, always_blocks=False, proven_fresh=proven)
-        _save_quietly(project, state, hasher)
-    finally:
-        state.close()
-    wanted = set(shown)
-    rows = pv.planned if len(wanted) == len(selection) else [p for p in pv.planned if p.name in wanted]
-    # Tasks that run on every run are not work left undone: never part of the gate.
-    # (A task proven fresh is none: a snapshot never holds one.)
-    always = {p.name for p in rows if p.name not in proven and always_runs(flowfile.tasks[p.name])}
-    counts = plan_counts(p for p in rows if p.name not in always)
-    if as_json:
-        payload = [_status_json(p, TaskState.ALWAYS if p.name in always else p.state) for p in rows]
-        out.write(json.dumps(payload, indent=2) + "\n")
-    else:
-        _status_text(rows, always, counts, detailed=bool(names), out=out)
-    return 1 if exit_code and (counts["stale"] or counts["blocked"]) else 0
-
-
-def _proven_fresh(project: Project, state_identity: str, selection: Sequence[str]) -> Mapping[str, str]:
-    """What the last run's snapshot still proves fresh, as a run would plan from it (engine/proof.py):
-    status then decides only the cone below what changed since, as that run would."""
-    from ..engine.snapshot import shortcuts_off
-
-    if shortcuts_off():
-        return {}
-    from ..engine.proof import proven_fresh
-
-    return proven_fresh(project.flowfile, project.graph, selection, state_identity=state_identity, target_names=(),
-                        environ=os.environ, any_targets=True)[0]
-
-
-def _status_text(rows: Sequence, always: set, counts: Mapping[str, int], *, detailed: bool, out: TextIO) -> None:
-    width = max((len(p.name) for p in rows), default=0)
-    for p in rows:
-        word = (TaskState.ALWAYS if p.name in always else p.state).value
-        if p.blocked_by and not p.will_run:
-            summary = "after " + ", ".join(p.blocked_by)
-        else:
-            summary = "; ".join(str(r) for r in p.reasons[:3]) + (
-                f" (+{len(p.reasons) - 3} more)" if len(p.reasons) > 3 else "")
-        out.write(f"{word:<8} {p.name:<{width}}  {summary}".rstrip() + "\n")
-        if detailed:
-            for r in p.reasons:
-                out.write(f"           {r}\n")
-                if r.old is not None or r.new is not None:
-                    out.write(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}\n")
-    noun = "task" if len(rows) == 1 else "tasks"
-    line = f"{len(rows)} {noun}: {counts['fresh']} fresh, {counts['stale']} stale, {counts['blocked']} blocked"
-    out.write(line + (f", {len(always)} always" if always else "") + "\n")
-
-
-def _status_json(p, word: TaskState) -> dict:
-    """The plan's shape of a task (docs/json.md): its own reasons, and the stale tasks it waits for."""
-    return {"task": p.name, "state": word.value, "reasons": [r.to_json() for r in p.reasons],
-            "blocked_by": list(p.blocked_by)}
+# -- status (statuscmd.py) ------------------------------------------------------
 
 
 def _save_quietly(project: Project, state, hasher) -> None:

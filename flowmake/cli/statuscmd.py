@@ -1,0 +1,247 @@
+"""`flowmake status` without typer, its snapshot's stat scan overlapped with loading.
+
+At 100,000 tasks `status` was 4x the no-op: typer's import, a single-threaded
+stat of every file the snapshot holds after the load, and rendering each row
+through the general path. Here a well-formed `status` command line is parsed
+without typer, as `run`'s is (fastpath.parse); as soon as the Flowfile is
+found, a forked child starts the stat scan of the snapshot's files
+(prescan.py) while this process loads the project from the load cache; the
+preview then takes the proof from that scan (proof.proven_fresh) and plans
+only the cone below what changed, and the rows are rendered as
+show_status always renders them. Anything this parser does not take
+(--help, another option, a bad value) goes to typer, which says so.
+
+With FLOWMAKE_NO_SHORTCUTS set, status goes through typer, never through
+this module: the tests compare the two (tests/test_cli_status_shortcuts.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..engine import prescan as prescans
+from ..engine import snapshot as snapshots
+from ..layout import STATE_DIR
+from ..records import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing stays off the start-up path (records.py)
+    from typing import List, Mapping, Optional, Sequence, Set, TextIO
+
+    from ..events import PlannedTask
+    from .commands import Project
+
+
+class StatusArgs:
+    """`flowmake [-f F] [-C D] status [--json] [--exit-code] [TARGET...]`, as given."""
+
+    def __init__(self) -> None:
+        self.file: Optional[str] = None
+        self.directory: Optional[str] = None
+        self.targets: List[str] = []
+        self.as_json = False
+        self.exit_code = False
+
+
+def parse(argv: Sequence[str]) -> Optional[StatusArgs]:
+    """The status command line as shorthand.expand made it (globals first), when well-formed; else None."""
+    args = StatusArgs()
+    items = list(argv)
+    i = 0
+    while i < len(items) and items[i] != "status":
+        item = items[i]
+        if item in ("-f", "--file", "-C", "--directory") and i + 1 < len(items):
+            flag, value = item, items[i + 1]
+            i += 1
+        elif item.startswith(("--file=", "--directory=")):
+            flag, value = item.split("=", 1)
+        else:
+            return None
+        if not value:
+            return None  # typer's Path("") would be ".": left to it
+        if flag in ("-f", "--file"):
+            args.file = value
+        else:
+            args.directory = value
+        i += 1
+    if i == len(items):
+        return None
+    only_targets = False
+    for item in items[i + 1:]:
+        if only_targets or not item.startswith("-"):
+            args.targets.append(item)
+        elif item == "--":
+            only_targets = True
+        elif item == "--json":
+            args.as_json = True
+        elif item == "--exit-code":
+            args.exit_code = True
+        else:
+            return None  # -h, --help, anything else: typer's
+    return args
+
+
+def try_status(argv: Sequence[str]) -> Optional[int]:
+    """The exit code of `status`, or None for typer to take the command line."""
+    if snapshots.shortcuts_off():
+        return None
+    args = parse(argv)
+    if args is None:
+        return None
+    from .guard import exit_code_of
+
+    code = exit_code_of(lambda: _status(args))
+    return code if code is not None else 0
+
+
+def _status(args: StatusArgs) -> int:
+    from pathlib import Path
+
+    from ..layout import find_flowfile
+    from .commands import Project, _enter
+
+    path = find_flowfile(_enter(Path(args.directory) if args.directory is not None else None),
+                         Path(args.file) if args.file is not None else None)
+    scan = _start_scan(str(path.parent))
+    try:
+        project = Project.at(path)
+        return show_status(project, args.targets, as_json=args.as_json, exit_code=args.exit_code, prescan=scan)
+    finally:
+        if scan is not None:
+            scan.close()
+
+
+def _start_scan(root: str) -> Optional[prescans.Prescan]:
+    """A forked scan of the snapshot's files, read as the child reads them; None when not worth one."""
+    state_dir = os.path.join(root, STATE_DIR)
+    stamp = snapshots.stat_key(snapshots.path_in(state_dir))
+    if stamp is None or stamp[0] < prescans.SCAN_MIN_BYTES or prescans.cpus() < 2:
+        return None
+    scan = prescans.start_scan(state_dir, root, stamp)
+    if scan is None:
+        return None
+    snap = snapshots.read(state_dir)
+    # No lock is held: a run may replace the file meanwhile. The child reads
+    # it only while it has this stat, and so do we, so both read the same one.
+    if snap is None or snapshots.stat_key(snapshots.path_in(state_dir)) != stamp:
+        scan.close()
+        return None
+    scan.scanning(snap.files)
+    scan.snapshot, scan.stamp = snap, stamp
+    return scan
+
+
+# -- the command -----------------------------------------------------------------
+
+FRESH_LINE = "fresh    "  # f"{'fresh':<8} ": a fresh row's text with no reasons, before its name
+FRESH_JSON = ('  {\n    "task": ', ',\n    "state": "fresh",\n    "reasons": [],\n    "blocked_by": []\n  }')
+
+
+def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_code: bool,
+                out: Optional[TextIO] = None, prescan: Optional[prescans.Prescan] = None) -> int:
+    """Print each selected task's state as the preview decides it; 1 with `exit_code` if any is not fresh.
+
+    `prescan`: a scan of the snapshot's files already under way (_start_scan).
+    """
+    import sys
+
+    from ..engine.graph import closure, resolve_targets
+    from ..engine.plan import always_runs
+    from ..engine.preview import preview
+    from ..events import plan_counts
+    from ..store.hashing import FileHasher
+    from .commands import _save_quietly, open_state
+
+    flowfile, graph = project.flowfile, project.graph
+    shown = resolve_targets(flowfile, graph, names) if names else tuple(graph.order)
+    selection = closure(graph, shown)
+    state = open_state(project)
+    try:
+        hasher = FileHasher(project.root, state.stat_cache())
+        proven = _proven_fresh(project, state.identity, selection, prescan)
+        pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher, forced=lambda name: False,
+                     environ=os.environ, always_blocks=False, proven_fresh=proven)
+        _save_quietly(project, state, hasher)
+    finally:
+        state.close()
+    wanted = set(shown)
+    rows = pv.planned if len(wanted) == len(selection) else [p for p in pv.planned if p.name in wanted]
+    # Tasks that run on every run are not work left undone: never part of the gate. Only a
+    # task decided is one (pv.decisions: a task proven fresh is none, a snapshot never holds one).
+    always = {name for name in pv.decisions if name in wanted and always_runs(flowfile.tasks[name])}
+    counts = plan_counts([p for p in rows if p.name not in always] if always else rows)
+    text = (_status_json(rows, always) if as_json
+            else _status_text(rows, always, counts, detailed=bool(names)))
+    (out if out is not None else sys.stdout).write(text)
+    return 1 if exit_code and (counts["stale"] or counts["blocked"]) else 0
+
+
+def _proven_fresh(project: Project, state_identity: str, selection: Sequence[str],
+                  prescan: Optional[prescans.Prescan]) -> Mapping[str, str]:
+    """What the last run's snapshot still proves fresh, as a run would plan from it (engine/proof.py):
+    status then decides only the cone below what changed since, as that run would."""
+    if snapshots.shortcuts_off():
+        return {}
+    from ..engine.proof import proven_fresh
+
+    return proven_fresh(project.flowfile, project.graph, selection, state_identity=state_identity, target_names=(),
+                        environ=os.environ, any_targets=True, prescan=prescan)[0]
+
+
+def _plain(p: PlannedTask, always: Set[str]) -> bool:
+    """A fresh row with nothing more to say: its text and JSON are its name's alone (most rows, at scale)."""
+    return not p.will_run and not p.blocked_by and not p.reasons and p.name not in always
+
+
+def _status_text(rows: Sequence[PlannedTask], always: Set[str], counts: Mapping[str, int], *,
+                 detailed: bool) -> str:
+    from ..events import TaskState
+
+    width = max(map(len, [p.name for p in rows]), default=0)
+    lines = []
+    add = lines.append
+    for p in rows:
+        if _plain(p, always):
+            add((FRESH_LINE + p.name).rstrip())  # the padding below, stripped again
+            continue
+        word = (TaskState.ALWAYS if p.name in always else p.state).value
+        if p.blocked_by and not p.will_run:
+            summary = "after " + ", ".join(p.blocked_by)
+        else:
+            summary = "; ".join(str(r) for r in p.reasons[:3]) + (
+                f" (+{len(p.reasons) - 3} more)" if len(p.reasons) > 3 else "")
+        add(f"{word:<8} {p.name:<{width}}  {summary}".rstrip())
+        if detailed:
+            for r in p.reasons:
+                add(f"           {r}")
+                if r.old is not None or r.new is not None:
+                    add(f"             old: {r.old or '(none)'}\n             new: {r.new or '(none)'}")
+    noun = "task" if len(rows) == 1 else "tasks"
+    line = f"{len(rows)} {noun}: {counts['fresh']} fresh, {counts['stale']} stale, {counts['blocked']} blocked"
+    add(line + (f", {len(always)} always" if always else ""))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _status_json(rows: Sequence[PlannedTask], always: Set[str]) -> str:
+    """json.dumps(payload, indent=2) of the plan's shape of each task (docs/json.md), made without
+    encoding 100,000 alike entries one by one: indented JSON has only the pure-Python encoder."""
+    import json
+    from json.encoder import encode_basestring_ascii as quoted  # json.dumps's own for a str
+
+    from ..events import TaskState
+
+    if not rows:
+        return "[]\n"
+    head, tail = FRESH_JSON
+    entries = []
+    add = entries.append
+    for p in rows:
+        if _plain(p, always):
+            add(head + quoted(p.name) + tail)
+            continue
+        word = TaskState.ALWAYS if p.name in always else p.state
+        entry = {"task": p.name, "state": word.value, "reasons": [r.to_json() for r in p.reasons],
+                 "blocked_by": list(p.blocked_by)}
+        # One level deeper in the list: each of its lines two spaces further in (strings hold no newline).
+        add("  " + json.dumps(entry, indent=2).replace("\n", "\n  "))
+    return "[\n" + ",\n".join(entries) + "\n]\n"
