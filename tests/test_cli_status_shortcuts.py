@@ -11,6 +11,8 @@ same questions: text, `--json`, targets (the detailed text) and
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
@@ -83,6 +85,9 @@ def _answers(project: Project, env: Dict[str, str], *, every_way: bool = True) -
         root = str(project.root)  # the copies' errors name their own directories
         out.append((" ".join(question), result.returncode, result.stdout.replace(root, "ROOT"),
                     result.stderr.replace(root, "ROOT")))
+        if "--json" in question and result.returncode in (0, 1):
+            # Rendered in bulk (cli/statuscmd.py), it must be exactly what json.dumps would have made.
+            assert result.stdout == json.dumps(json.loads(result.stdout), indent=2) + "\n"
     return out
 
 
@@ -122,3 +127,74 @@ def test_status_of_a_project_never_built_and_after_clean(tmp_path: Path) -> None
     finally:
         fast.cleanup()
         full.cleanup()
+
+
+# Command lines status parses itself (cli/statuscmd.py) or leaves to typer: the same answers either way.
+COMMAND_LINES = [
+    ("status", "--exit-code", "--", "up"),
+    ("status", "up", "--json"),
+    ("-C", "ROOT", "status"),
+    ("status", "-C", "ROOT", "--json"),
+    ("--file=Flowfile.toml", "status", "--exit-code"),
+    ("--directory=ROOT", "-f", "Flowfile.toml", "status"),
+    ("status", "no-such-task"),
+    ("status", "--no-such-option"),
+    ("status", "--json=yes"),
+    ("status", "--help"),
+    ("-C", "ROOT/no-such-dir", "status"),
+    ("-f", "no-such.toml", "status"),
+]
+
+
+@pytest.mark.parametrize("argv", COMMAND_LINES, ids=[" ".join(a) for a in COMMAND_LINES])
+def test_status_command_lines_answer_as_typer_does(tmp_path: Path, argv: Tuple[str, ...]) -> None:
+    fast = _built(tmp_path / "fast", CHAIN, {})
+    full = _built(tmp_path / "full", CHAIN, NO_SHORTCUTS)  # with FLOWMAKE_NO_SHORTCUTS, status is typer's
+    try:
+        fast.write("src/a.txt", "changed\n")
+        full.write("src/a.txt", "changed\n")
+        answers = []
+        for project, env in ((fast, {}), (full, NO_SHORTCUTS)):
+            root = str(project.root)
+            result = project.run(*(a.replace("ROOT", root) for a in argv), env=env)
+            answers.append((result.returncode, result.stdout.replace(root, "ROOT"), result.stderr.replace(root, "ROOT")))
+        assert answers[0] == answers[1]
+    finally:
+        fast.cleanup()
+        full.cleanup()
+
+
+WIDE_TASKS = 1100  # 2,200 files: a snapshot past prescan.SCAN_MIN_BYTES, so status forks its scan
+
+
+def _wide_flowfile() -> str:
+    tables = [f'[tasks.t{i}]\ninputs = ["src/s{i}.txt"]\noutputs = ["out/t{i}.txt"]\nrun = "cp src/s{i}.txt out/t{i}.txt"\n'
+              for i in range(WIDE_TASKS)]
+    return '[flow]\nname = "wide"\n\n' + "\n".join(tables)
+
+
+@pytest.mark.parametrize("edit", ["nothing", "a few sources", "an output deleted"])
+def test_status_with_the_forked_scan_says_what_the_full_preview_says(tmp_path: Path, edit: str) -> None:
+    from flowmake.engine import prescan
+
+    fast = Project(tmp_path / "fast")
+    fast.root.mkdir()
+    fast.flowfile(_wide_flowfile())
+    for i in range(WIDE_TASKS):
+        fast.write(f"src/s{i}.txt", f"{i}\n")
+    try:
+        for _ in range(2):
+            assert fast.run("run", "-j2", "--progress", "plain").returncode == 0
+        assert fast.path(".flowmake/noop.snapshot").stat().st_size >= prescan.SCAN_MIN_BYTES
+        # A copy never reads the snapshot (other inodes): its state is rehashed and proven anew.
+        shutil.copytree(fast.root, tmp_path / "full", symlinks=True)
+        full = Project(tmp_path / "full")
+        for project in (fast, full):
+            if edit == "a few sources":
+                for i in (3, 500, WIDE_TASKS - 1):
+                    project.write(f"src/s{i}.txt", "changed\n")
+            elif edit == "an output deleted":
+                project.path("out/t7.txt").unlink()
+        assert _answers(fast, {}) == _answers(full, NO_SHORTCUTS)
+    finally:
+        fast.cleanup()

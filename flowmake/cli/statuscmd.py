@@ -18,15 +18,13 @@ this module: the tests compare the two (tests/test_cli_status_shortcuts.py).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence, Set, TextIO
 
 from ..engine import prescan as prescans
 from ..engine import snapshot as snapshots
 from ..layout import STATE_DIR
-from ..records import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing stays off the start-up path (records.py)
-    from typing import List, Mapping, Optional, Sequence, Set, TextIO
-
+if TYPE_CHECKING:  # names for type checkers only
     from ..events import PlannedTask
     from .commands import Project
 
