@@ -48,7 +48,11 @@ class Project(NamedTuple):
         from ..load.loadcache import load_cached
         from ..store.state import state_dir
 
-        flowfile, graph = load_cached(path, state_dir(path.parent), build_graph)
+        from .statuscmd import keep_order
+
+        directory = state_dir(path.parent)
+        flowfile, graph = load_cached(path, directory, build_graph)
+        keep_order(flowfile, graph, directory)  # what status needs to answer from the snapshot alone
         return cls(flowfile, graph)
 
     @property
