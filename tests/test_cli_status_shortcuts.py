@@ -32,7 +32,34 @@ run = "cp src/s.txt build/extra.txt"
 """
 assert 'default = ["list"]' in MATRIX
 
-PROJECTS: Dict[str, str] = {"chain": CHAIN, "matrix": MATRIX}
+# Declared consumers first, beside tasks that need nothing: the graph's order is neither the declaration
+# order nor the order a run finishes them in, and status's rows follow the graph's.
+UNORDERED = """
+[flow]
+name = "unordered"
+
+[tasks.last]
+inputs = ["build/mid.txt", "build/side.txt"]
+outputs = ["build/last.txt"]
+run = "cat build/mid.txt build/side.txt > build/last.txt"
+
+[tasks.mid]
+inputs = ["build/a.out"]
+outputs = ["build/mid.txt"]
+run = "cp build/a.out build/mid.txt"
+
+[tasks.side]
+inputs = ["src/s.txt"]
+outputs = ["build/side.txt"]
+run = "cp src/s.txt build/side.txt"
+
+[tasks.first]
+inputs = ["src/a.txt"]
+outputs = ["build/a.out"]
+run = "cp src/a.txt build/a.out"
+"""
+
+PROJECTS: Dict[str, str] = {"chain": CHAIN, "matrix": MATRIX, "unordered": UNORDERED}
 SOURCES = {"src/a.txt": "abc\n", "src/s.txt": "side\n", "src/b.txt": "b\n", "src/c.txt": "c\n"}
 NO_SHORTCUTS = {"FLOWMAKE_NO_SHORTCUTS": "1"}
 
@@ -58,7 +85,21 @@ EDITS: Dict[str, Callable[[Project], None]] = {
     "a command": _command_edit,
     "a task added": lambda p: p.flowfile(p.read("Flowfile.toml") + ADDED),
     "the shell": lambda p: p.flowfile(p.read("Flowfile.toml").replace("[flow]\n", '[flow]\nshell = "bash -c"\n', 1)),
+    # What status answers from alone when it proves every task fresh (cli/statuscmd.py), damaged or gone:
+    # the full copy has none of them, and the state database is damaged in both.
+    "the snapshot damaged": lambda p: _damage(p, ".flowmake/noop.snapshot"),
+    "the order kept for status damaged": lambda p: _damage(p, ".flowmake/status.order"),
+    "the order kept for status gone": lambda p: _damage(p, ".flowmake/status.order", gone=True),
+    "the state database damaged": lambda p: _damage(p, ".flowmake/state.db"),
 }
+
+
+def _damage(p: Project, rel: str, *, gone: bool = False) -> None:
+    if p.exists(rel):
+        if gone:
+            p.path(rel).unlink()
+        else:
+            p.path(rel).write_bytes(b"not what flowmake wrote\n" * 100)
 
 
 def _built(root: Path, flowfile: str, env: Dict[str, str], *targets: str) -> Project:
@@ -95,6 +136,8 @@ def _answers(project: Project, env: Dict[str, str], *, every_way: bool = True) -
 CASES = [("chain", edit, ()) for edit in EDITS]
 CASES += [("matrix", edit, ()) for edit in ("an output deleted", "a task added")]
 CASES += [("chain", edit, ("side",)) for edit in ("one source", "a command")]
+CASES += [("unordered", edit, ()) for edit in ("nothing", "one source", "an output deleted", "a task added",
+                                               "the order kept for status gone", "the state database damaged")]
 
 
 @pytest.mark.parametrize("name,edit,targets", CASES, ids=[f"{n}-{e}-{t or 'default'}" for n, e, t in CASES])
@@ -198,3 +241,37 @@ def test_status_with_the_forked_scan_says_what_the_full_preview_says(tmp_path: P
         assert _answers(fast, {}) == _answers(full, NO_SHORTCUTS)
     finally:
         fast.cleanup()
+
+
+PROBE = """
+import sys
+from flowmake.cli import commands, statuscmd
+def refuse(*args, **kwargs):
+    raise SystemExit("status loaded the project")
+commands.Project.at = refuse
+sys.exit(statuscmd.try_status(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("question", [("status",), ("status", "--json", "--exit-code")])
+def test_status_proven_all_fresh_answers_without_loading(tmp_path: Path, question: Tuple[str, ...]) -> None:
+    """The shortcut is taken (not only harmless): with loading made impossible, the same answer."""
+    import subprocess
+    import sys
+
+    fast = _built(tmp_path / "fast", UNORDERED, {})
+    full = _built(tmp_path / "full", UNORDERED, NO_SHORTCUTS)
+    try:
+        assert fast.exists(".flowmake/status.order")
+        expected = full.run(*question, env=NO_SHORTCUTS)
+        probed = subprocess.run([sys.executable, "-c", PROBE, *question], cwd=fast.root, env=fast.env(),
+                                capture_output=True, text=True, timeout=60)
+        assert (probed.returncode, probed.stdout, probed.stderr) == (expected.returncode, expected.stdout, "")
+        if "--json" not in question:  # the graph's order: ready tasks by declaration, neither order above
+            assert [line.split()[1] for line in expected.stdout.splitlines()[:4]] == ["side", "first", "mid", "last"]
+        fast.write("src/a.txt", "changed\n")  # and a change sends it to the preview
+        assert subprocess.run([sys.executable, "-c", PROBE, *question], cwd=fast.root, env=fast.env(),
+                              capture_output=True, text=True, timeout=60).stderr == "status loaded the project\n"
+    finally:
+        fast.cleanup()
+        full.cleanup()

@@ -48,11 +48,7 @@ class Project(NamedTuple):
         from ..load.loadcache import load_cached
         from ..store.state import state_dir
 
-        from .statuscmd import keep_order
-
-        directory = state_dir(path.parent)
-        flowfile, graph = load_cached(path, directory, build_graph)
-        keep_order(flowfile, graph, directory)  # what status needs to answer from the snapshot alone
+        flowfile, graph = load_cached(path, state_dir(path.parent), build_graph)
         return cls(flowfile, graph)
 
     @property
@@ -161,6 +157,9 @@ def run_build(
     try:
         state = open_state(project)
         try:
+            from .statuscmd import keep_order
+
+            keep_order(project.flowfile, project.graph)  # for status to answer from the run's snapshot alone
             reporter, files = extras.wrap(
                 make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose, output=shown),
                 project.flowfile, progress=progress, output=shown, environ=os.environ)

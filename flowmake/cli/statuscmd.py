@@ -25,8 +25,6 @@ from ..engine import snapshot as snapshots
 from ..layout import STATE_DIR
 
 if TYPE_CHECKING:  # names for type checkers only
-    from pathlib import Path
-
     from ..engine.graph import Graph
     from ..model import Flowfile
     from ..events import PlannedTask
@@ -128,18 +126,22 @@ def _order_key(flowfile_path: str, source_hash: str) -> tuple:
     return (_ORDER_FORMAT, __version__, flowfile_path, source_hash)
 
 
-def keep_order(flowfile: Flowfile, graph: Graph, state_dir: Path) -> None:
+def keep_order(flowfile: Flowfile, graph: Graph) -> None:
     """Keep every task's name in the graph's order, for the Flowfile as loaded: the order of status's rows.
 
-    A Flowfile without globs loads the same from the same bytes (what the
-    disk holds decides only whether it loads at all), so its hash is the
-    key. Read back only when its key is another: a look at a few bytes.
+    Called by run and status once the state directory is there. A Flowfile
+    without globs loads the same from the same bytes (what the disk holds
+    decides only whether it loads at all), so its hash is the key; only a
+    Flowfile without globs gets a snapshot. Written again only when the key
+    read back (a few bytes) is another.
     """
     import marshal
 
-    if flowfile.uses_globs or not state_dir.is_dir():
+    from ..store.state import state_dir
+
+    if flowfile.uses_globs or snapshots.shortcuts_off():
         return
-    path = state_dir / ORDER_NAME
+    path = state_dir(flowfile.root) / ORDER_NAME
     key = _order_key(str(flowfile.path), flowfile.source_hash)
     try:
         with open(path, "rb") as f:
@@ -290,6 +292,7 @@ def show_status(project: Project, names: Sequence[str], *, as_json: bool, exit_c
     selection = closure(graph, shown)
     state = open_state(project)
     try:
+        keep_order(flowfile, graph)
         hasher = FileHasher(project.root, state.stat_cache())
         proven = _proven_fresh(project, state.identity, selection, prescan)
         pv = preview(flowfile, graph, selection, traces=state.traces(), hasher=hasher, forced=lambda name: False,
