@@ -19,6 +19,7 @@ from ..engine.graph import Graph, build_graph, closure, default_targets, resolve
 from ..errors import LockHeldError, UsageError
 from ..model import Flowfile
 from .guard import survive_closed_pipe
+from .statuscmd import keep_order
 
 if TYPE_CHECKING:  # names for type checkers only
     from ..engine.snapshot import Prescan
@@ -157,8 +158,6 @@ def run_build(
     try:
         state = open_state(project)
         try:
-            from .statuscmd import keep_order
-
             keep_order(project.flowfile, project.graph)  # for status to answer from the run's snapshot alone
             reporter, files = extras.wrap(
                 make_reporter(progress, out=sys.stdout, err=sys.stderr, quiet=quiet, verbose=verbose, output=shown),
