@@ -310,10 +310,7 @@ class Loop:
             tasks = self.tasks
             self._log_names = LogNames(tasks, lambda task: tasks[task].retries + 1)
         log = f"{run_log_dir(self.run_id)}/{self._log_names.name(name, attempt)}"
-        env = dict(build.environ)
-        env.update(spec.env)
-        env["FLOWMAKE_RUN_ID"] = self.run_id
-        env["FLOWMAKE_TASK"] = name
+        env = {**build.environ, **dict(spec.env), "FLOWMAKE_RUN_ID": self.run_id, "FLOWMAKE_TASK": name}
         started = time.time()
         self.tally.started(TaskStarted(self.run_id, started, name, reasons, shown, attempt))
         secrets = tuple(build.environ[s] for s in spec.secrets if build.environ.get(s))
