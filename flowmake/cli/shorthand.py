@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..records import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing stays off the no-op path (records.py)
-    from typing import Iterable, List, Sequence
+    from typing import Container, List, Sequence
 
 # Every command of cli.py (tests/test_cli_shorthand.py keeps the two in step).
 COMMANDS = frozenset({"run", "status", "list", "graph", "clean", "check", "init", "log", "lineage", "report", "audit",
@@ -69,9 +69,10 @@ def expand(argv: Sequence[str]) -> List[str]:
     return head + moved + [command] + kept
 
 
-def shadowed_commands(task_groups: Iterable[str]) -> List[str]:
+def shadowed_commands(task_groups: Container[str]) -> List[str]:
     """Tasks (or matrix tasks) named like a command: `flowmake NAME` runs the command, not them."""
-    return sorted(COMMANDS.intersection(task_groups))
+    # Each command looked up, not every group iterated: a cached load's groups are unpickled as asked (load/pages.py).
+    return sorted(name for name in COMMANDS if name in task_groups)
 
 
 def shadow_warning(name: str) -> str:

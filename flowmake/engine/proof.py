@@ -168,6 +168,7 @@ def leave_snapshot(flowfile: Flowfile, graph: Graph, selection: Sequence[str], *
         # environment) hold as they are.
         previous, planned = cone.snapshot, cone.planned
         env_inputs, rows, specs = dict(previous.env_inputs), tuple(previous.tasks), previous.specs
+        rows_data = previous.rows_data  # written again as read
         cone_files = [p for name in filter(planned.__contains__, selection)  # C loop over the selection
                       for p in (*tasks[name].inputs, *tasks[name].outputs)]
         collected = collect_files(cone_files, hasher.entry)
@@ -182,7 +183,7 @@ def leave_snapshot(flowfile: Flowfile, graph: Graph, selection: Sequence[str], *
         if flowfile.has_secrets:
             return  # its hook commands would be copied under .flowmake, where no secret may be
         env_inputs = {n: env_input_hash(n, environ) for spec in chosen for n in spec.env_inputs}
-        rows = tuple(task_rows())
+        rows, rows_data = tuple(task_rows()), b""
         digests = cone.specs if cone is not None and cone.specs is not None else None
         if digests is None:
             digests = spec_digests(tasks, graph.deps, selection)
@@ -208,7 +209,7 @@ def leave_snapshot(flowfile: Flowfile, graph: Graph, selection: Sequence[str], *
         tasks=rows, files=collected[0], suspects=collected[1],
         hooks=(hooks.on_failure, hooks.on_success, hooks.webhook), shell=flowfile.shell, version=__version__,
         state_identity=state_identity, includes=includes, notices=tuple(notices),
-        flowfile_document=flowfile.document_hash, specs=specs,
+        flowfile_document=flowfile.document_hash, specs=specs, rows_data=rows_data,
     ))
 
 

@@ -53,7 +53,8 @@ NO_SHORTCUTS = "FLOWMAKE_NO_SHORTCUTS"
 def shortcuts_off(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(NO_SHORTCUTS, "") not in ("", "0")
 
-_FORMAT = 8  # 5: ctimes in the stats; 6: the warnings a no-op repeats; 7: the documents' hash; 8: spec digests
+_FORMAT = 9  # 5: ctimes in the stats; 6: the warnings a no-op repeats; 7: the documents' hash; 8: spec digests;
+# 9: the task rows marshalled apart (Snapshot.rows_data)
 _PER = 3  # numbers per path in Files.stats
 SPEC_DIGEST = 16  # bytes per task in Snapshot.specs
 
@@ -113,6 +114,9 @@ class Snapshot(NamedTuple):
     flowfile_document: str = ""
     # proof.spec_digests of `tasks`, in order, SPEC_DIGEST bytes each: one bytes object (marshal reads one copy).
     specs: bytes = b""
+    # `tasks` marshalled, as read: a run that keeps the rows as they are writes these bytes again
+    # rather than marshal 100,000 rows anew (proof.leave_snapshot). Empty: marshalled on writing.
+    rows_data: bytes = b""
 
 
 def path_in(state_dir: str | Path) -> str:
@@ -129,7 +133,8 @@ def write(state_dir: str | Path, snap: Snapshot) -> None:
     files = snap.files
     data = (
         _FORMAT, snap.version, snap.flowfile, snap.flowfile_stat, snap.flowfile_hash, snap.targets,
-        dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots, snap.tasks,
+        dict(snap.env_inputs), snap.flow_name, snap.jobs, snap.roots,
+        snap.rows_data or marshal.dumps(tuple(snap.tasks)),
         "\0".join(files.paths), array("q", files.stats).tobytes(), array("Q", files.inodes).tobytes(),
         snap.suspects, snap.hooks, snap.shell, snap.state_identity, snap.includes, tuple(snap.notices),
         snap.flowfile_document, snap.specs,
@@ -147,8 +152,11 @@ def read(state_dir: str | Path) -> Optional[Snapshot]:
             data = marshal.loads(f.read())  # several times faster than marshal.load(f)
         if not isinstance(data, tuple) or len(data) != 22 or data[0] != _FORMAT:
             return None
-        (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, paths, stats,
+        (_, version, flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, rows_data, paths, stats,
          inodes, suspects, hooks, shell, identity, includes, notices, document, specs) = data
+        tasks = marshal.loads(rows_data)
+        if not isinstance(tasks, tuple):
+            return None
         files = Files(paths.split("\0") if paths else [], array("q", stats), array("Q", inodes))
     except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
@@ -157,7 +165,7 @@ def read(state_dir: str | Path) -> Optional[Snapshot]:
     if not isinstance(specs, bytes) or len(specs) != SPEC_DIGEST * len(tasks):
         return None
     return Snapshot(flowfile, ff_stat, ff_hash, targets, env_inputs, name, jobs, roots, tasks, files, suspects,
-                    hooks, shell, version, identity, includes, notices, document, specs)
+                    hooks, shell, version, identity, includes, notices, document, specs, rows_data)
 
 
 def applies(snap: Snapshot, *, version: str, flowfile: str, targets: Sequence[str],

@@ -168,9 +168,11 @@ class PagedTasks(abc.Mapping):
         groups: Dict[str, List[str]] = {}
         for spec in specs:
             groups.setdefault(spec.group, []).append(spec.name)
+        from .pages import paged  # a run asks a few groups (commands.flowfile_warnings, its targets)
+
         return cls(tuple(tasks), [pickle.dumps(specs[i:i + _PAGE], protocol=pickle.HIGHEST_PROTOCOL)
                                   for i in range(0, len(specs), _PAGE)], _PAGE,
-                   {group: tuple(names) for group, names in groups.items()})
+                   paged({group: tuple(names) for group, names in groups.items()}))
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return (PagedTasks, (self._names, self._pages, self._page_size, self._groups, self._lines))
