@@ -243,7 +243,8 @@ def default_targets(flowfile: Flowfile, graph: Graph) -> Tuple[str, ...]:
 def closure(graph: Graph, roots: Iterable[str]) -> Tuple[str, ...]:
     """The roots and everything they need, in topological order."""
     stack = list(roots)
-    if len(set(stack)) == len(graph.order):  # every task (the usual default): nothing to walk
+    if len(stack) == len(graph.order) and stack == list(graph.order) or len(set(stack)) == len(graph.order):
+        # Every task (the usual default, often in the graph's own order: compared, not hashed): nothing to walk.
         return tuple(graph.order)
     wanted: Set[str] = set()
     while stack:
