@@ -67,3 +67,17 @@ def test_a_graph_keeps_its_fields_with_its_big_maps_paged() -> None:
     cached = pickle.loads(pickle.dumps(paged_fields(graph)))
     assert type(cached.deps) is PagedDict and type(cached.producers) is dict
     assert cached == graph and cached.order == graph.order
+
+
+def test_looked_up_across_the_board_it_loads_the_rest_at_once() -> None:
+    plain = _packed(2000)
+    cached = pickle.loads(pickle.dumps(paged(plain)))
+    buckets = len(cached._buckets)
+    for name in list(plain)[:3]:
+        cached[name]
+    assert dict.__len__(cached) < 2000  # a few buckets
+    for name in plain:  # as a full plan looks up every task's deps
+        assert cached[name] == plain[name]
+    assert dict.__len__(cached) == 2000 and len(cached._loaded) == buckets
+    assert "nope" not in cached and cached.get("nope") is None
+    assert list(cached) == list(plain)  # and in its order once iterated

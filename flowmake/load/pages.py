@@ -50,7 +50,7 @@ def paged_fields(record: Any) -> Any:
 class PagedDict(dict):
     """A dict whose entries are unpickled a bucket at a time, as their keys are looked up."""
 
-    __slots__ = ("_count", "_buckets", "_keys", "_loaded", "_complete")
+    __slots__ = ("_count", "_buckets", "_keys", "_loaded", "_complete", "_ordered")
 
     @classmethod
     def pack(cls, mapping: Mapping[str, Any]) -> "PagedDict":
@@ -68,26 +68,34 @@ class PagedDict(dict):
         return (_restore, (self._count, self._buckets, self._keys))
 
     def _load(self, key: str) -> None:
-        i = _bucket(key, len(self._buckets))
+        buckets = self._buckets
+        i = _bucket(key, len(buckets))
         loaded: Set[int] = self._loaded
         if i not in loaded:
             loaded.add(i)
-            dict.update(self, _unpickle(self._buckets[i]))
-            if len(loaded) == len(self._buckets):
-                self._fill()
+            dict.update(self, _unpickle(buckets[i]))
+            if len(loaded) * 8 >= len(buckets):
+                # Looked up across the board (a full plan, status): the rest at once, and then
+                # every lookup is a plain dict's (one by one, 100,000 lookups cost 3x one unpickle).
+                self._load_all()
+
+    def _load_all(self) -> None:
+        if not self._complete:
+            loaded, update = self._loaded, dict.update
+            for i, bucket in enumerate(self._buckets):
+                if i not in loaded:
+                    update(self, _unpickle(bucket))
+            loaded.update(range(len(self._buckets)))
+            self._complete = True
 
     def _fill(self) -> None:
         """Every entry, in the order of the dict that was packed."""
-        if self._complete:
-            return
-        for i in range(len(self._buckets)):
-            if i not in self._loaded:
-                self._loaded.add(i)
-                dict.update(self, _unpickle(self._buckets[i]))
-        entries = [(key, dict.__getitem__(self, key)) for key in _unpickle(self._keys)]
-        dict.clear(self)
-        dict.update(self, entries)
-        self._complete = True
+        if not self._ordered:
+            self._load_all()
+            entries = [(key, dict.__getitem__(self, key)) for key in _unpickle(self._keys)]
+            dict.clear(self)
+            dict.update(self, entries)
+            self._ordered = True
 
     def __missing__(self, key: Any) -> Any:
         if not self._complete and isinstance(key, str):
@@ -156,5 +164,5 @@ class PagedDict(dict):
 def _restore(count: int, buckets: List[bytes], keys: bytes) -> PagedDict:
     made = PagedDict()
     made._count, made._buckets, made._keys = count, buckets, keys
-    made._loaded, made._complete = set(), False
+    made._loaded, made._complete, made._ordered = set(), False, False
     return made
