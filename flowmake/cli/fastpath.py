@@ -314,6 +314,9 @@ def _hand_over(prescan: Optional[prescans.Prescan], snap: snapshots.Snapshot,
     hand_over.append(prescan)
 
 
+_plans: list = [None, (), ()]  # the snapshot's tasks (itself, not a copy), their names, their PlannedTasks
+
+
 class _NoopRun:
     """A no-op run made ready while the files are still being stat'ed: nothing shown or recorded until `report`."""
 
@@ -363,14 +366,16 @@ class _NoopRun:
         self.record = RunRecord(run_id, started, current_user(), host_name(), __version__, snap.flowfile_hash,
                                 args.argv, tuple(snap.roots))
         self.reporter = make_reporter(mode, out=sys.stdout, err=sys.stderr, quiet=args.quiet, verbose=args.verbose)
-        # The snapshot observes every task PROVEN; the rebuilder decides
-        # (once: it is pure, and the observation is the same for all).
-        decision = decide(None, None, PROVEN)
-        # Built by C loops (zip, map, tuple.__new__): a Python loop made 10,000 of them in ~6 ms.
-        self.names, groups, deps = zip(*snap.tasks) if snap.tasks else ((), (), ())
-        planned = tuple(map(tuple.__new__, repeat(PlannedTask), zip(
-            self.names, groups, repeat(decision.will_run), repeat(decision.blocked_by), repeat(decision.reasons),
-            map(tuple, deps))))
+        if _plans[0] is not snap.tasks:  # the daemon answers many runs from one snapshot (daemon/answer.py)
+            # The snapshot observes every task PROVEN; the rebuilder decides
+            # (once: it is pure, and the observation is the same for all).
+            decision = decide(None, None, PROVEN)
+            # Built by C loops (zip, map, tuple.__new__): a Python loop made 10,000 of them in ~6 ms.
+            names, groups, deps = zip(*snap.tasks) if snap.tasks else ((), (), ())
+            _plans[:] = snap.tasks, names, tuple(map(tuple.__new__, repeat(PlannedTask), zip(
+                names, groups, repeat(decision.will_run), repeat(decision.blocked_by), repeat(decision.reasons),
+                map(tuple, deps))))
+        _, self.names, planned = _plans
         self.started = RunStarted(run_id, started, snap.flow_name, tuple(snap.roots), planned, jobs)
 
     def report(self) -> Optional[int]:

@@ -36,10 +36,11 @@ def answer_run(proof, request, fds, still_asked=lambda: True) -> tuple:
         return ("decline", "the client's streams did not arrive")
     streams = [open(fd, "w", encoding=enc or "utf-8", errors=errors or "strict", closefd=True)
                for fd, (enc, errors) in zip(fds, encodings)]
-    saved = (sys.stdout, sys.stderr, dict(os.environ), os.getcwd())
+    saved = (sys.stdout, sys.stderr, os.getcwd())
     try:
         sys.stdout, sys.stderr = streams
-        _replace_environ(environ)
+        if os.environ != environ:  # the daemon reads none of it between requests: left as the last client's
+            _replace_environ(environ)
         os.chdir(cwd)
         outcome = []
         code = exit_code_of(lambda: _noop(proof, argv, typed, flowfile, outcome, still_asked))
@@ -51,8 +52,7 @@ def answer_run(proof, request, fds, still_asked=lambda: True) -> tuple:
             except OSError:
                 pass  # a reader gone away, as the fast path survives it
         sys.stdout, sys.stderr = saved[0], saved[1]
-        _replace_environ(saved[2])
-        os.chdir(saved[3])
+        os.chdir(saved[2])
 
 
 def _replace_environ(environ) -> None:

@@ -1,7 +1,7 @@
 """The client's side of the daemon's socket: what `flowmake run` asks, and `daemon status|stop`.
 
 Imported by the no-op fast path only once the socket file exists, and kept
-to the standard library's socket and marshal. One request per connection:
+to the standard library's C socket module and marshal. One request per connection:
 a length-prefixed marshal of the request, the client's stdout and stderr
 passed along with it (SCM_RIGHTS), so that the daemon writes the run's
 output exactly where the client would have; one marshal back. Any failure
@@ -11,10 +11,11 @@ None: the caller takes the ordinary path, and says nothing.
 
 from __future__ import annotations
 
+import _socket  # socket.py's IntEnums and selectors cost a no-op ~3 ms to import; its C core is all this needs
 import marshal
 import os
-import socket
 import sys
+from array import array
 
 from .. import __version__
 
@@ -44,13 +45,13 @@ def ask(path: str, command: str, timeout: float = REPLY_TIMEOUT):
 
 def _exchange(path: str, request, *, fds, timeout: float = REPLY_TIMEOUT):
     payload = marshal.dumps(request)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         connect(sock, path)
         message = len(payload).to_bytes(4, "little") + payload
-        if fds:
-            sent = socket.send_fds(sock, [message], list(fds))
+        if fds:  # as socket.send_fds: the descriptors ride with the first bytes (SCM_RIGHTS)
+            sent = sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array("i", fds))])
             if sent < len(message):
                 sock.sendall(message[sent:])
         else:
@@ -62,7 +63,7 @@ def _exchange(path: str, request, *, fds, timeout: float = REPLY_TIMEOUT):
         sock.close()
 
 
-def connect(sock: socket.socket, path: str, bind: bool = False) -> None:
+def connect(sock, path: str, bind: bool = False) -> None:
     """Connect (or bind) to `path`; by its name from inside its directory when it is longer than
     a socket address holds (108 bytes on Linux): deep project directories are common."""
     if len(os.fsencode(path)) < 100:
@@ -76,7 +77,7 @@ def connect(sock: socket.socket, path: str, bind: bool = False) -> None:
         os.chdir(here)
 
 
-def read_message(sock: socket.socket, first: bytes = b"") -> bytes:
+def read_message(sock, first: bytes = b"") -> bytes:
     """One length-prefixed message (`first`: what was already received of it)."""
     data = bytearray(first)
     while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "little"):
@@ -87,6 +88,6 @@ def read_message(sock: socket.socket, first: bytes = b"") -> bytes:
     return bytes(data[4:4 + int.from_bytes(data[:4], "little")])
 
 
-def send_message(sock: socket.socket, value) -> None:
+def send_message(sock, value) -> None:
     payload = marshal.dumps(value)
     sock.sendall(len(payload).to_bytes(4, "little") + payload)
