@@ -42,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # A well-formed `status` needs no typer either, and overlaps its stat scan with loading.
         from .cli.statuscmd import try_status
 
-        code = try_status(args)
+        code = try_status(args, process_ends=argv is None)
         if code is not None:
             if argv is None:
                 _leave(code)
