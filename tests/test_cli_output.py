@@ -9,7 +9,7 @@ import threading
 import time
 from typing import List
 
-from conftest import FLOWMAKE, RUN_TIMEOUT, Project, Result, wait_for
+from conftest import FLOWMAKE, RUN_TIMEOUT, Project, Result
 from test_cli_commands import run_in_pty, strip_ansi
 
 # Two tasks whose lines interleave for sure at -j2: a1, b1, a2, b2, each printed
@@ -67,7 +67,8 @@ def test_plain_output_prefixes_each_line_and_shows_it_while_the_task_still_runs(
         for line in proc.stdout:
             seen.put(line.rstrip("\n"))
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     collected: List[str] = []
     deadline = time.monotonic() + 20
     while "[slow] first line" not in collected:
@@ -79,8 +80,8 @@ def test_plain_output_prefixes_each_line_and_shows_it_while_the_task_still_runs(
     assert proc.poll() is None and not project.exists("go")  # still running: it waits for `go`
     project.write("go", "")
     assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
-    wait_for(lambda: any(line.startswith("done: ") for line in collected) or not seen.empty(), what="the end")
-    time.sleep(0.2)
+    reader.join(timeout=30)  # the reader ends at EOF, so every line is queued
+    assert not reader.is_alive(), "flowmake's stdout never reached EOF"
     while not seen.empty():
         collected.append(seen.get())
     assert output_lines("\n".join(collected)) == ["[slow] first line", "[slow] second line"]
