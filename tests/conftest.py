@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -120,6 +121,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _pycache: Path) -
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
+    # tempfile keeps the first TMPDIR it saw: flowmake run in-process (a crash report) would write to /tmp.
+    monkeypatch.setattr(tempfile, "tempdir", None)
 
 
 # -- results -------------------------------------------------------------------

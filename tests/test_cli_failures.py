@@ -8,6 +8,8 @@ files and the tail printed on stderr, and that a failed task runs again.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from conftest import Project
 
@@ -329,6 +331,7 @@ def test_a_bug_while_moving_task_output_ends_the_run_as_an_internal_error_not_a_
     assert "internal error" in err and "ZeroDivisionError: planted" in err, err
     crash = err.rsplit("traceback written to ", 1)[1].strip()
     assert "planted" in open(crash).read()
+    assert Path(crash).parent == Path(os.environ["TMPDIR"])  # the test's own, not /tmp
 
 
 def test_a_directory_where_a_file_output_was_declared_says_to_write_the_slash(project: Project) -> None:
